@@ -1,0 +1,58 @@
+"""Liveness and dependency status."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from livinglab.settings import MqttUrl
+
+router = APIRouter(tags=["health"])
+
+
+class CheckPublic(BaseModel):
+    status: Literal["ok", "down", "unconfigured"]
+    detail: str | None = None
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok", "degraded"]
+    checks: dict[str, CheckPublic]
+
+
+async def _check_database(request: Request) -> CheckPublic:
+    try:
+        async with asyncio.timeout(2.0), request.app.state.pool.connection(timeout=2.0) as conn:
+            await conn.execute("SELECT 1")
+    except Exception as exc:
+        return CheckPublic(status="down", detail=type(exc).__name__)
+    return CheckPublic(status="ok")
+
+
+async def _check_broker(request: Request) -> CheckPublic:
+    url = request.app.state.settings.mqtt_url
+    if not url:
+        return CheckPublic(status="unconfigured")
+    try:
+        target = MqttUrl.parse(url)
+        async with asyncio.timeout(2.0):
+            _, writer = await asyncio.open_connection(target.host, target.port)
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+    except Exception as exc:
+        return CheckPublic(status="down", detail=type(exc).__name__)
+    return CheckPublic(status="ok")
+
+
+@router.get("/v1/health", summary="Liveness and dependency status")
+async def health(request: Request) -> HealthPublic:
+    """`ok` when the database and the broker answer, else `degraded` (still HTTP 200: the API itself is alive)."""
+    database, broker = await asyncio.gather(_check_database(request), _check_broker(request))
+    checks = {"database": database, "broker": broker}
+    status: Literal["ok", "degraded"] = "ok" if all(c.status != "down" for c in checks.values()) else "degraded"
+    return HealthPublic(status=status, checks=checks)

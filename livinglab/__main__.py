@@ -1,0 +1,3 @@
+from livinglab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,230 @@
+"""The `livinglab` command line. Settings are read here, once, and passed down."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
+
+from livinglab.errors import LivinglabError
+from livinglab.logs import configure_logging
+from livinglab.settings import CoreSettings
+
+
+def _on_signals(stop: Callable[[], None]) -> None:
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        stop()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from livinglab.runtime import Platform
+
+    settings = CoreSettings()
+    configure_logging(settings.log_level, "up")
+    platform = Platform(
+        settings,
+        simulate=args.simulate,
+        scenario=args.scenario,
+        api_port=args.port,
+        public_read=args.public_read,
+    )
+    _on_signals(platform.stop)
+    return platform.run()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from livinglab.runtime import resolve_database_url
+    from livinglab.storage import migrate
+
+    settings = CoreSettings()
+    configure_logging(settings.log_level, "migrate")
+    url, embedded = resolve_database_url(settings)
+    try:
+        applied = migrate(url, timescaledb=settings.timescaledb, chunk_interval=settings.chunk_interval)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print(f"applied migrations: {', '.join(map(str, applied)) or 'none (up to date)'}", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from livinglab.runtime import resolve_database_url
+    from livinglab.storage import check_schema, connect
+    from livinglab.storage.keys import Scope, create_key
+
+    settings = CoreSettings()
+    configure_logging("WARNING", "keys")
+    url, embedded = resolve_database_url(settings)
+    try:
+        with connect(url) as conn:
+            check_schema(conn)
+            key = create_key(conn, Scope(args.scope), name=args.name or "")
+            conn.commit()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print(key, flush=True)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest import Ingester, IngestSettings
+
+    settings = IngestSettings()
+    configure_logging(settings.log_level, "ingest")
+    ingester = Ingester(settings)
+    _on_signals(ingester.stop)
+    ingester.run()
+    return 0
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from processing import Processor, ProcessorSettings
+
+    settings = ProcessorSettings()
+    configure_logging(settings.log_level, "process")
+    processor = Processor(settings)
+    _on_signals(processor.stop)
+    processor.run()
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api import ApiSettings, create_app
+
+    overrides: dict[str, Any] = {}
+    if args.port is not None:
+        overrides["api_port"] = args.port
+    settings = ApiSettings(**overrides)
+    configure_logging(settings.log_level, "api")
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from livinglab.storage import connect
+    from livinglab.storage.registry import upsert_sensors
+    from simulators import SimulatorSettings, load_scenario
+    from simulators.publisher import RealTimePublisher
+
+    settings = SimulatorSettings()
+    configure_logging(settings.log_level, "simulate")
+    scenario = load_scenario(args.scenario)
+    if args.register:
+        with connect(settings.require_database_url()) as conn:
+            upsert_sensors(conn, scenario.sensors)
+            conn.commit()
+    publisher = RealTimePublisher(
+        scenario,
+        settings.require_mqtt_url(),
+        prefix=settings.topic_prefix,
+        client_id=settings.simulator_client_id,
+        seed=settings.seed,
+    )
+    _on_signals(publisher.stop)
+    publisher.run()
+    return 0
+
+
+def settings_classes() -> list[tuple[str, type[CoreSettings]]]:
+    """Every deployable's settings class, for documentation."""
+    from api import ApiSettings
+    from ingest import IngestSettings
+    from processing import ProcessorSettings
+    from simulators import SimulatorSettings
+
+    return [
+        ("all roles", CoreSettings),
+        ("ingest", IngestSettings),
+        ("process", ProcessorSettings),
+        ("api", ApiSettings),
+        ("simulate", SimulatorSettings),
+    ]
+
+
+def settings_table() -> str:
+    """A Markdown table of every LIVINGLAB_* variable: who reads it, its default and what it does."""
+    lines = ["| variable | read by | default | meaning |", "|---|---|---|---|"]
+    seen: set[str] = set()
+    for role, cls in settings_classes():
+        for name, info in cls.model_fields.items():
+            if name in seen:
+                continue
+            seen.add(name)
+            if info.default_factory is not None:
+                default = "(see meaning)"
+            elif info.default is None:
+                default = "unset"
+            else:
+                default = f"`{getattr(info.default, 'value', info.default)}`"
+            meaning = (info.description or "").replace("|", "\\|")
+            lines.append(f"| `LIVINGLAB_{name.upper()}` | {role} | {default} | {meaning} |")
+    return "\n".join(lines)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    print(settings_table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livinglab",
+        description="An event-driven sensor platform for a city living lab. Settings come from LIVINGLAB_* "
+        "environment variables (see the README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run the whole platform on this machine (embedded database and broker by default)")
+    up.add_argument("--simulate", action="store_true", help="also run a simulated city")
+    up.add_argument("--scenario", default="demo", help="scenario for --simulate: a shipped name or a YAML path")
+    up.add_argument("--port", type=int, default=8000, help="API port (a free one is picked if taken)")
+    up.add_argument("--public-read", action="store_true", help="serve read endpoints without an API key")
+    up.set_defaults(func=cmd_up)
+
+    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(func=cmd_migrate)
+    sub.add_parser("settings", help="print every LIVINGLAB_* setting as a Markdown table").set_defaults(
+        func=cmd_settings
+    )
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create an API key and print it (shown only once)")
+    create.add_argument("--scope", required=True, choices=["read", "sensors:write", "admin"])
+    create.add_argument("--name", default="", help="a label to recognise the key by")
+    create.set_defaults(func=cmd_keys_create)
+
+    sub.add_parser("ingest", help="run an ingester").set_defaults(func=cmd_ingest)
+    sub.add_parser("process", help="run a processor").set_defaults(func=cmd_process)
+    api = sub.add_parser("api", help="run the HTTP API")
+    api.add_argument("--port", type=int, default=None, help="port (default: LIVINGLAB_API_PORT or 8000)")
+    api.set_defaults(func=cmd_api)
+
+    sim = sub.add_parser("simulate", help="publish a simulated city over MQTT")
+    sim.add_argument("--scenario", default="demo", help="a shipped scenario name or a YAML path")
+    sim.add_argument("--register", action="store_true", help="register the scenario's sensors first")
+    sim.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except LivinglabError as exc:
+        print(f"livinglab: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""Settings shared by every deployable, read from `LIVINGLAB_*` environment variables.
+
+Each role extends `CoreSettings` with its own class (`ingest.IngestSettings`, `processing.ProcessorSettings`,
+`api.ApiSettings`, `simulators.SimulatorSettings`). Settings are read once, at the edge (the CLI), and passed down;
+no other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from livinglab.errors import ConfigurationError
+
+
+def default_data_dir() -> Path:
+    """Where the embedded database and broker keep their state: `$XDG_DATA_HOME/livinglab`."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "livinglab"
+
+
+class TimescaleMode(enum.StrEnum):
+    """Whether migrations use TimescaleDB: `auto` when the extension can be created, `require` or `off`."""
+
+    AUTO = "auto"
+    REQUIRE = "require"
+    OFF = "off"
+
+
+class CoreSettings(BaseSettings):
+    """Settings every role reads."""
+
+    model_config = SettingsConfigDict(env_prefix="LIVINGLAB_", extra="ignore", frozen=True)
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL. Unset: `livinglab up` starts an embedded PostgreSQL in the data directory.",
+    )
+    mqtt_url: str | None = Field(
+        default=None,
+        description="`mqtt://[user:password@]host:port` or `mqtts://...`. Unset: `livinglab up` starts a broker.",
+    )
+    topic_prefix: str = Field(default="livinglab/v1", description="Prefix of every device topic.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="State of the embedded services (default `~/.local/share/livinglab`).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    timescaledb: TimescaleMode = Field(default=TimescaleMode.AUTO, description="Use TimescaleDB: auto, require, off.")
+    chunk_interval: str = Field(default="1 day", description="TimescaleDB chunk interval of the readings table.")
+    allowed_lateness_s: int = Field(
+        default=7200, ge=0, description="A window is final once its end plus this many seconds has passed."
+    )
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if not value or any(c in value for c in "+#\x00"):
+            raise ValueError("topic_prefix must be a non-empty topic without wildcards")
+        return value
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigurationError("LIVINGLAB_DATABASE_URL is not set")
+        return self.database_url
+
+    def require_mqtt_url(self) -> MqttUrl:
+        if not self.mqtt_url:
+            raise ConfigurationError("LIVINGLAB_MQTT_URL is not set")
+        return MqttUrl.parse(self.mqtt_url)
+
+
+@dataclass(frozen=True, slots=True)
+class MqttUrl:
+    """A parsed `LIVINGLAB_MQTT_URL`."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def parse(cls, url: str) -> MqttUrl:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ConfigurationError(f"MQTT URL must start with mqtt:// or mqtts://, got {parts.scheme!r}")
+        if not parts.hostname:
+            raise ConfigurationError("MQTT URL has no host")
+        tls = parts.scheme == "mqtts"
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as exc:
+            raise ConfigurationError(f"MQTT URL has a bad port: {exc}") from exc
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+        )
+
+    def __str__(self) -> str:
+        auth = f"{self.username}:***@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"

@@ -1,0 +1,25 @@
+"""Storage: schema migrations, connections, and the queries the roles share."""
+
+from livinglab.storage._db import (
+    CHANNEL_DIRTY,
+    CHANNEL_EVENTS,
+    CHANNEL_REGISTRY,
+    connect,
+    create_async_pool,
+    create_pool,
+)
+from livinglab.storage.migrate import check_schema, current_version, latest_version, migrate, uses_timescaledb
+
+__all__ = [
+    "CHANNEL_DIRTY",
+    "CHANNEL_EVENTS",
+    "CHANNEL_REGISTRY",
+    "check_schema",
+    "connect",
+    "create_async_pool",
+    "create_pool",
+    "current_version",
+    "latest_version",
+    "migrate",
+    "uses_timescaledb",
+]

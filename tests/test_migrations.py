@@ -1,0 +1,64 @@
+"""Versioned migrations: apply once, record the version, refuse mismatched schemas."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from livinglab.errors import MigrationError, SchemaVersionError
+from livinglab.settings import TimescaleMode
+from livinglab.storage import check_schema, current_version, latest_version, migrate, uses_timescaledb
+from livinglab.storage.migrate import load_migrations
+
+
+def test_versions_are_contiguous_from_one() -> None:
+    versions = [m.version for m in load_migrations()]
+    assert versions == sorted(versions)
+    assert versions[0] == 1
+    assert len(set(versions)) == len(versions)
+
+
+def test_migrate_empty_database_then_again(empty_database_url: str) -> None:
+    with psycopg.connect(empty_database_url) as conn:
+        with pytest.raises(SchemaVersionError) as raised:
+            check_schema(conn)
+        assert raised.value.found == 0
+    applied = migrate(empty_database_url, timescaledb=TimescaleMode.OFF)
+    assert applied == [m.version for m in load_migrations()]
+    assert migrate(empty_database_url) == []
+    with psycopg.connect(empty_database_url) as conn:
+        assert check_schema(conn) == latest_version()
+        assert not uses_timescaledb(conn)
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {
+        "sensors",
+        "readings",
+        "rejected",
+        "dirty_windows",
+        "agg_1m",
+        "agg_1h",
+        "agg_1d",
+        "ispu_hourly",
+        "aqi_hourly",
+        "traffic_hourly",
+        "ingest_counters",
+        "api_keys",
+        "schema_migrations",
+    } <= tables
+
+
+def test_newer_schema_is_refused(fresh_database_url: str) -> None:
+    with psycopg.connect(fresh_database_url) as conn:
+        conn.execute("INSERT INTO schema_migrations (version, name, variant) VALUES (9999, 'future', 'plain')")
+        with pytest.raises(SchemaVersionError, match="newer"):
+            check_schema(conn)
+        assert current_version(conn) == 9999
+
+
+def test_require_timescaledb_fails_clearly_without_it(empty_database_url: str) -> None:
+    with psycopg.connect(empty_database_url) as conn:
+        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    if available:
+        pytest.skip("this server has TimescaleDB")
+    with pytest.raises(MigrationError, match="timescaledb"):
+        migrate(empty_database_url, timescaledb=TimescaleMode.REQUIRE)
