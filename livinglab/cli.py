@@ -40,17 +40,41 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from livinglab.runtime import resolve_database_url
-    from livinglab.storage import migrate
+    from livinglab.storage import connect, migrate
+    from livinglab.storage.policies import StoragePolicies, apply_policies
 
     settings = CoreSettings()
     configure_logging(settings.log_level, "migrate")
     url, embedded = resolve_database_url(settings)
     try:
         applied = migrate(url, timescaledb=settings.timescaledb, chunk_interval=settings.chunk_interval)
+        with connect(url) as conn:
+            changes = apply_policies(conn, StoragePolicies.from_settings(settings))
     finally:
         if embedded is not None:
             embedded.stop()
     print(f"applied migrations: {', '.join(map(str, applied)) or 'none (up to date)'}", file=sys.stderr)
+    for change in changes:
+        print(f"storage policy: {change}", file=sys.stderr)
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from livinglab.storage.retention import RetentionJob, RetentionSettings
+
+    settings = RetentionSettings()
+    configure_logging(settings.log_level, "retention")
+    job = RetentionJob(settings)
+    if args.once:
+        results = job.run_once()
+        if results is None:
+            print("another retention pass is running", file=sys.stderr)
+            return 1
+        for result in results:
+            print(f"{result.table}: deleted {result.rows_deleted} rows older than {result.cutoff.isoformat()}")
+        return 0
+    _on_signals(job.stop)
+    job.run()
     return 0
 
 
@@ -74,10 +98,15 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """Command-line options that were given, as settings overrides (they win over LIVINGLAB_* variables)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest import Ingester, IngestSettings
 
-    settings = IngestSettings()
+    settings = IngestSettings(**_overrides(args, "client_id", "shared_group", "health_port"))
     configure_logging(settings.log_level, "ingest")
     ingester = Ingester(settings)
     _on_signals(ingester.stop)
@@ -88,7 +117,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_process(args: argparse.Namespace) -> int:
     from processing import Processor, ProcessorSettings
 
-    settings = ProcessorSettings()
+    settings = ProcessorSettings(**_overrides(args, "worker_id"))
     configure_logging(settings.log_level, "process")
     processor = Processor(settings)
     _on_signals(processor.stop)
@@ -101,7 +130,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     from api import ApiSettings, create_app
 
-    overrides: dict[str, Any] = {}
+    overrides = _overrides(args, "api_host")
     if args.port is not None:
         overrides["api_port"] = args.port
     settings = ApiSettings(**overrides)
@@ -140,6 +169,7 @@ def settings_classes() -> list[tuple[str, type[CoreSettings]]]:
     """Every deployable's settings class, for documentation."""
     from api import ApiSettings
     from ingest import IngestSettings
+    from livinglab.storage.retention import RetentionSettings
     from processing import ProcessorSettings
     from simulators import SimulatorSettings
 
@@ -149,6 +179,7 @@ def settings_classes() -> list[tuple[str, type[CoreSettings]]]:
         ("process", ProcessorSettings),
         ("api", ApiSettings),
         ("simulate", SimulatorSettings),
+        ("retention", RetentionSettings),
     ]
 
 
@@ -203,11 +234,21 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", default="", help="a label to recognise the key by")
     create.set_defaults(func=cmd_keys_create)
 
-    sub.add_parser("ingest", help="run an ingester").set_defaults(func=cmd_ingest)
-    sub.add_parser("process", help="run a processor").set_defaults(func=cmd_process)
+    ingest = sub.add_parser("ingest", help="run an ingester (run several with one --shared-group)")
+    ingest.add_argument("--client-id", help="fixed MQTT client id, unique per ingester (LIVINGLAB_CLIENT_ID)")
+    ingest.add_argument("--shared-group", help="MQTT 5 shared subscription group (LIVINGLAB_SHARED_GROUP)")
+    ingest.add_argument("--health-port", type=int, help="serve /metrics and /health here (LIVINGLAB_HEALTH_PORT)")
+    ingest.set_defaults(func=cmd_ingest)
+    process = sub.add_parser("process", help="run a processor (any number share the work)")
+    process.add_argument("--worker-id", help="names this processor in claimed work (LIVINGLAB_WORKER_ID)")
+    process.set_defaults(func=cmd_process)
     api = sub.add_parser("api", help="run the HTTP API")
+    api.add_argument("--host", dest="api_host", help="address to listen on (LIVINGLAB_API_HOST, default 127.0.0.1)")
     api.add_argument("--port", type=int, default=None, help="port (default: LIVINGLAB_API_PORT or 8000)")
     api.set_defaults(func=cmd_api)
+    retention = sub.add_parser("retention", help="delete data older than its retention interval, periodically")
+    retention.add_argument("--once", action="store_true", help="run one pass, print what it deleted and exit")
+    retention.set_defaults(func=cmd_retention)
 
     sim = sub.add_parser("simulate", help="publish a simulated city over MQTT")
     sim.add_argument("--scenario", default="demo", help="a shipped scenario name or a YAML path")

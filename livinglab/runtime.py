@@ -1,9 +1,10 @@
 """The embedded runtime behind `livinglab up`: the whole platform as child processes on one machine.
 
 With no database URL it starts an embedded PostgreSQL in the data directory; with no MQTT URL an embedded broker on
-loopback. It migrates, creates an admin key for this run, starts an ingester, a processor and the API (and, with
-`--simulate`, a simulated city) as child processes in their own sessions, restarts a child that dies, and on
-Ctrl-C stops them in order: producers first, then consumers, then the broker and the database.
+loopback. It migrates (and applies the storage policies), creates an admin key for this run, starts an ingester, a
+processor, the API and the retention job (and, with `--simulate`, a simulated city) as child processes in their own
+sessions, restarts a child that dies, and on Ctrl-C stops them in order: producers first, then consumers, then the
+broker and the database.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from livinglab.embedded import Broker, EmbeddedPostgres, make_broker, port_or_fr
 from livinglab.settings import CoreSettings
 from livinglab.storage import connect, migrate
 from livinglab.storage.keys import Scope, create_key, revoke_keys_named
+from livinglab.storage.policies import StoragePolicies, apply_policies
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,7 @@ class Platform:
         if applied:
             log.info("applied migrations %s", applied)
         with connect(database_url) as conn:
+            apply_policies(conn, StoragePolicies.from_settings(self.settings))
             revoke_keys_named(conn, LOCAL_ADMIN_KEY_NAME)
             admin_key = create_key(conn, Scope.ADMIN, name=LOCAL_ADMIN_KEY_NAME)
             if self.simulate:
@@ -145,6 +148,7 @@ class Platform:
             Child("ingest", [*module, "ingest"], env),
             Child("process", [*module, "process"], env),
             Child("api", [*module, "api"], env),
+            Child("retention", [*module, "retention"], env),
         ]
         if self.simulate:
             self._children.append(Child("simulate", [*module, "simulate", "--scenario", self.scenario], env))
@@ -188,7 +192,7 @@ class Platform:
     def _shutdown(self) -> None:
         log.info("stopping")
         # Producers first so consumers can drain what was sent.
-        for role in ("simulate", "ingest", "process", "api"):
+        for role in ("simulate", "ingest", "process", "api", "retention"):
             for child in self._children:
                 if child.role == role:
                     child.stop()

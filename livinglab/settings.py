@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,29 @@ def default_data_dir() -> Path:
     """Where the embedded database and broker keep their state: `$XDG_DATA_HOME/livinglab`."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "livinglab"
+
+
+_INTERVAL_RE = re.compile(
+    r"^\s*(\d+\s*(microsecond|millisecond|second|minute|hour|day|week|month|year)s?\s*)+$", re.IGNORECASE
+)
+_OFF = frozenset({"", "off", "none", "forever", "keep"})
+
+
+def parse_interval(value: object) -> str | None:
+    """A PostgreSQL interval setting such as `90 days` or `1 day 12 hours`; None for `off` (or unset).
+
+    Only whole numbers of named units pass, so the text is safe to hand to PostgreSQL and means the same there.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("an interval is text such as '90 days'")
+    text = value.strip()
+    if text.lower() in _OFF:
+        return None
+    if not _INTERVAL_RE.match(text):
+        raise ValueError(f"{value!r} is not an interval such as '90 days' or '12 hours' (or 'off')")
+    return " ".join(text.split())
 
 
 class TimescaleMode(enum.StrEnum):
@@ -54,10 +78,55 @@ class CoreSettings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     timescaledb: TimescaleMode = Field(default=TimescaleMode.AUTO, description="Use TimescaleDB: auto, require, off.")
-    chunk_interval: str = Field(default="1 day", description="TimescaleDB chunk interval of the readings table.")
+    chunk_interval: str = Field(
+        default="1 day",
+        description="TimescaleDB chunk interval of readings and agg_1m (agg_1h: 30x, agg_1d: 365x); set before the "
+        "first migration.",
+    )
+    compress_after: str | None = Field(
+        default="8 days",
+        description="TimescaleDB: compress readings and agg_1m chunks older than this (keep it above the maximum "
+        "lateness); `off` disables. Applied by `livinglab migrate`.",
+    )
+    retention_readings: str | None = Field(
+        default="90 days", description="Keep raw readings this long (`off`: forever)."
+    )
+    retention_agg_1m: str | None = Field(default="365 days", description="Keep 1-minute aggregates this long.")
+    retention_agg_1h: str | None = Field(default=None, description="Keep hourly aggregates this long (unset: forever).")
+    retention_agg_1d: str | None = Field(default=None, description="Keep daily aggregates this long (unset: forever).")
+    retention_counters: str | None = Field(
+        default="365 days", description="Keep per-sensor ingest counters and latency histograms this long."
+    )
+    retention_rejected: str | None = Field(default="30 days", description="Keep rejected messages this long.")
+    retention_events: str | None = Field(
+        default="7 days", description="Keep change events (what a reconnecting SSE client can catch up on) this long."
+    )
     allowed_lateness_s: int = Field(
         default=7200, ge=0, description="A window is final once its end plus this many seconds has passed."
     )
+
+    @field_validator(
+        "compress_after",
+        "retention_readings",
+        "retention_agg_1m",
+        "retention_agg_1h",
+        "retention_agg_1d",
+        "retention_counters",
+        "retention_rejected",
+        "retention_events",
+        mode="before",
+    )
+    @classmethod
+    def _check_interval(cls, value: object) -> object:
+        return parse_interval(value)
+
+    @field_validator("chunk_interval")
+    @classmethod
+    def _check_chunk_interval(cls, value: str) -> str:
+        parsed = parse_interval(value)
+        if parsed is None:
+            raise ValueError("chunk_interval cannot be off")
+        return parsed
 
     @field_validator("topic_prefix")
     @classmethod

@@ -174,6 +174,12 @@ def _try_create_timescaledb(conn: psycopg.Connection) -> bool:
     row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
     if row is None:
         return False
+    # CREATE EXTENSION on a server that did not preload the library ends the session with FATAL, so look first:
+    # a preloaded timescaledb registers its `timescaledb.*` settings in every session.
+    preloaded = conn.execute("SELECT count(*) FROM pg_settings WHERE name LIKE 'timescaledb.%'").fetchone()
+    if not preloaded or not preloaded[0]:
+        log.warning("timescaledb is installed but not in shared_preload_libraries; using plain PostgreSQL")
+        return False
     try:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     except psycopg.Error as exc:
