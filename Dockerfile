@@ -1,4 +1,5 @@
-# The livinglab image: one image, every role (`livinglab ingest | process | api | simulate | migrate`).
+# The livinglab image: one image, every role (`livinglab migrate | ingest | process | api | retention | simulate`).
+# docker-compose.yml runs it once per role; docs/operations.md describes the deployment.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -14,6 +15,9 @@ RUN useradd --create-home --uid 10001 livinglab
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER livinglab
-ENV NUMBA_CACHE_DIR=/tmp/numba-cache PYTHONUNBUFFERED=1
+# numba caches compiled kernels here; the kernels are warmed up when a processor starts.
+ENV NUMBA_CACHE_DIR=/tmp/numba-cache PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# 8000: the API; 9100: an ingester's /health and /metrics (LIVINGLAB_HEALTH_PORT).
+EXPOSE 8000 9100
 ENTRYPOINT ["livinglab"]
 CMD ["--help"]
