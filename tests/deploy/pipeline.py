@@ -55,6 +55,29 @@ def publish(broker: MosquittoBroker, messages: Sequence[tuple[str, bytes]], *, c
         client.loop_stop()
 
 
+def publish_paced(
+    broker: MosquittoBroker, messages: Sequence[tuple[str, bytes]], *, rate_per_s: float, chunk: int = 100
+) -> None:
+    """Publish at QoS 1 at about `rate_per_s` messages a second, waiting for the broker's PUBACKs chunk by chunk."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
+    client.max_inflight_messages_set(chunk)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    started = time.monotonic()
+    try:
+        for i in range(0, len(messages), chunk):
+            infos = [client.publish(topic, payload, qos=1) for topic, payload in messages[i : i + chunk]]
+            for info in infos:
+                info.wait_for_publish(timeout=60)
+                assert info.is_published()
+            ahead = started + (i + chunk) / rate_per_s - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def wait_settled(url: str, readings: int, *, timeout_s: float = 120.0) -> None:
     """Wait until `readings` rows are stored and the processors have no queued work left."""
     query = "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM dirty_windows)"
