@@ -7,11 +7,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from starlette.responses import Response
 
 import livinglab
+from api.deps import KeyCache
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.middleware import BodySizeLimit, RateLimit
 from api.problems import install_problem_handlers
-from api.routes import aggregates, health, sensors
+from api.routes import aggregates, air, health, quality, readings, rejected, sensors, service_levels, stream, traffic
 from api.settings import ApiSettings
+from api.stream import EventFeed
 from livinglab.storage import check_schema, connect, create_async_pool
 
 _INDEX = """<!doctype html>
@@ -19,8 +24,35 @@ _INDEX = """<!doctype html>
 <body><h1>livinglab</h1><p>The operators' dashboard. API documentation: <a href="/docs">/docs</a>.</p></body></html>
 """
 
+_DESCRIPTION = """\
+Service-level metrics of a city living lab: air quality (ISPU, US AQI), road traffic (PKJI degree of saturation,
+level of service) and data quality, from live sensor readings.
+
+* **Authentication**: `Authorization: Bearer <api key>` (create one with `livinglab keys create --scope read`).
+  Scopes: `read` < `sensors:write` < `admin`. Reads may be opened to the public by configuration; writes never.
+* **Times** are ISO 8601 in UTC with `Z`. Ranges are `[start, end)` and default to the last 24 hours.
+* **Lists** answer `{"items": [...], "next_cursor": ...}`; pass `next_cursor` as `cursor` for the next page.
+* **Indices** (`at=T`): per sensor, the latest value labelled at or before T. ISPU and AQI are labelled by the end
+  of the last hour they include, traffic by the start of its hour.
+* **Errors** are RFC 9457 problem details (`application/problem+json`).
+"""
+
+_TAGS = [
+    {"name": "air quality", "description": "ISPU and US AQI per station, from the hourly index tables."},
+    {"name": "traffic", "description": "PKJI flow, capacity, degree of saturation and level of service."},
+    {"name": "service levels", "description": "Shares of hours meeting targets, per district and service."},
+    {"name": "data quality", "description": "Freshness, completeness, latency and ingest counts per sensor."},
+    {"name": "sensors", "description": "The sensor registry."},
+    {"name": "aggregates", "description": "Windowed statistics of one sensor (1m, 1h, 1d)."},
+    {"name": "readings", "description": "Raw readings of one sensor, a page at a time."},
+    {"name": "rejected messages", "description": "Messages the ingester rejected, and their replay."},
+    {"name": "live updates", "description": "Server-Sent Events of new aggregates and index changes."},
+    {"name": "health", "description": "Liveness, dependencies, version and metrics."},
+]
+
 
 def create_app(settings: ApiSettings) -> FastAPI:
+    """The API application; it opens its own database pool (separate from any other role's) on startup."""
     database_url = settings.require_database_url()
 
     @asynccontextmanager
@@ -35,24 +67,38 @@ def create_app(settings: ApiSettings) -> FastAPI:
             statement_timeout_ms=settings.statement_timeout_ms,
         )
         await pool.open()
+        feed = EventFeed(database_url)
+        feed.start()
         app.state.pool = pool
+        app.state.event_feed = feed
         try:
             yield
         finally:
+            await feed.stop()
             await pool.close()
 
     app = FastAPI(
         title="livinglab",
         version=livinglab.__version__,
-        description="Service-level metrics of a city living lab: air quality (ISPU, US AQI), road traffic "
-        "(PKJI degree of saturation, level of service) and data quality, from live sensor readings.",
+        description=_DESCRIPTION,
+        openapi_tags=_TAGS,
         lifespan=lifespan,
     )
+    metrics = ApiMetrics()
     app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.key_cache = KeyCache(settings.key_cache_s)
     install_problem_handlers(app)
-    app.include_router(health.router)
-    app.include_router(sensors.router)
-    app.include_router(aggregates.router)
+    for module in (air, traffic, service_levels, quality, sensors, readings, aggregates, rejected, stream, health):
+        app.include_router(module.router)
+    # Added last = runs first: metrics see every answer, including 413 and 429.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimit, rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return metrics.render()
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -1,7 +1,13 @@
-"""Dependencies shared by the routes: the database pool, settings and authentication."""
+"""Dependencies shared by the routes: the database pool, settings and authentication.
+
+Authentication: `Authorization: Bearer <key>`. Keys are looked up by their SHA-256 hash and remembered for
+`key_cache_s` seconds, so a busy dashboard does not cost a key lookup per request; a revoked key stops working
+within that time.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -16,6 +22,9 @@ from livinglab.storage.keys import ApiKey, Scope, hash_key
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `livinglab keys create`.")
 
+#: Keys remembered at most (oldest entries go first when full).
+_KEY_CACHE_SIZE = 4096
+
 
 def get_settings(request: Request) -> ApiSettings:
     settings: ApiSettings = request.app.state.settings
@@ -28,14 +37,54 @@ def get_pool(request: Request) -> AsyncConnectionPool:
 
 
 async def get_conn(
-    pool: Annotated[AsyncConnectionPool, Depends(get_pool)],
+    pool: Annotated[AsyncConnectionPool, Depends(get_pool)], settings: Annotated[ApiSettings, Depends(get_settings)]
 ) -> AsyncIterator[AsyncConnection[Any]]:
-    async with pool.connection() as conn:
+    """A pooled connection for one request; its transaction is rolled back unless the route commits."""
+    async with pool.connection(timeout=settings.pool_timeout_s) as conn:
         yield conn
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 ConnDep = Annotated[AsyncConnection[Any], Depends(get_conn)]
+
+
+class KeyCache:
+    """key hash -> (ApiKey or None for an unknown key, expiry on the monotonic clock)."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[bytes, tuple[ApiKey | None, float]] = {}
+
+    def get(self, key_hash: bytes) -> tuple[bool, ApiKey | None]:
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[1] < time.monotonic():
+            return False, None
+        return True, entry[0]
+
+    def put(self, key_hash: bytes, key: ApiKey | None) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= _KEY_CACHE_SIZE:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key_hash] = (key, time.monotonic() + self.ttl_s)
+
+
+async def _lookup_key(request: Request, token: str) -> ApiKey | None:
+    cache: KeyCache = request.app.state.key_cache
+    key_hash = hash_key(token)
+    hit, key = cache.get(key_hash)
+    if hit:
+        return key
+    settings: ApiSettings = request.app.state.settings
+    pool: AsyncConnectionPool = request.app.state.pool
+    async with pool.connection(timeout=settings.pool_timeout_s) as conn:
+        cur = await conn.execute(
+            "SELECT id, scope, name FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL", (key_hash,)
+        )
+        row = await cur.fetchone()
+    key = ApiKey(row[0], Scope(row[1]), row[2]) if row else None
+    cache.put(key_hash, key)
+    return key
 
 
 async def _authenticate(
@@ -46,16 +95,9 @@ async def _authenticate(
         if needed is Scope.READ and settings.public_read:
             return None
         raise ProblemError(401, "an API key is required (Authorization: Bearer <key>)")
-    pool: AsyncConnectionPool = request.app.state.pool
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, scope, name FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
-            (hash_key(credentials.credentials),),
-        )
-        row = await cur.fetchone()
-    if row is None:
+    key = await _lookup_key(request, credentials.credentials)
+    if key is None:
         raise ProblemError(401, "the API key is not valid")
-    key = ApiKey(row[0], Scope(row[1]), row[2])
     if not key.scope.includes(needed):
         raise ProblemError(403, f"this key's scope {key.scope.value!r} does not include {needed.value!r}")
     return key

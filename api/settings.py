@@ -14,7 +14,42 @@ class ApiSettings(CoreSettings):
     api_port: int = Field(default=8000, ge=0, le=65535, description="Port the API listens on.")
     public_read: bool = Field(default=False, description="Serve read endpoints without an API key.")
     statement_timeout_ms: int = Field(default=5000, ge=1, description="Statement timeout of every API query.")
+    delete_timeout_ms: int = Field(
+        default=120_000, ge=1, description="Statement timeout when deleting a sensor and all its stored rows."
+    )
     pool_min_size: int = Field(default=1, ge=1, description="Database connections the API keeps open.")
     pool_max_size: int = Field(default=8, ge=1, description="Most database connections the API opens.")
+    pool_timeout_s: float = Field(
+        default=5.0, gt=0, description="Longest wait for a free database connection before answering 503."
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1, description="Larger request bodies get 413.")
     max_page_size: int = Field(default=1000, ge=1, description="Largest `limit` a list accepts.")
+    max_range_days: int = Field(
+        default=400, ge=1, description="Longest `start`..`end` span of aggregate, index and service-level queries."
+    )
+    max_readings_range_days: int = Field(
+        default=31, ge=1, description="Longest `start`..`end` span of raw readings and 1-minute aggregates."
+    )
+    rate_limit_per_s: float = Field(
+        default=50.0,
+        ge=0,
+        description="Sustained requests per second per API key (or per client address "
+        "without a key); 0 turns rate limiting off. Beyond it: 429 with Retry-After.",
+    )
+    rate_limit_burst: int = Field(default=200, ge=1, description="Requests a key may send at once above the rate.")
+    key_cache_s: float = Field(
+        default=5.0, ge=0, description="How long a checked API key is remembered (a revoked key stops within this)."
+    )
+    sse_heartbeat_s: float = Field(default=15.0, gt=0, description="Interval of SSE heartbeat comments.")
+    sse_max_backlog: int = Field(
+        default=10_000, ge=1, description="Most missed events a reconnecting SSE client is sent from the events table."
+    )
+    target_air: float = Field(
+        default=0.90, ge=0, le=1, description="Service level target: share of valid station-hours with ISPU <= 100."
+    )
+    target_traffic: float = Field(
+        default=0.80, ge=0, le=1, description="Service level target: share of sensor-hours meeting the LOS target."
+    )
+    target_data: float = Field(
+        default=0.95, ge=0, le=1, description="Service level target: received / expected readings."
+    )

@@ -103,6 +103,33 @@ def _overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
+def cmd_sensors_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from livinglab.runtime import resolve_database_url
+    from livinglab.sensor_files import read_sensor_file
+    from livinglab.storage import check_schema, connect
+    from livinglab.storage.registry import upsert_sensors
+
+    settings = CoreSettings()
+    configure_logging("WARNING", "sensors")
+    specs = read_sensor_file(Path(args.file))  # SensorFileError is a LivinglabError: main() reports it
+    if args.dry_run:
+        print(f"{len(specs)} sensors valid (dry run: nothing written)", file=sys.stderr)
+        return 0
+    url, embedded = resolve_database_url(settings)
+    try:
+        with connect(url) as conn:
+            check_schema(conn)
+            written = upsert_sensors(conn, specs)
+            conn.commit()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print(f"imported {written} sensors", file=sys.stderr)
+    return 0
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest import Ingester, IngestSettings
 
@@ -136,7 +163,15 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = ApiSettings(**overrides)
     configure_logging(settings.log_level, "api")
     app = create_app(settings)
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
+    # Event streams never end by themselves: give them a bounded grace period at shutdown.
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 
@@ -233,6 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--scope", required=True, choices=["read", "sensors:write", "admin"])
     create.add_argument("--name", default="", help="a label to recognise the key by")
     create.set_defaults(func=cmd_keys_create)
+
+    sensors = sub.add_parser("sensors", help="the sensor registry").add_subparsers(
+        dest="sensors_command", required=True
+    )
+    imp = sensors.add_parser(
+        "import", help="register or update sensors from a YAML or CSV file (all or nothing, validated first)"
+    )
+    imp.add_argument("file", help="a .yaml/.yml file (a list of sensors, or a mapping with `sensors:`) or a .csv file")
+    imp.add_argument("--dry-run", action="store_true", help="validate only")
+    imp.set_defaults(func=cmd_sensors_import)
 
     ingest = sub.add_parser("ingest", help="run an ingester (run several with one --shared-group)")
     ingest.add_argument("--client-id", help="fixed MQTT client id, unique per ingester (LIVINGLAB_CLIENT_ID)")

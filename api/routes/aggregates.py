@@ -6,79 +6,82 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import ConnDep, ReadAccess, SettingsDep
-from api.pagination import decode_cursor, encode_cursor
-from api.problems import ProblemError
-from livinglab.domain import QUANTITIES, QUANTITIES_BY_CODE, Window
+from api.params import PageDep, TimeRangeDep
+from api.routes.common import (
+    QuantityQuery,
+    SensorIdPath,
+    quantity_of,
+    quantity_time_after,
+    quantity_time_cursor,
+    sensor_key,
+)
+from api.schemas import COMMON_RESPONSES, NOT_FOUND, Page, UtcDatetime
+from livinglab.domain import QUANTITIES_BY_CODE, Window
 
-router = APIRouter(prefix="/v1/sensors", tags=["aggregates"])
+router = APIRouter(prefix="/v1/sensors", tags=["aggregates"], responses=COMMON_RESPONSES)
 
 
 class AggregatePublic(BaseModel):
+    """Statistics of one quantity over one window `[window_start, window_start + width)`."""
+
     quantity: str
-    window_start: datetime
-    count: int
+    window_start: UtcDatetime
+    count: int = Field(description="Readings in the window.")
     mean: float | None
     min: float | None
     max: float | None
-    p50: float | None
-    p95: float | None
-    completeness: float | None
-    final: bool
+    p50: float | None = Field(description="Exact median.")
+    p95: float | None = Field(description="Exact 95th percentile (linear interpolation).")
+    completeness: float | None = Field(description="Readings received / readings the sensor's interval implies.")
+    final: bool = Field(description="False until the window's end plus the allowed lateness has passed.")
 
 
-class AggregatesPublic(BaseModel):
-    items: list[AggregatePublic]
-    next_cursor: str | None
+class AggregatesPublic(Page[AggregatePublic]):
+    """A page of aggregates, ordered by quantity and window start."""
 
 
-@router.get("/{sensor_id}/aggregates", summary="Windowed aggregates", dependencies=[ReadAccess])
+@router.get("/{sensor_id}/aggregates", summary="Windowed aggregates", dependencies=[ReadAccess], responses=NOT_FOUND)
 async def list_aggregates(
     conn: ConnDep,
     settings: SettingsDep,
-    sensor_id: str,
+    sensor_id: SensorIdPath,
     window: Annotated[Window, Query(description="Window width: 1m, 1h or 1d.")],
-    quantity: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
+    span: TimeRangeDep,
+    page: PageDep,
+    quantity: QuantityQuery = None,
 ) -> AggregatesPublic:
-    """Aggregates ordered by quantity and window start, from `start` (default: 24 hours ago) to `end` (now)."""
-    now = datetime.now(UTC)
-    end = end or now
-    start = start or end - timedelta(hours=24)
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ProblemError(400, "start and end need a UTC offset")
-    if quantity is not None and quantity not in QUANTITIES:
-        raise ProblemError(400, f"unknown quantity {quantity!r}")
-    cur = await conn.execute("SELECT sensor_key FROM sensors WHERE sensor_id = %s", (sensor_id,))
-    sensor = await cur.fetchone()
-    if sensor is None:
-        raise ProblemError(404, f"no sensor {sensor_id!r}")
-    after = decode_cursor(cursor, 2)
-    after_q, after_ts = (int(after[0]), datetime.fromisoformat(after[1])) if after else (-1, start)
-    code = QUANTITIES[quantity].code if quantity else None
+    """Aggregates with `start <= window_start < end` (default: the last 24 hours), ordered by quantity and window.
+
+    Served as soon as computed; `final` turns true once the window's end plus the allowed lateness has passed.
+    1-minute windows may span at most `LIVINGLAB_MAX_READINGS_RANGE_DAYS` days.
+    """
+    if window is Window.MINUTE:
+        span.check_span(timedelta(days=settings.max_readings_range_days))
+    wanted = quantity_of(quantity)
+    key = await sensor_key(conn, sensor_id)
+    after_q, after_ts = quantity_time_after(page)
     cur = await conn.execute(
         f"SELECT quantity, window_start, count, mean, min, max, p50, p95, completeness FROM {window.table}"
         " WHERE sensor_key = %(key)s AND (%(q)s::int2 IS NULL OR quantity = %(q)s)"
         " AND window_start >= %(start)s AND window_start < %(end)s"
-        " AND (quantity, window_start) > (%(aq)s, %(ats)s)"
+        " AND (%(ats)s::timestamptz IS NULL OR (quantity, window_start) > (%(aq)s, %(ats)s))"
         " ORDER BY quantity, window_start LIMIT %(limit)s",
         {
-            "key": sensor[0],
-            "q": code,
-            "start": start,
-            "end": end,
+            "key": key,
+            "q": wanted.code if wanted else None,
+            "start": span.start,
+            "end": span.end,
             "aq": after_q,
             "ats": after_ts,
-            "limit": limit + 1,
+            "limit": page.limit + 1,
         },
     )
     rows = await cur.fetchall()
-    lateness = timedelta(seconds=settings.allowed_lateness_s)
+    now = datetime.now(UTC)
+    final_before = now - window.width - timedelta(seconds=settings.allowed_lateness_s)
     items = [
         AggregatePublic(
             quantity=QUANTITIES_BY_CODE[r[0]].name,
@@ -90,12 +93,9 @@ async def list_aggregates(
             p50=r[6],
             p95=r[7],
             completeness=r[8],
-            final=r[1] + window.width + lateness <= now,
+            final=r[1] <= final_before,
         )
-        for r in rows[:limit]
+        for r in rows[: page.limit]
     ]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([int(last[0]), last[1].isoformat()])
+    next_cursor = quantity_time_cursor(rows, page.limit)
     return AggregatesPublic(items=items, next_cursor=next_cursor)

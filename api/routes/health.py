@@ -7,8 +7,9 @@ import contextlib
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+import livinglab
 from livinglab.settings import MqttUrl
 
 router = APIRouter(tags=["health"])
@@ -24,6 +25,11 @@ class HealthPublic(BaseModel):
     checks: dict[str, CheckPublic]
 
 
+class VersionPublic(BaseModel):
+    version: str = Field(description="The livinglab release serving this API.")
+    api: Literal["v1"] = "v1"
+
+
 async def _check_database(request: Request) -> CheckPublic:
     try:
         async with asyncio.timeout(2.0), request.app.state.pool.connection(timeout=2.0) as conn:
@@ -31,6 +37,12 @@ async def _check_database(request: Request) -> CheckPublic:
     except Exception as exc:
         return CheckPublic(status="down", detail=type(exc).__name__)
     return CheckPublic(status="ok")
+
+
+async def _check_event_feed(request: Request) -> CheckPublic:
+    if request.app.state.event_feed.listening.is_set():
+        return CheckPublic(status="ok")
+    return CheckPublic(status="down", detail="not listening for change events")
 
 
 async def _check_broker(request: Request) -> CheckPublic:
@@ -51,8 +63,20 @@ async def _check_broker(request: Request) -> CheckPublic:
 
 @router.get("/v1/health", summary="Liveness and dependency status")
 async def health(request: Request) -> HealthPublic:
-    """`ok` when the database and the broker answer, else `degraded` (still HTTP 200: the API itself is alive)."""
-    database, broker = await asyncio.gather(_check_database(request), _check_broker(request))
-    checks = {"database": database, "broker": broker}
+    """`ok` when the database and the broker answer and live updates are flowing, else `degraded` (still HTTP 200:
+    the API itself is alive). No key needed."""
+    database, broker, events = await asyncio.gather(
+        _check_database(request), _check_broker(request), _check_event_feed(request)
+    )
+    checks = {"database": database, "broker": broker, "events": events}
     status: Literal["ok", "degraded"] = "ok" if all(c.status != "down" for c in checks.values()) else "degraded"
     return HealthPublic(status=status, checks=checks)
+
+
+@router.get("/v1/version", summary="The API's version")
+async def version() -> VersionPublic:
+    """A constant: the release and API version. No key needed (also the benchmarks' baseline route)."""
+    return _VERSION
+
+
+_VERSION = VersionPublic(version=livinglab.__version__)

@@ -18,6 +18,8 @@ CHANNEL_DIRTY = "livinglab_dirty"
 CHANNEL_EVENTS = "livinglab_events"
 #: NOTIFY channel: the sensor registry changed (payload: the sensor_id).
 CHANNEL_REGISTRY = "livinglab_registry"
+#: NOTIFY channel: the API asked for rejected messages to be replayed (payload: the `rejected.id`).
+CHANNEL_REPLAY = "livinglab_replay"
 
 
 def _options(application_name: str, statement_timeout_ms: int | None) -> dict[str, Any]:

@@ -1,0 +1,94 @@
+"""Query parameters shared by the routes: time ranges, points in time and pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Query
+
+from api.deps import SettingsDep
+from api.pagination import decode_cursor
+from api.problems import ProblemError
+
+#: Hard ceiling of `limit` (the setting `max_page_size` may lower it).
+MAX_LIMIT = 1000
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ProblemError(400, f"{name} needs a UTC offset (for example 2026-11-28T10:00:00Z)")
+    return value.astimezone(UTC) if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """A half-open span `[start, end)` in UTC."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def span(self) -> timedelta:
+        return self.end - self.start
+
+    def check_span(self, max_span: timedelta) -> None:
+        if self.span > max_span:
+            raise ProblemError(400, f"the time range spans {self.span}, more than the {max_span} this endpoint allows")
+
+
+def time_range(
+    settings: SettingsDep,
+    start: Annotated[
+        datetime | None, Query(description="Start of the range, inclusive (ISO 8601). Default: 24 hours before end.")
+    ] = None,
+    end: Annotated[datetime | None, Query(description="End of the range, exclusive (ISO 8601). Default: now.")] = None,
+) -> TimeRange:
+    start, end = _aware("start", start), _aware("end", end)
+    if end is None:
+        end = datetime.now(UTC)
+    if start is None:
+        start = end - timedelta(hours=24)
+    if start > end:
+        raise ProblemError(400, "start must not be after end")
+    result = TimeRange(start, end)
+    result.check_span(timedelta(days=settings.max_range_days))
+    return result
+
+
+def point_in_time(
+    at: Annotated[
+        datetime | None,
+        Query(
+            description="Answer as of this time (ISO 8601): per sensor, the latest value labelled at or before it. "
+            "Default: now."
+        ),
+    ] = None,
+) -> datetime:
+    return _aware("at", at) or datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    limit: int
+    cursor: str | None
+
+    def after(self, arity: int) -> list[object] | None:
+        """The decoded cursor (the last item's sort key), or None for the first page."""
+        return decode_cursor(self.cursor, arity)
+
+
+def page_request(
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = 100,
+    cursor: Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page.")] = None,
+) -> PageRequest:
+    if limit > settings.max_page_size:
+        raise ProblemError(400, f"limit is at most {settings.max_page_size}")
+    return PageRequest(limit, cursor)
+
+
+TimeRangeDep = Annotated[TimeRange, Depends(time_range)]
+AtDep = Annotated[datetime, Depends(point_in_time)]
+PageDep = Annotated[PageRequest, Depends(page_request)]

@@ -1,0 +1,75 @@
+"""Live updates as Server-Sent Events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from api.deps import ReadAccess, SettingsDep
+from api.problems import ProblemError
+from api.schemas import COMMON_RESPONSES
+from api.stream import StreamOptions, event_stream
+from livinglab.events import EventType
+
+router = APIRouter(prefix="/v1", tags=["live updates"], responses=COMMON_RESPONSES)
+
+
+@router.get(
+    "/stream",
+    summary="Live updates (Server-Sent Events)",
+    dependencies=[ReadAccess],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "An endless event stream."}},
+)
+async def stream(
+    request: Request,
+    settings: SettingsDep,
+    types: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="Comma-separated event types to receive (aggregates, ispu, aqi, traffic). Default: all.",
+        ),
+    ] = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", description="Resume after this event id (sent by EventSource).")
+    ] = None,
+) -> StreamingResponse:
+    """New aggregates and index changes as they are stored, one SSE message per event: `id` is the event id,
+    `event` its type and `data` its JSON payload (see `livinglab.events`). Comments are sent as heartbeats every
+    `LIVINGLAB_SSE_HEARTBEAT_S` seconds. A client reconnecting with `Last-Event-ID` first gets the events it missed
+    (or one `resync` event when it missed too many, after which it should refetch from the HTTP API).
+    """
+    wanted = None
+    if types:
+        wanted = {t.strip() for t in types.split(",") if t.strip()}
+        unknown = wanted - {t.value for t in EventType}
+        if unknown:
+            raise ProblemError(400, f"unknown event types: {', '.join(sorted(unknown))}")
+    resume: int | None = None
+    if last_event_id is not None and last_event_id.strip():
+        try:
+            resume = int(last_event_id)
+        except ValueError:
+            raise ProblemError(400, "Last-Event-ID must be an event id (an integer)") from None
+        if resume < 0:
+            raise ProblemError(400, "Last-Event-ID must not be negative")
+    options = StreamOptions(settings.sse_heartbeat_s, settings.sse_max_backlog, wanted)
+    metrics = request.app.state.metrics
+
+    async def body() -> AsyncIterator[str]:
+        metrics.sse_clients.inc()
+        try:
+            async for chunk in event_stream(request.app.state.pool, request.app.state.event_feed, resume, options):
+                yield chunk
+        finally:
+            metrics.sse_clients.dec()
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,93 @@
+"""Sensor registry files: YAML or CSV lists of sensors for bulk import (`livinglab sensors import FILE`).
+
+YAML: a list of mappings, or a mapping with a `sensors:` list; keys are the sensor fields of CONTRACT.md section 2.
+CSV: a header row of field names, then one sensor per row; empty cells take the field's default. Every entry is
+validated with `SensorSpec`; a file with any invalid entry is refused whole, naming each bad entry.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from livinglab.errors import LivinglabError
+from livinglab.sensors import SensorSpec
+
+
+class SensorFileError(LivinglabError):
+    """A sensor file that cannot be read or holds invalid entries."""
+
+
+def _rows_from_yaml(text: str) -> list[Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SensorFileError(f"not valid YAML: {exc}") from exc
+    if isinstance(data, Mapping) and "sensors" in data:
+        data = data["sensors"]
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise SensorFileError("a YAML sensor file holds a list of sensors, or a mapping with a `sensors:` list")
+    return data
+
+
+def _rows_from_csv(text: str) -> list[Any]:
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames:
+        return []
+    unknown = [f for f in reader.fieldnames if f not in SensorSpec.model_fields]
+    if unknown:
+        raise SensorFileError(f"unknown CSV columns: {', '.join(unknown)}")
+    # Empty cells mean "not given" so that defaults apply; pydantic converts the remaining strings.
+    return [{k: v.strip() for k, v in row.items() if v is not None and v.strip() != ""} for row in reader]
+
+
+def parse_sensors(text: str, *, fmt: str) -> list[SensorSpec]:
+    """Sensors from the text of a `yaml` or `csv` file; raises SensorFileError listing every invalid entry."""
+    if fmt == "yaml":
+        rows = _rows_from_yaml(text)
+    elif fmt == "csv":
+        rows = _rows_from_csv(text)
+    else:
+        raise SensorFileError(f"unknown sensor file format {fmt!r} (use .yaml, .yml or .csv)")
+    specs: list[SensorSpec] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, Mapping):
+            problems.append(f"entry {number}: not a mapping of sensor fields")
+            continue
+        try:
+            spec = SensorSpec.model_validate(dict(row))
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'sensor'}: {e['msg']}" for e in exc.errors())
+            problems.append(f"entry {number} ({row.get('sensor_id', '?')}): {detail}")
+            continue
+        if spec.sensor_id in seen:
+            problems.append(f"entry {number}: sensor_id {spec.sensor_id!r} appears more than once")
+            continue
+        seen.add(spec.sensor_id)
+        specs.append(spec)
+    if problems:
+        raise SensorFileError("invalid sensors, nothing imported:\n  " + "\n  ".join(problems))
+    return specs
+
+
+def read_sensor_file(path: Path) -> list[SensorSpec]:
+    """Sensors from a `.yaml`, `.yml` or `.csv` file."""
+    suffix = path.suffix.lower()
+    fmt = {".yaml": "yaml", ".yml": "yaml", ".csv": "csv"}.get(suffix)
+    if fmt is None:
+        raise SensorFileError(f"{path}: unknown file type {suffix!r} (use .yaml, .yml or .csv)")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SensorFileError(f"{path}: cannot read: {exc}") from exc
+    return parse_sensors(text, fmt=fmt)
