@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -69,6 +71,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await pool.open()
         feed = EventFeed(database_url)
         feed.start()
+        # Start serving with live updates flowing when the database allows; a slow LISTEN only delays them.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                await feed.listening.wait()
         app.state.pool = pool
         app.state.event_feed = feed
         try:

@@ -89,5 +89,6 @@ def test_senml_to_aggregates_api(fresh_database_url: str, mqtt_broker: Mosquitto
             "checks": {
                 "database": {"status": "ok", "detail": None},
                 "broker": {"status": "ok", "detail": None},
+                "events": {"status": "ok", "detail": None},
             },
         }
