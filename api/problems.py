@@ -83,6 +83,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         ]
         return problem_response(422, "the request has invalid parameters", instance=request.url.path, errors=errors)
 
+    @app.exception_handler(psycopg.DataError)
+    async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # Values the database refuses, such as a NUL character in a text parameter: the client's input is at fault.
+        return problem_response(
+            400, f"a parameter holds a value the database cannot take: {exc}", instance=request.url.path
+        )
+
     @app.exception_handler(psycopg.errors.QueryCanceled)
     async def _timeout(request: Request, exc: psycopg.errors.QueryCanceled) -> JSONResponse:
         log.warning("query cancelled on %s: %s", request.url.path, exc)

@@ -39,17 +39,17 @@ class Problem(BaseModel):
     instance: str | None = Field(default=None, examples=["/v1/air/ispu"])
 
 
-def _problem(description: str) -> dict[str, Any]:
+def problem_doc(description: str) -> dict[str, Any]:
     return {"model": Problem, "description": description, "content": {"application/problem+json": {}}}
 
 
 #: Responses every authenticated route may give, for the OpenAPI document.
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _problem("A parameter is out of bounds (time range, cursor, unknown quantity)."),
-    401: _problem("No API key, or one that is not valid."),
-    403: _problem("The API key's scope does not allow this."),
-    422: _problem("A parameter or the body does not validate."),
-    429: _problem("Too many requests from this key or client; see Retry-After."),
-    503: _problem("The database is unavailable or the query took too long; retry later."),
+    400: problem_doc("A parameter is out of bounds (time range, cursor, unknown quantity)."),
+    401: problem_doc("No API key, or one that is not valid."),
+    403: problem_doc("The API key's scope does not allow this."),
+    422: problem_doc("A parameter or the body does not validate."),
+    429: problem_doc("Too many requests from this key or client; see Retry-After."),
+    503: problem_doc("The database is unavailable or the query took too long; retry later."),
 }
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _problem("No such resource.")}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: problem_doc("No such resource.")}

@@ -13,9 +13,9 @@ from psycopg.rows import dict_row
 from api.pagination import encode_cursor
 from api.params import PageRequest
 from api.problems import ProblemError
-from livinglab.domain import QUANTITIES, Kind, Quantity
+from livinglab.domain import IDENTIFIER_PATTERN, QUANTITIES, Kind, Quantity
 
-SensorIdPath = Annotated[str, Path(description="The sensor's id.", max_length=64)]
+SensorIdPath = Annotated[str, Path(description="The sensor's id.", pattern=rf"^{IDENTIFIER_PATTERN}$")]
 CityQuery = Annotated[str | None, Query(max_length=64, description="Only sensors of this city.")]
 DistrictQuery = Annotated[str | None, Query(max_length=100, description="Only sensors of this district.")]
 QuantityQuery = Annotated[

@@ -21,7 +21,7 @@ from api.pagination import encode_cursor
 from api.params import PageDep, TimeRangeDep
 from api.problems import ProblemError
 from api.routes.common import CityQuery
-from api.schemas import COMMON_RESPONSES, NOT_FOUND, Page, Problem, UtcDatetime
+from api.schemas import COMMON_RESPONSES, NOT_FOUND, Page, UtcDatetime, problem_doc
 from livinglab.domain import Kind, RejectionReason
 from livinglab.storage._db import CHANNEL_REPLAY
 
@@ -158,7 +158,7 @@ async def get_rejected(conn: ConnDep, rejected_id: RejectedIdPath) -> RejectedPu
     status_code=status.HTTP_202_ACCEPTED,
     summary="Replay a rejected message",
     dependencies=[SensorsWriteAccess],
-    responses={**NOT_FOUND, 409: {"model": Problem, "description": "The message was already replayed and accepted."}},
+    responses={**NOT_FOUND, 409: problem_doc("The message was already replayed and accepted.")},
 )
 async def replay_rejected(conn: ConnDep, rejected_id: RejectedIdPath) -> RejectedPublic:
     """Ask an ingester to run the stored payload again through the current registry and limits (for example

@@ -19,7 +19,7 @@ from api.pagination import encode_cursor
 from api.params import PageDep
 from api.problems import ProblemError
 from api.routes.common import CityQuery, DistrictQuery, SensorIdPath
-from api.schemas import COMMON_RESPONSES, NOT_FOUND, Page, Problem, UtcDatetime
+from api.schemas import COMMON_RESPONSES, NOT_FOUND, Page, UtcDatetime, problem_doc
 from livinglab.domain import Kind
 from livinglab.sensors import Identifier, SensorSpec
 from livinglab.storage._db import CHANNEL_REGISTRY
@@ -109,7 +109,7 @@ async def list_sensors(
     status_code=status.HTTP_201_CREATED,
     summary="Register a sensor",
     dependencies=[SensorsWriteAccess],
-    responses={409: {"model": Problem, "description": "A sensor with this id exists."}},
+    responses={409: problem_doc("A sensor with this id exists.")},
 )
 async def create_sensor(conn: ConnDep, sensor: SensorCreate, response: Response) -> SensorPublic:
     """Register a sensor; its readings are accepted within a second. Needs scope `sensors:write`."""
@@ -145,7 +145,7 @@ async def get_sensor(conn: ConnDep, sensor_id: SensorIdPath) -> SensorPublic:
     "/{sensor_id}",
     summary="Replace a sensor's attributes",
     dependencies=[SensorsWriteAccess],
-    responses={**NOT_FOUND, 409: {"model": Problem, "description": "The kind of a sensor cannot change."}},
+    responses={**NOT_FOUND, 409: problem_doc("The kind of a sensor cannot change.")},
 )
 async def replace_sensor(
     conn: ConnDep, sensor_id: SensorIdPath, update: Annotated[SensorUpdate, Body()]
