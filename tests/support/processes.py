@@ -51,15 +51,19 @@ def started(*roles: RoleProcess) -> Iterator[tuple[RoleProcess, ...]]:
             role.stop()
 
 
-def platform_settings(database_url: str, broker: MosquittoBroker, topic_prefix: str, **extra: str) -> dict[str, str]:
-    """The settings every role of one test platform shares."""
-    return {
+def platform_settings(
+    database_url: str, broker: MosquittoBroker | None, topic_prefix: str, **extra: str
+) -> dict[str, str]:
+    """The settings every role of one test platform shares (no MQTT URL without a broker: processors need none)."""
+    settings = {
         "LIVINGLAB_DATABASE_URL": database_url,
-        "LIVINGLAB_MQTT_URL": broker.url,
         "LIVINGLAB_TOPIC_PREFIX": topic_prefix,
         "LIVINGLAB_LOG_LEVEL": "INFO",
         **extra,
     }
+    if broker is not None:
+        settings["LIVINGLAB_MQTT_URL"] = broker.url
+    return settings
 
 
 class DebugLoggingBroker(MosquittoBroker):

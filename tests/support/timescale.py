@@ -65,8 +65,16 @@ def find_timescaledb_bindir() -> tuple[Path | None, str]:
 class TimescalePostgres:
     """`initdb` + `postgres` with TimescaleDB preloaded, in a temporary directory, on a free loopback port."""
 
-    def __init__(self, bindir: Path, *, port: int | None = None, extra_settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        bindir: Path,
+        *,
+        port: int | None = None,
+        durable: bool = False,
+        extra_settings: dict[str, str] | None = None,
+    ) -> None:
         self.bindir = bindir
+        self.durable = durable
         self.port = port or free_port()
         self.extra_settings = extra_settings or {}
         self.root = Path(tempfile.mkdtemp(prefix="livinglab-tsdb-"))
@@ -96,12 +104,11 @@ class TimescalePostgres:
             "shared_preload_libraries": "timescaledb",
             "timescaledb.telemetry_level": "off",
             "max_connections": "60",
-            # A throwaway cluster: durability buys nothing here and costs the shared disk.
-            "fsync": "off",
-            "full_page_writes": "off",
-            "synchronous_commit": "off",
             **self.extra_settings,
         }
+        if not self.durable:
+            # A throwaway cluster for tests: durability buys nothing here and costs the shared disk.
+            settings |= {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
         with (self.pgdata / "postgresql.conf").open("a") as conf:
             for name, value in settings.items():
                 conf.write(f"{name} = '{value}'\n")

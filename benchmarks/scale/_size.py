@@ -1,0 +1,124 @@
+"""How aggregation time and query latency grow with the number of stored readings.
+
+The readings table grows by backfilling older days (binary COPY) while the most recent hour stays the same, so each
+step does the same work on a bigger table: the processors aggregate the recent hour's windows, and the queries read a
+fixed slice (one series for the last hour; every series for the last hour; one series for a random hour of the loaded span).
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from benchmarks.scale._load import SERIES_QUANTITIES, copy_readings, register_sensors
+from benchmarks.scale._roles import process_drain
+from livinglab.domain import QUANTITIES
+from livinglab.storage import uses_timescaledb
+
+SENSORS = 200
+INTERVAL_S = 10
+ROWS_PER_MINUTE = SENSORS * len(SERIES_QUANTITIES) * 60 // INTERVAL_S
+RECENT_MINUTES = 60
+
+QUERIES = {
+    "one series, 1 h": "SELECT ts, value FROM readings WHERE sensor_key = %(key)s AND quantity = %(q)s"
+    " AND ts >= %(end)s - interval '1 hour' AND ts < %(end)s ORDER BY ts",
+    "all series, last 1 h": "SELECT quantity, count(*), avg(value) FROM readings"
+    " WHERE ts >= %(end)s - interval '1 hour' AND ts < %(end)s GROUP BY quantity",
+    "one series, random 1 h": "SELECT ts, value FROM readings WHERE sensor_key = %(key)s AND quantity = %(q)s"
+    " AND ts >= %(old)s AND ts < %(old)s + interval '1 hour' ORDER BY ts",
+    "API: 1m aggregates, 1 h": "SELECT quantity, window_start, count, mean, min, max, p50, p95 FROM agg_1m"
+    " WHERE sensor_key = %(key)s AND window_start >= %(end)s - interval '1 hour' ORDER BY 1, 2",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SizePoint:
+    readings: int
+    table_bytes: int
+    load_s: float
+    windows: int
+    aggregate_s: float
+    query_ms: dict[str, tuple[float, float]]  # name -> (p50, p95)
+
+
+def _latencies(conn: psycopg.Connection[Any], query: str, params: list[dict[str, Any]]) -> tuple[float, float]:
+    times = []
+    for p in params:
+        started = time.perf_counter()
+        conn.execute(query, p).fetchall()
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
+def _table_bytes(conn: psycopg.Connection[Any]) -> int:
+    if uses_timescaledb(conn):
+        row = conn.execute("SELECT hypertable_size('readings')").fetchone()
+    else:
+        row = conn.execute("SELECT pg_total_relation_size('readings')").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _compress_old_chunks(conn: psycopg.Connection[Any], end: datetime) -> None:
+    """On TimescaleDB, compress what a compression policy would have compressed by now (chunks older than a day)."""
+    conn.execute(
+        "SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('readings', older_than => %s) c",
+        (end - timedelta(days=1),),
+    )
+
+
+def grow(url: str, sizes: list[int], log_dir: Path, *, queries_per_point: int = 60) -> list[SizePoint]:
+    """Load up to each size in turn and measure. `url` is a migrated, empty database."""
+    register_sensors(url, SENSORS, interval_s=INTERVAL_S)
+    end_s = int(time.time()) // 3600 * 3600
+    end = datetime.fromtimestamp(end_s, UTC)
+    rng = random.Random(11)
+    codes = [QUANTITIES[q].code for q in SERIES_QUANTITIES]
+    points = []
+    loaded_minutes = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        timescaledb = uses_timescaledb(conn)
+        for size in sizes:
+            minutes = max(RECENT_MINUTES, size // ROWS_PER_MINUTE)
+            started = time.perf_counter()
+            if minutes > loaded_minutes:
+                # Backfill the minutes before what is loaded, so the recent hour stays the same.
+                copy_readings(
+                    conn,
+                    SENSORS,
+                    end_s=end_s - loaded_minutes * 60,
+                    minutes=minutes - loaded_minutes,
+                    interval_s=INTERVAL_S,
+                )
+                loaded_minutes = minutes
+            if timescaledb:
+                _compress_old_chunks(conn, end)
+            conn.execute("VACUUM ANALYZE readings")
+            load_s = time.perf_counter() - started
+            stored = int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])  # type: ignore[index]
+            # The median of three runs: this machine is shared, and one run can land on someone else's burst.
+            since = end - timedelta(minutes=RECENT_MINUTES)
+            runs = [process_drain(url, processes=1, since=since, log_dir=log_dir) for _ in range(3)]
+            drain = sorted(runs, key=lambda d: d.rate)[1]
+            oldest = end - timedelta(minutes=loaded_minutes)
+            params = [
+                {
+                    "key": rng.randint(1, SENSORS),
+                    "q": rng.choice(codes),
+                    "end": end,
+                    "old": oldest + (end - oldest - timedelta(hours=1)) * rng.random(),
+                }
+                for _ in range(queries_per_point)
+            ]
+            query_ms = {name: _latencies(conn, query, params) for name, query in QUERIES.items()}
+            windows = SENSORS * len(SERIES_QUANTITIES) * RECENT_MINUTES
+            points.append(SizePoint(stored, _table_bytes(conn), load_s, windows, windows / drain.rate, query_ms))
+    return points
