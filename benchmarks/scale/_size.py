@@ -2,7 +2,8 @@
 
 The readings table grows by backfilling older days (binary COPY) while the most recent hour stays the same, so each
 step does the same work on a bigger table: the processors aggregate the recent hour's windows, and the queries read a
-fixed slice (one series for the last hour; every series for the last hour; one series for a random hour of the loaded span).
+fixed slice (one series for the last hour; every series for the last hour; one series for a random hour of the
+loaded span).
 """
 
 from __future__ import annotations
