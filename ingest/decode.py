@@ -1,270 +1,309 @@
-"""Payload decoding and validation: bytes in, columnar readings or a rejection out. Never raises on input.
+"""Payload decoding and validation: bytes in, rows or a rejection out. Never raises on input.
 
 The two payload forms and the reason codes are fixed by CONTRACT.md section 1. Checks run in the contract's order
-and the first failure names the message; one bad record rejects the whole message.
+and the first failure names the message: size, UTF-8, non-finite numbers, JSON syntax, duplicate member names,
+shape; then, over all records, unknown quantity, kind mismatch, unit; then (in `ingest.rows`, on whole columns)
+range and time. One bad record rejects the whole message. Edge cases are decided in docs/devices.md.
+
+Duplicate member names: orjson keeps the last one silently. Every member name is followed by exactly one `:`
+outside strings, so when a payload has no backslash escapes, its count of `:` bytes equals the number of members
+plus the colons inside the strings the walk saw if and only if no name repeats. When that count does not match
+(or the payload has escapes, or an odd shape), the payload is re-scanned exactly.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from livinglab.domain import QUANTITIES, Kind, Quantity, RejectionReason
+from ingest._json import Document, find_duplicate_key, load_json
+from ingest.outcome import Rejection, quoted, safe_text
+from ingest.rows import Limits, RowBuffer, Rows, check_rows
+from livinglab.domain import QUANTITIES, Kind, RejectionReason
 
 #: SenML times below this are relative to the time of receipt (RFC 8428 section 4.5.3).
 SENML_RELATIVE_LIMIT_S = 2**28
-_SENML_FIELDS = frozenset({"bn", "bt", "bu", "bver", "n", "u", "v", "s", "t"})
-_MAX_INT_DIGITS = 40
+SENML_FIELDS = frozenset({"bn", "bt", "bu", "bver", "n", "u", "v", "s", "t"})
+
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_NON_FINITE = re.compile(r"[-+]?(?:nan|inf|infinity)", re.IGNORECASE)
+_INF = float("inf")
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+
+# Per-record vocabulary checks, ranked in contract order.
+_UNKNOWN_QUANTITY, _KIND_MISMATCH, _BAD_UNIT = 1, 2, 3
+_VOCABULARY_REASONS = {
+    _UNKNOWN_QUANTITY: RejectionReason.UNKNOWN_QUANTITY,
+    _KIND_MISMATCH: RejectionReason.KIND_MISMATCH,
+    _BAD_UNIT: RejectionReason.BAD_UNIT,
+}
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Configurable acceptance limits (defaults per CONTRACT.md)."""
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), "a number")
 
-    max_payload_bytes: int = 256 * 1024
-    max_records: int = 10_000
-    max_clock_skew_s: float = 120.0
-    max_lateness_s: float = 7 * 86400.0
-    ranges: dict[str, tuple[float, float]] = field(
-        default_factory=lambda: {q.name: (q.min_value, q.max_value) for q in QUANTITIES.values()}
+
+class _Walk:
+    """One message's walk over its parsed document, appending rows and noting the first failure of each kind."""
+
+    __slots__ = (
+        "colons",
+        "keys",
+        "kind",
+        "limits",
+        "msg",
+        "non_finite",
+        "readings",
+        "received_at_s",
+        "rows",
+        "shape",
+        "vocabulary",
     )
 
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    reason: RejectionReason
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Readings:
-    """Decoded readings of one message, as parallel arrays. `ts_us`: microseconds since the Unix epoch, UTC."""
-
-    quantity: npt.NDArray[np.int16]
-    ts_us: npt.NDArray[np.int64]
-    value: npt.NDArray[np.float64]
-
-    def __len__(self) -> int:
-        return int(self.quantity.size)
-
-
-class _Reject(Exception):  # noqa: N818 - internal control flow, never escapes this module
-    def __init__(self, reason: RejectionReason, detail: str) -> None:
-        self.rejection = Rejection(reason, detail)
-
-
-def _reject_constant(token: str) -> Any:
-    raise _Reject(RejectionReason.NON_FINITE_VALUE, f"non-finite number {token}")
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _Reject(RejectionReason.DUPLICATE_KEY, f"member {_safe(key)!r} repeated in one object")
-            seen.add(key)
-    return obj
-
-
-def _parse_int(text: str) -> int | float:
-    # Python refuses to parse integers of thousands of digits; a value that long is out of any range anyway.
-    return int(text) if len(text) <= _MAX_INT_DIGITS else float("inf") if text[0] != "-" else float("-inf")
-
-
-def _safe(text: str, limit: int = 80) -> str:
-    """Text taken from a payload, made safe to store and print (no NUL, no lone surrogates)."""
-    cleaned = text[:limit].encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-    return cleaned + ("..." if len(text) > limit else "")
-
-
-def _number(raw: Any, what: str) -> float:
-    """A reading value: a JSON number or a numeric string."""
-    if isinstance(raw, bool):
-        raise _Reject(RejectionReason.INVALID_SHAPE, f"{what}: a boolean is not a number")
-    if isinstance(raw, int | float):
-        return float(raw)
-    if isinstance(raw, str):
-        text = raw.strip().lower().lstrip("+-")
-        if text in ("nan", "inf", "infinity"):
-            raise _Reject(RejectionReason.NON_FINITE_VALUE, f"{what}: non-finite value {_safe(raw)!r}")
-        try:
-            return float(raw)
-        except ValueError:
-            raise _Reject(RejectionReason.INVALID_SHAPE, f"{what}: {_safe(raw)!r} is not a number") from None
-    raise _Reject(RejectionReason.INVALID_SHAPE, f"{what}: expected a number")
-
-
-def _parse_ts(raw: Any) -> float:
-    """Simple-JSON `ts`: ISO 8601 with an offset, or Unix seconds. Returns Unix seconds."""
-    if isinstance(raw, bool):
-        raise _Reject(RejectionReason.INVALID_SHAPE, "ts must be ISO 8601 with an offset or Unix seconds")
-    if isinstance(raw, int | float):
-        if not math.isfinite(raw):
-            raise _Reject(RejectionReason.INVALID_SHAPE, "ts is not a finite number")
-        return float(raw)
-    if isinstance(raw, str):
-        try:
-            parsed = datetime.fromisoformat(raw)
-        except ValueError:
-            raise _Reject(RejectionReason.INVALID_SHAPE, f"ts {_safe(raw)!r} is not ISO 8601") from None
-        if parsed.tzinfo is None:
-            raise _Reject(RejectionReason.INVALID_SHAPE, f"ts {_safe(raw)!r} has no UTC offset")
-        return parsed.timestamp()
-    raise _Reject(RejectionReason.INVALID_SHAPE, "ts must be ISO 8601 with an offset or Unix seconds")
-
-
-class _Collector:
-    def __init__(self, kind: Kind, received_at_s: float, limits: Limits) -> None:
+    def __init__(self, kind: Kind, received_at_s: float, msg: int, rows: RowBuffer, limits: Limits) -> None:
         self.kind = kind
         self.received_at_s = received_at_s
+        self.msg = msg
+        self.rows = rows
         self.limits = limits
-        self.quantity: list[int] = []
-        self.ts: list[float] = []
-        self.value: list[float] = []
+        self.non_finite: str | None = None
+        self.shape: str | None = None
+        self.vocabulary: tuple[int, str] | None = None
+        self.readings = 0
+        self.keys = 0  # members of every object walked
+        self.colons = 0  # ':' inside every string walked
 
-    def add(self, name: str, unit: str | None, value: float, ts: float) -> None:
-        quantity = _resolve_quantity(name, self.kind)
+    def bad_shape(self, detail: str) -> None:
+        if self.shape is None:
+            self.shape = detail
+
+    def bad_word(self, rank: int, detail: str) -> None:
+        if self.vocabulary is None or rank < self.vocabulary[0]:
+            self.vocabulary = (rank, detail)
+
+    def string(self, raw: Any, what: str) -> str | None:
+        if type(raw) is str:
+            if ":" in raw:
+                self.colons += raw.count(":")
+            return raw
+        self.bad_shape(f"{what} must be a string, not {_json_type(raw)}")
+        return None
+
+    def number(self, raw: Any, what: str) -> float | None:
+        """A JSON number, or a string holding one in JSON syntax."""
+        kind = type(raw)
+        if kind is float:
+            return raw  # type: ignore[no-any-return]
+        if kind is int:
+            try:
+                return float(raw)
+            except OverflowError:
+                return _INF if raw > 0 else -_INF
+        if kind is str:
+            if _NUMBER.fullmatch(raw):
+                return float(raw)
+            if _NON_FINITE.fullmatch(raw):
+                if self.non_finite is None:
+                    self.non_finite = f"{what}: non-finite value {raw!r}"
+                return None
+            self.bad_shape(f"{what}: {quoted(raw)} is not a number")
+            return None
+        self.bad_shape(f"{what} must be a number, not {_json_type(raw)}")
+        return None
+
+    def timestamp(self, raw: Any, what: str) -> float | None:
+        """Simple JSON `ts`: ISO 8601 with a UTC offset, or Unix seconds."""
+        if type(raw) is str and not _NUMBER.fullmatch(raw) and not _NON_FINITE.fullmatch(raw):
+            self.colons += raw.count(":")
+            try:
+                parsed = datetime.fromisoformat(raw)
+            except ValueError:
+                self.bad_shape(f"{what}: {quoted(raw)} is not an ISO 8601 time")
+                return None
+            if parsed.tzinfo is None:
+                self.bad_shape(f"{what}: {quoted(raw)} has no UTC offset")
+                return None
+            return parsed.timestamp()
+        return self.number(raw, what)
+
+    def add(self, name: str, unit: str | None, value: float, ts: float, where: str) -> None:
+        if self.readings >= self.limits.max_records:
+            self.bad_shape(f"more than {self.limits.max_records} readings in one message")
+            return
+        quantity = QUANTITIES.get(name)
+        if quantity is None:
+            self.bad_word(_UNKNOWN_QUANTITY, f"{where}: unknown quantity {quoted(name)}")
+            return
+        if quantity.kind is not self.kind:
+            self.bad_word(
+                _KIND_MISMATCH, f"{where}: {name} is a {quantity.kind.value} quantity, the sensor is {self.kind.value}"
+            )
+            return
+        scale, offset = 1.0, 0.0
         if unit is not None:
             converter = quantity.units.get(unit)
             if converter is None:
-                raise _Reject(RejectionReason.BAD_UNIT, f"{quantity.name}: unit {_safe(unit)!r} is not accepted")
-            value = converter.to_canonical(value)
-        if not math.isfinite(value):
-            raise _Reject(RejectionReason.OUT_OF_RANGE, f"{quantity.name}: value does not fit a float")
-        low, high = self.limits.ranges.get(quantity.name, (quantity.min_value, quantity.max_value))
-        if not low <= value <= high:
-            raise _Reject(RejectionReason.OUT_OF_RANGE, f"{quantity.name}={value:g} outside [{low:g}, {high:g}]")
-        if not math.isfinite(ts):
-            raise _Reject(RejectionReason.INVALID_SHAPE, "time is not a finite number")
-        if ts > self.received_at_s + self.limits.max_clock_skew_s:
-            raise _Reject(
-                RejectionReason.TIMESTAMP_IN_FUTURE,
-                f"{quantity.name} at {ts:.0f} is {ts - self.received_at_s:.0f} s ahead of the ingester's clock",
-            )
-        if ts < self.received_at_s - self.limits.max_lateness_s:
-            raise _Reject(
-                RejectionReason.TIMESTAMP_TOO_OLD,
-                f"{quantity.name} at {ts:.0f} is older than {self.limits.max_lateness_s:.0f} s",
-            )
-        if len(self.quantity) >= self.limits.max_records:
-            raise _Reject(RejectionReason.INVALID_SHAPE, f"more than {self.limits.max_records} readings")
-        self.quantity.append(quantity.code)
-        self.ts.append(ts)
-        self.value.append(value)
+                self.bad_word(
+                    _BAD_UNIT,
+                    f"{where}: unit {quoted(unit)} is not accepted for {name} (accepted: {', '.join(quantity.units)})",
+                )
+                return
+            scale, offset = converter.scale, converter.offset
+        if ts != ts:  # NaN: only from adding opposite infinities
+            self.bad_shape(f"{where}: time is not a number")
+            return
+        rows = self.rows
+        rows.msg.append(self.msg)
+        rows.code.append(quantity.code)
+        rows.scale.append(scale)
+        rows.offset.append(offset)
+        rows.value.append(value)
+        rows.ts.append(ts)
+        self.readings += 1
 
-    def readings(self) -> Readings:
-        ts = np.asarray(self.ts, dtype=np.float64)
-        return Readings(
-            np.asarray(self.quantity, dtype=np.int16),
-            np.round(ts * 1e6).astype(np.int64),
-            np.asarray(self.value, dtype=np.float64),
-        )
+    def objects(self, items: list[Any], label: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(where, object) for each item that is a JSON object; other items are shape errors."""
+        for index, item in enumerate(items):
+            where = f"{label} {index}"
+            if type(item) is not dict:
+                self.bad_shape(f"{where} is {_json_type(item)}, not an object")
+                continue
+            self.keys += len(item)
+            yield where, item
 
+    def senml(self, records: list[Any]) -> None:
+        base_name, base_time, base_unit = "", 0.0, None
+        for where, record in self.objects(records, "record"):
+            if not record.keys() <= SENML_FIELDS:
+                unsupported = sorted(set(record) - SENML_FIELDS)[0]
+                self.bad_shape(f"{where}: unsupported SenML field {quoted(unsupported)}")
+                continue
+            if "bn" in record:
+                base_name = self.string(record["bn"], f"{where}: bn") or ""
+            if "bt" in record:
+                base_time = self.number(record["bt"], f"{where}: bt") or 0.0
+            if "bu" in record:
+                base_unit = self.string(record["bu"], f"{where}: bu")
+            if "bver" in record:
+                self.number(record["bver"], f"{where}: bver")
+            has_v, has_s = "v" in record, "s" in record
+            if not has_v and not has_s:
+                if "n" in record or "u" in record or "t" in record:
+                    self.bad_shape(f"{where} has no value (v or s)")
+                continue  # a record of base fields only
+            if has_v and has_s:
+                self.bad_shape(f"{where} has both v and s")
+                continue
+            name = self.string(record["n"], f"{where}: n") if "n" in record else ""
+            unit = self.string(record["u"], f"{where}: u") if "u" in record else base_unit
+            value = self.number(record["v"] if has_v else record["s"], f"{where}: value")
+            offset = self.number(record["t"], f"{where}: t") if "t" in record else 0.0
+            if name is None or value is None or offset is None:
+                continue
+            full_name = base_name + name
+            quantity = full_name.rpartition(":")[2]
+            ts = base_time + offset
+            if ts < SENML_RELATIVE_LIMIT_S:
+                ts += self.received_at_s
+            self.add(quantity, unit, value, ts, where)
 
-def _resolve_quantity(name: str, kind: Kind) -> Quantity:
-    quantity = QUANTITIES.get(name)
-    if quantity is None:
-        raise _Reject(RejectionReason.UNKNOWN_QUANTITY, f"unknown quantity {_safe(name)!r}")
-    if quantity.kind is not kind:
-        raise _Reject(RejectionReason.KIND_MISMATCH, f"{name} is a {quantity.kind.value} quantity, not {kind.value}")
-    return quantity
-
-
-def _decode_senml(records: list[Any], out: _Collector) -> None:
-    base_name, base_time, base_unit = "", 0.0, None
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise _Reject(RejectionReason.INVALID_SHAPE, f"SenML record {index} is not an object")
-        unknown = set(record) - _SENML_FIELDS
-        if unknown:
-            raise _Reject(RejectionReason.INVALID_SHAPE, f"unsupported SenML field {_safe(sorted(unknown)[0])!r}")
-        if "bn" in record:
-            if not isinstance(record["bn"], str):
-                raise _Reject(RejectionReason.INVALID_SHAPE, "bn must be a string")
-            base_name = record["bn"]
-        if "bt" in record:
-            base_time = _number(record["bt"], "bt")
-        if "bu" in record:
-            if not isinstance(record["bu"], str):
-                raise _Reject(RejectionReason.INVALID_SHAPE, "bu must be a string")
-            base_unit = record["bu"]
-        has_value = "v" in record or "s" in record
-        if not has_value:
-            if "n" in record or "u" in record or "t" in record:
-                raise _Reject(RejectionReason.INVALID_SHAPE, f"SenML record {index} has no value (v or s)")
-            continue  # a record of base fields only
-        name = record.get("n", "")
-        if not isinstance(name, str):
-            raise _Reject(RejectionReason.INVALID_SHAPE, "n must be a string")
-        full = base_name + name
-        quantity_name = full.rsplit(":", 1)[-1]
-        unit = record.get("u", base_unit)
-        if unit is not None and not isinstance(unit, str):
-            raise _Reject(RejectionReason.INVALID_SHAPE, "u must be a string")
-        value = _number(record["v"] if "v" in record else record["s"], quantity_name or "value")
-        ts = base_time + (_number(record["t"], "t") if "t" in record else 0.0)
-        if ts < SENML_RELATIVE_LIMIT_S:
-            ts += out.received_at_s
-        out.add(quantity_name, unit, value, ts)
-
-
-def _decode_simple(objects: list[Any], out: _Collector) -> None:
-    for index, obj in enumerate(objects):
-        if not isinstance(obj, dict):
-            raise _Reject(RejectionReason.INVALID_SHAPE, f"item {index} is not an object")
-        if "ts" not in obj:
-            raise _Reject(RejectionReason.INVALID_SHAPE, f"item {index} has no ts")
-        ts = _parse_ts(obj["ts"])
-        values = [(k, v) for k, v in obj.items() if k != "ts"]
-        if not values:
-            raise _Reject(RejectionReason.INVALID_SHAPE, f"item {index} has no quantities")
-        for name, raw in values:
-            out.add(name, None, _number(raw, _safe(name)), ts)
+    def simple(self, objects: list[Any]) -> None:
+        for where, obj in self.objects(objects, "item"):
+            if "ts" not in obj:
+                self.bad_shape(f"{where} has no ts")
+                continue
+            ts = self.timestamp(obj["ts"], f"{where}: ts")
+            if len(obj) == 1:
+                self.bad_shape(f"{where} has a ts but no quantities")
+                continue
+            for name, raw in obj.items():
+                if name == "ts":
+                    continue
+                if ":" in name:
+                    self.colons += name.count(":")
+                value = self.number(raw, f"{where}: {safe_text(name)}")
+                if value is not None and ts is not None:
+                    self.add(name, None, value, ts, where)
 
 
-def _is_senml(items: list[Any]) -> bool:
-    return any(isinstance(i, dict) and "ts" not in i and (set(i) & _SENML_FIELDS) for i in items)
+def decode_into(
+    payload: bytes, *, kind: Kind, received_at_s: float, msg: int, rows: RowBuffer, limits: Limits
+) -> Rejection | None:
+    """Decode one message, appending its readings to `rows` (as message `msg`); a rejection leaves `rows` as it was.
 
-
-def decode_payload(payload: bytes, *, kind: Kind, received_at_s: float, limits: Limits) -> Readings | Rejection:
-    """Decode and validate one message's payload."""
+    Range and time checks are left to `ingest.rows.check_rows`, which runs on a whole batch.
+    """
     try:
-        if len(payload) > limits.max_payload_bytes:
-            return Rejection(
-                RejectionReason.PAYLOAD_TOO_LARGE, f"{len(payload)} bytes > limit {limits.max_payload_bytes}"
-            )
-        try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return Rejection(RejectionReason.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}")
-        try:
-            document = json.loads(text, object_pairs_hook=_pairs, parse_constant=_reject_constant, parse_int=_parse_int)
-        except _Reject:
-            raise
-        except RecursionError:
-            return Rejection(RejectionReason.INVALID_JSON, "nesting deeper than the parser allows")
-        except (ValueError, TypeError) as exc:
-            return Rejection(RejectionReason.INVALID_JSON, _safe(str(exc), 200))
-        items = document if isinstance(document, list) else [document]
-        if not items or not isinstance(document, list | dict):
-            raise _Reject(RejectionReason.INVALID_SHAPE, "expected a SenML pack or a JSON object or array")
-        collector = _Collector(kind, received_at_s, limits)
-        if _is_senml(items):
-            _decode_senml(items, collector)
+        return _decode_into(payload, kind, received_at_s, msg, rows, limits)
+    except RecursionError:  # not expected (the walk is flat), but input must never crash the ingester
+        return Rejection(RejectionReason.INVALID_JSON, "nested deeper than the parser allows")
+
+
+def _decode_into(
+    payload: bytes, kind: Kind, received_at_s: float, msg: int, rows: RowBuffer, limits: Limits
+) -> Rejection | None:
+    if len(payload) > limits.max_payload_bytes:
+        return Rejection(
+            RejectionReason.PAYLOAD_TOO_LARGE,
+            f"{len(payload)} bytes, more than the limit of {limits.max_payload_bytes}",
+        )
+    document = load_json(payload)
+    if isinstance(document, Rejection):
+        return document
+    mark = len(rows)
+    rejection = _walk(payload, document, kind, received_at_s, msg, rows, limits)
+    if rejection is not None:
+        rows.truncate(mark)
+    return rejection
+
+
+def _walk(
+    payload: bytes, document: Document, kind: Kind, received_at_s: float, msg: int, rows: RowBuffer, limits: Limits
+) -> Rejection | None:
+    walk = _Walk(kind, received_at_s, msg, rows, limits)
+    value = document.value
+    if type(value) is dict:
+        walk.simple([value])
+    elif type(value) is list and value:
+        first = value[0]
+        if type(first) is dict and "ts" in first:
+            walk.simple(value)
         else:
-            _decode_simple(items, collector)
-        if not collector.quantity:
-            raise _Reject(RejectionReason.INVALID_SHAPE, "no readings in the message")
-        return collector.readings()
-    except _Reject as rejected:
-        return rejected.rejection
-    except RecursionError:
-        return Rejection(RejectionReason.INVALID_JSON, "nesting deeper than the parser allows")
+            walk.senml(value)
+    elif type(value) is list:
+        walk.bad_shape("an empty array holds no readings")
+    else:
+        walk.bad_shape(f"expected a SenML pack or a JSON object, not {_json_type(value)}")
+    if walk.non_finite is not None:
+        return Rejection(RejectionReason.NON_FINITE_VALUE, walk.non_finite)
+    if not document.exact and (
+        walk.shape is not None or b"\\" in payload or payload.count(b":") != walk.keys + walk.colons
+    ):
+        duplicate = find_duplicate_key(payload)
+        if duplicate is not None:
+            return Rejection(RejectionReason.DUPLICATE_KEY, f"member {quoted(duplicate)} repeated in one object")
+    if walk.shape is not None:
+        return Rejection(RejectionReason.INVALID_SHAPE, walk.shape)
+    if walk.vocabulary is not None:
+        rank, detail = walk.vocabulary
+        return Rejection(_VOCABULARY_REASONS[rank], detail)
+    if walk.readings == 0:
+        return Rejection(RejectionReason.INVALID_SHAPE, "no readings in the message")
+    return None
+
+
+def decode_payload(
+    payload: bytes, *, kind: Kind, received_at_s: float, limits: Limits | None = None
+) -> Rows | Rejection:
+    """Decode and fully check one message on its own: its rows (all of message 0), or why it was rejected."""
+    limits = limits or Limits()
+    rows = RowBuffer()
+    rejection = decode_into(payload, kind=kind, received_at_s=received_at_s, msg=0, rows=rows, limits=limits)
+    if rejection is not None:
+        return rejection
+    checked, rejections = check_rows(rows, np.array([received_at_s]), limits)
+    return rejections.get(0) or checked

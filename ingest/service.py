@@ -1,49 +1,36 @@
-"""The ingester: MQTT in, batches to PostgreSQL, acknowledgements only after COMMIT.
+"""The ingester: MQTT in, one transaction per batch, acknowledgements only after COMMIT.
 
-Threads: paho's network loop receives messages and queues them (the queue is bounded, so a stalled database
-stops reading from the socket instead of growing memory); the batch thread decodes, writes one transaction per
-batch, then acknowledges the batch's messages (paho `manual_ack=True`) and publishes rejection notices.
+Threads: paho's network thread receives messages into the inbox (never blocking, see `ingest.inbox`); the batch
+thread (the one that calls `run`) takes batches from it, decodes and checks them, writes them, and only after the
+COMMIT acknowledges them and publishes rejection notices; the registry thread LISTENs for sensor changes; an
+optional HTTP thread serves /metrics and /health.
+
+Outages: when the database is down, the batch in hand is retried with backoff and nothing is acknowledged, so the
+broker keeps the backlog (and stops sending once the in-flight window is full); when the broker is down, paho
+reconnects with backoff and the persistent session resumes where it was.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import queue
 import threading
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from ingest.decode import Limits, Readings, Rejection, decode_payload
+from ingest.batch import Batch, BatchBuilder, Message
+from ingest.broker import BrokerLink, Protocol, probe_protocol
+from ingest.inbox import Inbox
+from ingest.metrics import HealthReport, HealthServer, IngestMetrics
+from ingest.notices import RejectionNotices
+from ingest.registry import SensorDirectory
 from ingest.settings import IngestSettings
-from ingest.topics import parse_topic, subscription
-from ingest.writer import Batch, RejectedMessage, write_batch
-from livinglab.domain import RejectionReason
-from livinglab.storage import check_schema, connect
-from livinglab.storage.registry import RegistryEntry, load_registry
+from ingest.writer import BatchWriter, WriteResult
+from livinglab.storage import check_schema
 
 log = logging.getLogger(__name__)
-
-_ERROR_NOTICE_INTERVAL_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    received_at_s: float
 
 
 class Ingester:
@@ -51,233 +38,241 @@ class Ingester:
 
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
-        self.limits = Limits(
-            max_payload_bytes=settings.max_payload_bytes,
-            max_records=settings.max_records_per_message,
-            max_clock_skew_s=settings.max_clock_skew_s,
-            max_lateness_s=settings.max_lateness_s,
-        )
         self._database_url = settings.require_database_url()
         self._mqtt_url = settings.require_mqtt_url()
-        self._queue: queue.Queue[Message] = queue.Queue(maxsize=max(2 * settings.batch_size, 100))
         self._stop = threading.Event()
-        self._connected = threading.Event()
-        self._registry: dict[str, RegistryEntry] = {}
-        self._registry_loaded_at = 0.0
-        self._last_notice: dict[str, float] = {}
-        self._conn: psycopg.Connection[Any] | None = None
-        self.client = self._make_client()
-
-    # -- MQTT -------------------------------------------------------------------------------------------------
-
-    def _make_client(self) -> mqtt.Client:
-        v5 = self.settings.mqtt_protocol == "5"
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.settings.client_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else False,
-            manual_ack=True,
+        self._ready = threading.Event()
+        self.metrics = IngestMetrics()
+        self.inbox = Inbox(max_messages=settings.inbox_limit, max_qos0_bytes=settings.qos0_buffer_bytes)
+        self.writer = BatchWriter(
+            self._database_url,
+            application_name=f"livinglab-ingest:{settings.client_id}"[:63],
+            allowed_lateness_s=settings.allowed_lateness_s,
+            payload_cap_bytes=settings.rejected_payload_cap_bytes,
         )
-        if self._mqtt_url.username:
-            client.username_pw_set(self._mqtt_url.username, self._mqtt_url.password)
-        if self._mqtt_url.tls:
-            client.tls_set()
-        client.max_inflight_messages_set(max(self.settings.batch_size, 20))
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
+        self.sensors = SensorDirectory(
+            self._database_url,
+            refresh_s=settings.registry_refresh_s,
+            application_name=f"livinglab-ingest-registry:{settings.client_id}"[:63],
+            lookup_connection=self.writer.connection,
+        )
+        self.builder = BatchBuilder(prefix=settings.topic_prefix, sensors=self.sensors, limits=settings.limits())
+        self.link: BrokerLink | None = None
+        self.notices: RejectionNotices | None = None
+        self.health_server: HealthServer | None = None
+        self.protocol: Protocol | None = None
+        self.database_error: str | None = "not connected yet"
+        self.batches = 0
+        self._overflow_seen = 0
 
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
-            return
-        client.subscribe(subscription(self.settings.topic_prefix, self.settings.shared_group), qos=1)
-        self._connected.set()
-        log.info("connected to %s as %s", self._mqtt_url, self.settings.client_id)
-
-    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        self._connected.clear()
-        if not self._stop.is_set():
-            log.warning("disconnected from the broker (%s); reconnecting", reason)
-
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        # Blocks when the queue is full: back-pressure onto the broker instead of unbounded memory.
-        item = Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.time())
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-
-    def _connect(self) -> None:
-        if self.settings.mqtt_protocol == "5":
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = self.settings.session_expiry_s
-            self.client.connect_async(
-                self._mqtt_url.host,
-                self._mqtt_url.port,
-                keepalive=self.settings.keepalive_s,
-                clean_start=False,
-                properties=props,
-            )
-        else:
-            self.client.connect_async(self._mqtt_url.host, self._mqtt_url.port, keepalive=self.settings.keepalive_s)
-        self.client.loop_start()
-
-    # -- database ---------------------------------------------------------------------------------------------
-
-    def _db(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = connect(self._database_url, application_name=f"livinglab-ingest-{self.settings.client_id}")
-        return self._conn
-
-    def _refresh_registry(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._registry_loaded_at < 0.5:
-            return
-        conn = self._db()
-        self._registry = load_registry(conn)
-        conn.rollback()
-        self._registry_loaded_at = now
-
-    # -- batches ----------------------------------------------------------------------------------------------
-
-    def _collect(self) -> list[Message]:
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        messages = [first]
-        deadline = time.monotonic() + self.settings.batch_interval_ms / 1000
-        while len(messages) < self.settings.batch_size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                messages.append(self._queue.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return messages
-
-    def _lookup(self, sensor_id: str) -> RegistryEntry | None:
-        entry = self._registry.get(sensor_id)
-        if entry is None:
-            self._refresh_registry()
-            entry = self._registry.get(sensor_id)
-        return entry
-
-    def _build(self, messages: list[Message]) -> Batch:
-        batch = Batch(messages=len(messages))
-        for m in messages:
-            outcome: Readings | Rejection
-            topic = parse_topic(m.topic, self.settings.topic_prefix)
-            entry = None
-            if topic is None:
-                outcome = Rejection(RejectionReason.TOPIC_INVALID, "topic does not follow {prefix}/{city}/{kind}/{id}")
-            else:
-                entry = self._lookup(topic.sensor_id)
-                if entry is None:
-                    outcome = Rejection(
-                        RejectionReason.UNKNOWN_SENSOR, f"no sensor {topic.sensor_id!r} in the registry"
-                    )
-                elif entry.kind is not topic.kind:
-                    outcome = Rejection(
-                        RejectionReason.KIND_MISMATCH,
-                        f"sensor is registered as {entry.kind.value}, topic says {topic.kind.value}",
-                    )
-                else:
-                    outcome = decode_payload(
-                        m.payload, kind=topic.kind, received_at_s=m.received_at_s, limits=self.limits
-                    )
-            if isinstance(outcome, Rejection):
-                batch.rejected.append(
-                    RejectedMessage(
-                        m.received_at_s,
-                        m.topic.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00"),
-                        outcome.reason.value,
-                        outcome.detail,
-                        m.payload[: self.settings.rejected_payload_cap_bytes],
-                        len(m.payload),
-                        city=topic.city if topic else None,
-                        kind=topic.kind.value if topic else None,
-                        sensor_id=topic.sensor_id if topic else None,
-                        sensor_key=entry.sensor_key if entry else None,
-                    )
-                )
-                continue
-            assert entry is not None
-            n = len(outcome)
-            batch.sensor_key.append(np.full(n, entry.sensor_key, dtype=np.int32))
-            batch.quantity.append(outcome.quantity)
-            batch.ts_us.append(outcome.ts_us)
-            batch.value.append(outcome.value)
-            batch.received_at_us.append(np.full(n, int(m.received_at_s * 1e6), dtype=np.int64))
-        return batch
-
-    def _write(self, batch: Batch) -> bool:
-        """Write until committed (True) or stopped (False). A database outage means waiting, never dropping."""
-        delay = 0.5
-        while True:
-            try:
-                result = write_batch(self._db(), batch)
-                log.debug("batch committed: %s", result)
-                return True
-            except psycopg.OperationalError as exc:
-                log.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
-                with contextlib.suppress(Exception):
-                    if self._conn is not None:
-                        self._conn.close()
-                self._conn = None
-            if self._stop.wait(delay):
-                return False
-            delay = min(delay * 2, 10.0)
-
-    def _notify_rejections(self, batch: Batch) -> None:
-        now = time.monotonic()
-        for r in batch.rejected:
-            if r.sensor_id is None or r.kind is None or r.city is None:
-                continue
-            key = f"{r.city}/{r.kind}/{r.sensor_id}"
-            if now - self._last_notice.get(key, -1e9) < _ERROR_NOTICE_INTERVAL_S:
-                continue
-            self._last_notice[key] = now
-            notice = {
-                "reason": r.reason,
-                "detail": r.detail,
-                "received_at": datetime.fromtimestamp(r.received_at_s, tz=UTC).isoformat().replace("+00:00", "Z"),
-            }
-            self.client.publish(f"{self.settings.topic_prefix}/{key}/errors", json.dumps(notice), qos=0)
+    # -- lifecycle ----------------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        conn = self._db()
-        check_schema(conn)
-        conn.rollback()
-        self._refresh_registry(force=True)
-        self._connect()
+        registry_thread = threading.Thread(
+            target=self.sensors.run, args=(self._stop,), name="ingest-registry", daemon=True
+        )
         try:
-            while not self._stop.is_set():
-                messages = self._collect()
-                if not messages:
-                    continue
-                batch = self._build(messages)
-                if not self._write(batch):
-                    break  # stopped during an outage: the broker redelivers what we did not acknowledge
-                for m in messages:
-                    if m.qos > 0:
-                        self.client.ack(m.mid, m.qos)
-                self._notify_rejections(batch)
+            if self.settings.health_port is not None:
+                self.health_server = HealthServer(
+                    self.settings.health_host, self.settings.health_port, self.metrics, self.health
+                )
+                self.health_server.start()
+            if not self._wait_for_database():
+                return
+            registry_thread.start()
+            while not self.sensors.wait_loaded(0.5):
+                if self._stop.is_set():
+                    return
+            self.protocol = self._choose_protocol()
+            if self.protocol is None:
+                return
+            self.link = self._make_link(self.protocol)
+            self.notices = RejectionNotices(
+                self.settings.topic_prefix, self.link.publish, interval_s=self.settings.error_notice_interval_s
+            )
+            self.link.start()
+            self._ready.set()
+            self._loop()
         finally:
-            self.client.disconnect()
-            self.client.loop_stop()
-            if self._conn is not None:
-                self._conn.close()
+            if self.link is not None:
+                self.link.stop()
+            self._stop.set()
+            if registry_thread.is_alive():
+                registry_thread.join(timeout=10)
+            self.writer.close()
+            if self.health_server is not None:
+                self.health_server.stop()
 
     def stop(self) -> None:
         self._stop.set()
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
-        return self._connected.wait(timeout_s)
+        """True once the broker link is up (tests and tools wait for it before publishing)."""
+        deadline = time.monotonic() + timeout_s
+        if not self._ready.wait(timeout_s):
+            return False
+        assert self.link is not None
+        return self.link.connected.wait(max(0.0, deadline - time.monotonic()))
+
+    # -- start-up -----------------------------------------------------------------------------------------------
+
+    def _wait_for_database(self) -> bool:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                conn = self.writer.connection()
+                check_schema(conn)
+                self.database_error = None
+                return True
+            except psycopg.OperationalError as exc:
+                self.writer.close()
+                self.database_error = _describe(exc)
+                log.warning("database not reachable (%s); retrying in %.1f s", self.database_error, delay)
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, self.settings.database_retry_max_s)
+        return False
+
+    def _choose_protocol(self) -> Protocol | None:
+        if self.settings.mqtt_protocol != "auto":
+            return self.settings.mqtt_protocol
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                protocol = probe_protocol(self._mqtt_url)
+                log.info("broker at %s speaks MQTT %s", self._mqtt_url, protocol)
+                return protocol
+            except OSError as exc:
+                log.warning("broker %s not reachable (%s); retrying in %.1f s", self._mqtt_url, exc, delay)
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, self.settings.reconnect_max_s)
+        return None
+
+    def _make_link(self, protocol: Protocol) -> BrokerLink:
+        s = self.settings
+        return BrokerLink(
+            self._mqtt_url,
+            protocol=protocol,
+            client_id=s.client_id,
+            prefix=s.topic_prefix,
+            inbox=self.inbox,
+            shared_group=s.shared_group,
+            session_expiry_s=s.session_expiry_s,
+            receive_maximum=s.receive_maximum,
+            keepalive_s=s.keepalive_s,
+            reconnect_min_s=s.reconnect_min_s,
+            reconnect_max_s=s.reconnect_max_s,
+        )
+
+    # -- the batch loop -----------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        s = self.settings
+        linger_s = s.batch_interval_ms / 1000
+        while not self._stop.is_set():
+            messages = self.inbox.take(
+                max_messages=s.batch_size, max_bytes=s.batch_max_bytes, wait_s=0.25, linger_s=linger_s
+            )
+            if messages:
+                self._ingest(messages)
+            self._housekeeping()
+
+    def _ingest(self, messages: Sequence[Message]) -> None:
+        outcome = self._write(messages)
+        if outcome is None:
+            return  # stopped during an outage: the broker redelivers what was not acknowledged
+        batch, result = outcome
+        assert self.link is not None
+        assert self.notices is not None
+        self.link.acknowledge(messages)
+        now = time.time()
+        m = self.metrics
+        m.ack_lag_seconds.observe(max(0.0, now - messages[0].received_at_s))
+        m.messages.inc(len(messages))
+        m.batch_messages.observe(len(messages))
+        m.batch_readings.observe(len(batch.rows))
+        m.accepted.inc(result.inserted)
+        m.duplicates.inc(result.duplicates)
+        m.late.inc(result.late)
+        for rejection in result.rejections.values():
+            m.rejected.labels(rejection.reason.value).inc()
+        if result.rejections:
+            sent_before = self.notices.sent
+            self.notices.send(
+                (batch.topics[i], rejection, batch.received_at_s[i]) for i, rejection in result.rejections.items()
+            )
+            sent = self.notices.sent - sent_before
+            m.notices.labels("published").inc(sent)
+            m.notices.labels("suppressed").inc(len(result.rejections) - sent)
+        self.batches += 1
+
+    def _write(self, messages: Sequence[Message]) -> tuple[Batch, WriteResult] | None:
+        """Build and write a batch until it is committed; None when stopped first. Never drops the batch."""
+        delay = 0.2
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                # Built again after a failure: the registry may have changed meanwhile.
+                batch = self.builder.build(messages)
+                result = self.writer.write(batch)
+            except psycopg.Error as exc:
+                self.database_error = _describe(exc)
+                self.metrics.database_up.set(0)
+                self.metrics.database_retries.inc()
+                if isinstance(exc, psycopg.OperationalError):
+                    log.warning("database unavailable (%s); retrying the batch in %.1f s", self.database_error, delay)
+                else:
+                    log.error("batch write failed (%s); retrying in %.1f s", self.database_error, delay)
+                if self._stop.wait(delay):
+                    return None
+                delay = min(delay * 2, self.settings.database_retry_max_s)
+                continue
+            self.metrics.commit_seconds.observe(time.perf_counter() - started)
+            self.database_error = None
+            self.metrics.database_up.set(1)
+            return batch, result
+        return None
+
+    def _housekeeping(self) -> None:
+        assert self.link is not None
+        self.metrics.inbox.set(len(self.inbox))
+        self.metrics.broker_up.set(1 if self.link.connected.is_set() else 0)
+        overflow = self.inbox.dropped_unacknowledged
+        if overflow != self._overflow_seen and len(self.inbox) == 0:
+            # QoS 1 messages were dropped unacknowledged; a reconnect makes the broker send them again.
+            self.metrics.dropped.labels("inbox_full").inc(overflow - self._overflow_seen)
+            self._overflow_seen = overflow
+            log.warning("inbox limit reached (lower the broker's in-flight limit); reconnecting to get redeliveries")
+            self.link.force_reconnect()
+        dropped_qos0 = self.inbox.dropped_qos0
+        counted = self.metrics.dropped.labels("qos0_budget")
+        if dropped_qos0 > counted._value.get():
+            counted.inc(dropped_qos0 - counted._value.get())
+
+    # -- health -------------------------------------------------------------------------------------------------
+
+    def health(self) -> HealthReport:
+        """(ok, checks) for /health: the broker link is connected and the last database operation worked."""
+        link = self.link
+        broker_ok = link is not None and link.connected.is_set()
+        database_ok = self.database_error is None and (self.sensors.listening or self.sensors.last_error is None)
+        checks: dict[str, Any] = {
+            "broker": {
+                "status": "ok" if broker_ok else "down",
+                "detail": None if broker_ok else (link.last_error if link else "not started"),
+                "protocol": self.protocol,
+            },
+            "database": {
+                "status": "ok" if database_ok else "down",
+                "detail": None if database_ok else (self.database_error or self.sensors.last_error),
+            },
+            "inbox_messages": len(self.inbox),
+            "batches": self.batches,
+        }
+        return broker_ok and database_ok, checks
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"

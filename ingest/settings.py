@@ -2,34 +2,95 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
+from ingest.rows import Limits
 from livinglab.settings import CoreSettings
 
 
 class IngestSettings(CoreSettings):
     """Ingester settings, from `LIVINGLAB_*` environment variables."""
 
-    client_id: str = Field(default="livinglab-ingest-1", description="Fixed MQTT client id (persistent session).")
-    mqtt_protocol: Literal["5", "3.1.1"] = Field(
-        default="5", description="MQTT version: 5, or 3.1.1 for brokers that speak only 3.1.1 (amqtt)."
+    client_id: str = Field(
+        default="livinglab-ingest-1",
+        min_length=1,
+        description="Fixed MQTT client id (persistent session); give every ingester its own.",
+    )
+    mqtt_protocol: Literal["auto", "5", "3.1.1"] = Field(
+        default="auto",
+        description="MQTT version: 5, 3.1.1 (brokers that speak only 3.1.1, such as amqtt), or auto (try 5 first).",
     )
     shared_group: str | None = Field(
         default=None,
         description="Subscribe through `$share/<group>/...` so several ingesters split the load.",
     )
-    session_expiry_s: int = Field(default=7 * 86400, ge=1, description="MQTT 5 session expiry interval.")
+    session_expiry_s: int = Field(default=7 * 86400, ge=1, le=4294967295, description="MQTT 5 session expiry interval.")
     keepalive_s: int = Field(default=30, ge=5, description="MQTT keepalive in seconds.")
-    batch_size: int = Field(default=500, ge=1, description="Messages per batch; keep within the broker's in-flight.")
-    batch_interval_ms: int = Field(default=200, ge=1, description="A batch closes at most this long after it opens.")
+    receive_maximum: int = Field(
+        default=4000,
+        ge=1,
+        le=65535,
+        description="Unacknowledged QoS 1 messages the broker may send (MQTT 5 Receive Maximum); bounds memory.",
+    )
+    batch_size: int = Field(
+        default=1000, ge=1, description="Messages per batch; at most half the in-flight window keeps the pipe full."
+    )
+    batch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1, description="Payload bytes per batch at most.")
+    batch_interval_ms: int = Field(default=100, ge=1, description="A batch closes at most this long after it opens.")
     max_payload_bytes: int = Field(default=256 * 1024, ge=1, description="Larger payloads are rejected.")
     max_records_per_message: int = Field(default=10_000, ge=1, description="Readings one message may carry.")
     max_clock_skew_s: float = Field(default=120.0, ge=0, description="How far in the future a reading may be.")
     max_lateness_s: float = Field(default=7 * 86400.0, ge=0, description="How old a reading may be.")
+    ranges: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description='Physical range overrides per quantity, as JSON: `{"pm25": [0, 1000]}`.',
+    )
     rejected_payload_cap_bytes: int = Field(
         default=64 * 1024, ge=0, description="Bytes of a rejected payload kept for inspection and replay."
     )
-    registry_refresh_s: float = Field(default=1.0, gt=0, description="Sensor registry reload period.")
-    health_port: int | None = Field(default=None, description="Serve /metrics and /health on this port.")
+    registry_refresh_s: float = Field(
+        default=30.0, gt=0, description="Full sensor registry reload period (changes arrive by NOTIFY at once)."
+    )
+    error_notice_interval_s: float = Field(
+        default=5.0, ge=0, description="At most one rejection notice per device per this many seconds."
+    )
+    inbox_max_messages: int = Field(
+        default=0, ge=0, description="Hard limit of messages held in memory (0: twice the receive maximum)."
+    )
+    qos0_buffer_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=0, description="QoS 0 payload bytes held in memory; more are dropped."
+    )
+    reconnect_min_s: float = Field(default=0.5, gt=0, description="First delay before reconnecting to the broker.")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest delay between broker reconnects.")
+    database_retry_max_s: float = Field(default=10.0, gt=0, description="Longest delay between database retries.")
+    health_port: int | None = Field(default=None, ge=0, le=65535, description="Serve /metrics and /health here.")
+    health_host: str = Field(default="127.0.0.1", description="Address of the /metrics and /health server.")
+
+    @field_validator("shared_group")
+    @classmethod
+    def _check_group(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(c in value for c in "/+#")):
+            raise ValueError("shared_group must be non-empty, without '/', '+' or '#'")
+        return value or None
+
+    @model_validator(mode="after")
+    def _check_window(self) -> Self:
+        if self.batch_size > self.receive_maximum:
+            raise ValueError("batch_size must not exceed receive_maximum (a batch is acknowledged only when full)")
+        Limits(ranges=self.ranges)  # raises on unknown quantities
+        return self
+
+    @property
+    def inbox_limit(self) -> int:
+        return self.inbox_max_messages or 2 * self.receive_maximum
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_payload_bytes=self.max_payload_bytes,
+            max_records=self.max_records_per_message,
+            max_clock_skew_s=self.max_clock_skew_s,
+            max_lateness_s=self.max_lateness_s,
+            ranges=self.ranges,
+        )

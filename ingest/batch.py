@@ -1,0 +1,131 @@
+"""From received messages to a batch: topic, registry and payload checks, and the batch's checked readings.
+
+Everything here is decided without writing anything; `ingest.writer` then stores the batch in one transaction
+(and may still reject messages whose readings conflict with what is stored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ingest.decode import decode_into
+from ingest.outcome import Rejection
+from ingest.rows import Limits, RowBuffer, Rows, check_rows
+from ingest.topics import DeviceTopic, TopicCache
+from livinglab.domain import RejectionReason
+from livinglab.storage.registry import RegistryEntry
+
+
+@dataclass(slots=True)
+class Message:
+    """One received MQTT message. `generation` counts broker connections: acknowledgements go only to the current."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_at_s: float
+    generation: int = 0
+
+
+class SensorLookup(Protocol):
+    """The registry as the batch builder sees it."""
+
+    def get(self, sensor_id: str) -> RegistryEntry | None: ...
+
+    def resolve_missing(self, sensor_ids: Collection[str]) -> None:
+        """Look these ids up in the database now (a sensor created a moment ago)."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """The messages of one batch and what was decided about them before storage.
+
+    Per message (index i): `received_at_s[i]`; `sensor_key[i]`, -1 when no registered sensor has the topic's id;
+    `topics[i]`, None when the topic does not parse. `rows` holds the readings that passed every check, `rows.msg`
+    pointing back at their message; `rejections` the messages rejected so far.
+    """
+
+    messages: Sequence[Message]
+    received_at_s: npt.NDArray[np.float64]
+    sensor_key: npt.NDArray[np.int32]
+    topics: list[DeviceTopic | None]
+    rows: Rows
+    rejections: dict[int, Rejection]
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    @property
+    def row_sensor_key(self) -> npt.NDArray[np.int32]:
+        return self.sensor_key[self.rows.msg]
+
+
+class BatchBuilder:
+    """Checks messages in contract order: topic, sensor, kind, then payload (see `ingest.decode`)."""
+
+    def __init__(self, *, prefix: str, sensors: SensorLookup, limits: Limits) -> None:
+        self.topics = TopicCache(prefix)
+        self.sensors = sensors
+        self.limits = limits
+
+    def _identify(self, topic: DeviceTopic | Rejection) -> tuple[RegistryEntry | None, Rejection | None]:
+        """The registered sensor a topic names (also when the topic gets its city or kind wrong), and why the
+        message cannot be accepted, if it cannot."""
+        if isinstance(topic, Rejection):
+            return None, topic
+        entry = self.sensors.get(topic.sensor_id)
+        if entry is None:
+            return None, Rejection(RejectionReason.UNKNOWN_SENSOR, f"no sensor {topic.sensor_id!r} in the registry")
+        if entry.city != topic.city:
+            return entry, Rejection(
+                RejectionReason.UNKNOWN_SENSOR,
+                f"sensor {topic.sensor_id!r} is registered in city {entry.city!r}, not {topic.city!r}",
+            )
+        if entry.kind is not topic.kind:
+            return entry, Rejection(
+                RejectionReason.KIND_MISMATCH,
+                f"sensor {topic.sensor_id!r} is registered as {entry.kind.value}, the topic says {topic.kind.value}",
+            )
+        return entry, None
+
+    def build(self, messages: Sequence[Message]) -> Batch:
+        n = len(messages)
+        received_at_s = np.fromiter((m.received_at_s for m in messages), dtype=np.float64, count=n)
+        sensor_key = np.full(n, -1, dtype=np.int32)
+        topics: list[DeviceTopic | None] = [None] * n
+        parsed = [self.topics.parse(m.topic) for m in messages]
+        missing = {t.sensor_id for t in parsed if isinstance(t, DeviceTopic) and self.sensors.get(t.sensor_id) is None}
+        if missing:
+            self.sensors.resolve_missing(missing)
+        rejections: dict[int, Rejection] = {}
+        rows = RowBuffer()
+        limits = self.limits
+        for i, (message, topic) in enumerate(zip(messages, parsed, strict=True)):
+            if isinstance(topic, DeviceTopic):
+                topics[i] = topic
+            entry, rejection = self._identify(topic)
+            if entry is not None:
+                sensor_key[i] = entry.sensor_key  # counted for the sensor even when rejected
+            if rejection is not None:
+                rejections[i] = rejection
+                continue
+            assert entry is not None
+            rejection = decode_into(
+                message.payload,
+                kind=entry.kind,
+                received_at_s=message.received_at_s,
+                msg=i,
+                rows=rows,
+                limits=limits,
+            )
+            if rejection is not None:
+                rejections[i] = rejection
+        checked, failed = check_rows(rows, received_at_s, limits)
+        rejections.update(failed)
+        return Batch(messages, received_at_s, sensor_key, topics, checked, rejections)

@@ -1,0 +1,138 @@
+"""Prometheus metrics and the health endpoint of an ingester, served on `LIVINGLAB_HEALTH_PORT`.
+
+`GET /metrics`: Prometheus text format. `GET /health`: `{"status": "ok" | "degraded", "checks": {"broker": ...,
+"database": ...}}`, HTTP 200 when ok and 503 when degraded (so an orchestrator's probe can act on it).
+Each ingester has its own registry, so several can run in one process (tests) without clashing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from livinglab.domain import RejectionReason
+
+log = logging.getLogger(__name__)
+
+_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
+_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+HealthReport = tuple[bool, dict[str, Any]]
+
+
+class IngestMetrics:
+    """The ingester's metrics, all prefixed `livinglab_ingest_`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter("livinglab_ingest_messages", "Messages taken from the broker into batches.", registry=r)
+        self.accepted = Counter("livinglab_ingest_readings_accepted", "Readings stored.", registry=r)
+        self.rejected = Counter(
+            "livinglab_ingest_messages_rejected", "Messages rejected, by reason code.", ["reason"], registry=r
+        )
+        for reason in RejectionReason:
+            self.rejected.labels(reason.value)
+        self.duplicates = Counter(
+            "livinglab_ingest_readings_duplicate", "Readings already stored with the same value.", registry=r
+        )
+        self.late = Counter(
+            "livinglab_ingest_readings_late", "Readings stored after their 1-minute window was final.", registry=r
+        )
+        self.batch_messages = Histogram(
+            "livinglab_ingest_batch_messages", "Messages per batch.", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.batch_readings = Histogram(
+            "livinglab_ingest_batch_readings", "Readings per batch.", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.commit_seconds = Histogram(
+            "livinglab_ingest_commit_seconds",
+            "Time to write and commit one batch.",
+            buckets=_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.ack_lag_seconds = Histogram(
+            "livinglab_ingest_ack_lag_seconds",
+            "From receiving a message to acknowledging it (after its batch committed).",
+            buckets=_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.database_retries = Counter(
+            "livinglab_ingest_database_retries", "Batch writes retried after a database error.", registry=r
+        )
+        self.dropped = Counter(
+            "livinglab_ingest_messages_dropped",
+            "Messages dropped before decoding: QoS 0 over the buffer budget, or QoS 1 over the inbox limit (those"
+            " are redelivered by the broker).",
+            ["why"],
+            registry=r,
+        )
+        self.notices = Counter(
+            "livinglab_ingest_notices",
+            "Rejection notices published or suppressed by rate limit.",
+            ["outcome"],
+            registry=r,
+        )
+        self.inbox = Gauge("livinglab_ingest_inbox_messages", "Messages received and not yet batched.", registry=r)
+        self.broker_up = Gauge("livinglab_ingest_broker_connected", "1 when connected to the broker.", registry=r)
+        self.database_up = Gauge(
+            "livinglab_ingest_database_up", "1 when the last database operation worked.", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class HealthServer:
+    """`/metrics` and `/health` over HTTP in a daemon thread."""
+
+    def __init__(self, host: str, port: int, metrics: IngestMetrics, health: Callable[[], HealthReport]) -> None:
+        handler = _handler(metrics, health)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="ingest-health", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("metrics and health on http://%s:%d/", self._server.server_address[0], self.port)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def _handler(metrics: IngestMetrics, health: Callable[[], HealthReport]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._answer(200, CONTENT_TYPE_LATEST, metrics.render())
+            elif path in ("/health", "/v1/health"):
+                ok, checks = health()
+                body = json.dumps({"status": "ok" if ok else "degraded", "checks": checks}).encode()
+                self._answer(200 if ok else 503, "application/json", body)
+            else:
+                self._answer(404, "text/plain; charset=utf-8", b"not found: try /metrics or /health\n")
+
+        def _answer(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("health: " + format, *args)
+
+    return Handler

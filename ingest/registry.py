@@ -1,0 +1,124 @@
+"""The ingester's view of the sensor registry: an in-memory table kept fresh three ways.
+
+1. LISTEN `livinglab_registry`: the registry functions NOTIFY on every change, and the table is reloaded at once.
+2. A full reload every `refresh_s`, in case a notification was missed (a dropped connection).
+3. A message from an id the table does not know triggers a lookup of that id (at most every `miss_interval_s` per
+   id), so a sensor created a moment ago is accepted even before its notification arrives.
+
+Readers never lock: the table is replaced, never changed in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+import psycopg
+
+from livinglab.domain import Kind
+from livinglab.storage import CHANNEL_REGISTRY, connect
+from livinglab.storage.registry import RegistryEntry, load_registry
+
+log = logging.getLogger(__name__)
+
+_LOOKUP = "SELECT sensor_id, sensor_key, city, kind, interval_s FROM sensors WHERE sensor_id = ANY(%s)"
+#: Remembered misses at most; a flood of made-up ids then only costs lookups, not memory.
+_MAX_MISSES = 100_000
+
+
+class SensorDirectory:
+    """sensor_id -> RegistryEntry, refreshed by notification, by period and on a miss."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        refresh_s: float = 30.0,
+        miss_interval_s: float = 0.25,
+        application_name: str = "livinglab-ingest-registry",
+        lookup_connection: Callable[[], psycopg.Connection[Any]] | None = None,
+    ) -> None:
+        self.conninfo = conninfo
+        self.refresh_s = refresh_s
+        self.miss_interval_s = miss_interval_s
+        self.application_name = application_name
+        self._lookup_connection = lookup_connection
+        self._entries: dict[str, RegistryEntry] = {}
+        self._misses: dict[str, float] = {}
+        self._loaded = threading.Event()
+        self.listening = False
+        self.last_error: str | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, sensor_id: str) -> RegistryEntry | None:
+        return self._entries.get(sensor_id)
+
+    def wait_loaded(self, timeout_s: float) -> bool:
+        return self._loaded.wait(timeout_s)
+
+    def load(self, conn: psycopg.Connection[Any]) -> None:
+        """Replace the table with the registry's current content."""
+        self._entries = load_registry(conn)
+        self._misses.clear()
+        self._loaded.set()
+
+    def resolve_missing(self, sensor_ids: Collection[str]) -> None:
+        """Look up ids the table lacks (through the batch writer's connection).
+
+        Raises psycopg errors: a message must not be rejected as `unknown_sensor` because the database was away.
+        """
+        now = time.monotonic()
+        due = [i for i in sensor_ids if now - self._misses.get(i, -1e18) >= self.miss_interval_s]
+        if not due or self._lookup_connection is None:
+            return
+        rows = self._lookup_connection().execute(_LOOKUP, (due,)).fetchall()
+        if len(self._misses) > _MAX_MISSES:
+            self._misses.clear()
+        for sensor_id in due:
+            self._misses[sensor_id] = now
+        if rows:
+            entries = dict(self._entries)
+            for sensor_id, key, city, kind, interval_s in rows:
+                entries[sensor_id] = RegistryEntry(key, city, Kind(kind), interval_s)
+                self._misses.pop(sensor_id, None)
+            self._entries = entries
+
+    def run(self, stop: threading.Event) -> None:
+        """LISTEN and reload until `stop` is set; reconnects with backoff when the database goes away."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                with connect(self.conninfo, application_name=self.application_name, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL_REGISTRY}")
+                    self.load(conn)
+                    self.listening, self.last_error, delay = True, None, 0.5
+                    self._listen(conn, stop)
+            except psycopg.Error as exc:
+                self.last_error = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+                log.warning("registry listener: %s; retrying in %.1f s", self.last_error, delay)
+            finally:
+                self.listening = False
+            if stop.wait(delay):
+                return
+            delay = min(delay * 2, 10.0)
+
+    def _listen(self, conn: psycopg.Connection[Any], stop: threading.Event) -> None:
+        loaded_at = time.monotonic()
+        while not stop.is_set():
+            changed = False
+            for _ in conn.notifies(timeout=0.5):
+                changed = True
+                break
+            if changed or time.monotonic() - loaded_at >= self.refresh_s:
+                # More notifications may be queued; one reload covers them all.
+                for _ in conn.notifies(timeout=0.0):
+                    pass
+                self.load(conn)
+                loaded_at = time.monotonic()
+            else:
+                conn.execute("SELECT 1")  # notices a dead connection within the timeout

@@ -1,0 +1,193 @@
+"""Integration helpers: run ingesters (in a thread or as `python -m livinglab ingest`), publish load and count
+what the broker acknowledged, collect notices."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ingest import Ingester, IngestSettings
+from livinglab.embedded import LOOPBACK
+from tests.support.roles import running
+
+
+def mqtt_client(client_id: str, *, clean: bool = True, protocol: int = mqtt.MQTTv311) -> mqtt.Client:
+    return mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=protocol,
+        clean_session=clean if protocol != mqtt.MQTTv5 else None,
+    )
+
+
+def publish_all(port: int, messages: list[tuple[str, bytes]], *, qos: int = 1, host: str = LOOPBACK) -> None:
+    """Publish and wait until the broker acknowledged every message."""
+    client = mqtt_client(f"pub-{time.monotonic_ns()}")
+    client.max_inflight_messages_set(100)
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=qos) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+            assert info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@contextmanager
+def ingesting(**settings: Any) -> Iterator[Ingester]:
+    """An in-process ingester, connected before the body runs."""
+    ingester = Ingester(IngestSettings(**{"batch_interval_ms": 20, "error_notice_interval_s": 0, **settings}))
+    with running(ingester):
+        assert ingester.wait_connected(30), "the ingester did not connect"
+        yield ingester
+
+
+class Notices:
+    """Collects messages on the `/errors` topics under a prefix."""
+
+    def __init__(self, port: int, prefix: str) -> None:
+        self.received: list[tuple[str, dict[str, Any], int, bool]] = []
+        self._subscribed = threading.Event()
+        self.client = mqtt_client(f"notices-{time.monotonic_ns()}")
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.connect(LOOPBACK, port)
+        self.client.subscribe(f"{prefix}/+/+/+/errors", qos=1)
+        self.client.loop_start()
+        assert self._subscribed.wait(10)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.received.append((msg.topic, json.loads(msg.payload), msg.qos, bool(msg.retain)))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class LoadPublisher:
+    """Publishes single-reading messages at a steady rate with QoS 1 and records which the broker acknowledged.
+
+    Reading i of sensor s is `{"ts": base + i / 100, "pm25": i % 1000}`, so every reading has its own key and value.
+    The session is persistent (fixed id, clean_session false), so after a broker restart paho resends what was in
+    flight; only PUBACKed readings count as acknowledged.
+    """
+
+    def __init__(self, port: int, prefix: str, sensors: list[str], *, rate_per_s: float, base_ts: float) -> None:
+        self.prefix = prefix
+        self.sensors = sensors
+        self.rate_per_s = rate_per_s
+        self.base_ts = base_ts
+        self.acknowledged: set[tuple[str, int]] = set()
+        self.sent = 0
+        self._pending: dict[int, tuple[str, int]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.client = mqtt_client(f"load-{time.monotonic_ns()}", clean=False)
+        self.client.max_inflight_messages_set(200)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(0.2, 2)  # type: ignore[arg-type]
+        self.client.on_publish = self._on_publish
+        self.client.connect(LOOPBACK, port)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="load")
+
+    def payload(self, i: int) -> bytes:
+        return orjson.dumps({"ts": round(self.base_ts + i / 100, 2), "pm25": i % 1000})
+
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _props: Any) -> None:
+        with self._lock:
+            key = self._pending.pop(mid, None)
+            if key is not None:
+                self.acknowledged.add(key)
+
+    def _run(self) -> None:
+        interval = 1.0 / self.rate_per_s
+        next_at = time.monotonic()
+        i = 0
+        while not self._stop.is_set():
+            for sensor in self.sensors:
+                with self._lock:
+                    info = self.client.publish(f"{self.prefix}/jakarta/air/{sensor}", self.payload(i), qos=1)
+                    self._pending[info.mid] = (sensor, i)
+                self.sent += 1
+            i += 1
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def start(self) -> LoadPublisher:
+        self._thread.start()
+        return self
+
+    def stop(self, *, settle_s: float = 10.0) -> None:
+        """Stop publishing and give in-flight messages time to be acknowledged."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        deadline = time.monotonic() + settle_s
+        while self._pending and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def expected_values(self) -> dict[tuple[str, float], float]:
+        """(sensor_id, ts) -> value of every acknowledged reading."""
+        return {(s, round(self.base_ts + i / 100, 2)): float(i % 1000) for s, i in self.acknowledged}
+
+
+class IngesterProcess:
+    """`python -m livinglab ingest` as a child process, configured through LIVINGLAB_* variables."""
+
+    def __init__(self, log_path: Path, **settings: Any) -> None:
+        self.log_path = log_path
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LIVINGLAB_")}
+        self.env.update({f"LIVINGLAB_{k.upper()}": str(v) for k, v in settings.items()})
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> IngesterProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "livinglab", "ingest"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.starts += 1
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to acknowledge, commit or say goodbye."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return None
+
+    def log(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")
+        return ""
