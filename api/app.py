@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
 import livinglab
@@ -17,14 +16,10 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from api.middleware import BodySizeLimit, RateLimit
 from api.problems import install_problem_handlers
 from api.routes import aggregates, air, health, quality, readings, rejected, sensors, service_levels, stream, traffic
+from api.routes.dashboard import install_dashboard
 from api.settings import ApiSettings
 from api.stream import EventFeed
 from livinglab.storage import check_schema, connect, create_async_pool
-
-_INDEX = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>livinglab</title></head>
-<body><h1>livinglab</h1><p>The operators' dashboard. API documentation: <a href="/docs">/docs</a>.</p></body></html>
-"""
 
 _DESCRIPTION = """\
 Service-level metrics of a city living lab: air quality (ISPU, US AQI), road traffic (PKJI degree of saturation,
@@ -106,8 +101,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return metrics.render()
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> HTMLResponse:
-        return HTMLResponse(_INDEX)
+    install_dashboard(app)
 
     return app
