@@ -101,6 +101,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return metrics.render()
 
-    install_dashboard(app)
+    install_dashboard(app, districts_path=settings.dashboard_districts)
 
     return app

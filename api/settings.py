@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from livinglab.settings import CoreSettings
@@ -52,4 +54,10 @@ class ApiSettings(CoreSettings):
     )
     target_data: float = Field(
         default=0.95, ge=0, le=1, description="Service level target: received / expected readings."
+    )
+    dashboard_districts: Path | None = Field(
+        default=None,
+        description="GeoJSON FeatureCollection of district outlines (feature properties `district` and `city`) "
+        "drawn under the dashboard's map, e.g. from `livinglab simulate --print-districts`; without it the map "
+        "derives outlines from sensor positions.",
     )

@@ -32,6 +32,7 @@ const api = new Api();
 
 const state = {
   allSensors: [],
+  outlines: [],
   sensors: [],
   city: null,
   ispu: new Map(),
@@ -164,6 +165,12 @@ async function load(...names) {
   for (const name of names) renderers[name]();
   if (names.includes("air") || names.includes("traffic")) renderMap();
   renderStatus();
+}
+
+/** District outlines configured on the server (LIVINGLAB_DASHBOARD_DISTRICTS); none means derive them. */
+async function loadOutlines() {
+  const response = await fetch("/dashboard/districts.json", { cache: "no-cache" });
+  if (response.ok) state.outlines = (await response.json()).items;
 }
 
 async function loadAll() {
@@ -306,7 +313,8 @@ function selectedSensor() {
 }
 
 function renderMap() {
-  map.render({ sensors: state.sensors, outlines: null, ispu: state.ispu, traffic: state.traffic, ...selection() });
+  const outlines = state.outlines.filter((o) => !o.city || o.city === state.city);
+  map.render({ sensors: state.sensors, outlines: outlines.length ? outlines : null, ispu: state.ispu, traffic: state.traffic, ...selection() });
 }
 
 function renderStatus() {
@@ -493,9 +501,12 @@ function start() {
   if (RANGES[hash.get("range")]) state.range = hash.get("range");
   wire();
   renderAll();
-  loadAll().then(() => {
-    document.body.dataset.ready = "true";
-  });
+  loadOutlines()
+    .catch(() => {})
+    .then(loadAll)
+    .then(() => {
+      document.body.dataset.ready = "true";
+    });
   stream.start();
   setInterval(() => loadAll(), FULL_REFRESH_MS);
 }

@@ -3,16 +3,24 @@
 The page is plain HTML, CSS and JavaScript modules shipped inside the `api` package (`api/dashboard/`), with no
 front-end libraries and nothing loaded from other hosts: its content security policy allows this origin only.
 It reads the public HTTP API with the API key the operator enters (kept in the browser's localStorage).
+
+District outlines for the map come from `LIVINGLAB_DASHBOARD_DISTRICTS` (a GeoJSON file, checked at startup and
+served, simplified, at `/dashboard/districts.json`); without it the page derives outlines from sensor positions.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
+
+from livinglab.errors import ConfigurationError
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "dashboard"
 ASSETS_PATH = "/dashboard"
@@ -58,7 +66,57 @@ class _Assets(StaticFiles):
         return response
 
 
-def install_dashboard(app: FastAPI) -> None:
-    """Serve the dashboard at `/` and its assets under `/dashboard/`."""
+def _position(value: Any) -> list[float]:
+    if not (isinstance(value, list) and len(value) >= 2 and all(isinstance(v, int | float) for v in value[:2])):
+        raise ValueError(f"a position is [lon, lat], not {value!r}")
+    lon, lat = float(value[0]), float(value[1])
+    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+        raise ValueError(f"position {value!r} is off the globe")
+    return [lon, lat]
+
+
+def _outer_rings(geometry: Any) -> list[list[list[float]]]:
+    """The outer ring of each polygon (holes are not drawn), as [lon, lat] positions."""
+    kind = geometry.get("type") if isinstance(geometry, dict) else None
+    if kind == "Polygon":
+        polygons = [geometry["coordinates"]]
+    elif kind == "MultiPolygon":
+        polygons = geometry["coordinates"]
+    else:
+        raise ValueError(f"a district's geometry is a Polygon or MultiPolygon, not {kind!r}")
+    rings = [[_position(p) for p in polygon[0]] for polygon in polygons]
+    if any(len(ring) < 3 for ring in rings):
+        raise ValueError("a ring needs at least three positions")
+    return rings
+
+
+def load_district_outlines(path: Path) -> list[dict[str, Any]]:
+    """District outlines from a GeoJSON FeatureCollection: `[{"city", "district", "rings"}, ...]`."""
+    try:
+        document = json.loads(path.read_text("utf-8"))
+        if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
+            raise ValueError("the file is not a GeoJSON FeatureCollection")
+        outlines = []
+        for feature in document.get("features", []):
+            properties = feature.get("properties") or {}
+            district = properties.get("district")
+            if not isinstance(district, str) or not district:
+                raise ValueError("every feature needs a `district` property")
+            city = properties.get("city")
+            rings = _outer_rings(feature.get("geometry"))
+            outlines.append({"city": city if isinstance(city, str) else None, "district": district, "rings": rings})
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ConfigurationError(f"LIVINGLAB_DASHBOARD_DISTRICTS ({path}): {exc}") from exc
+    return outlines
+
+
+def install_dashboard(app: FastAPI, *, districts_path: Path | None = None) -> None:
+    """Serve the dashboard at `/`, its district outlines and its assets under `/dashboard/`."""
+    outlines = load_district_outlines(districts_path) if districts_path else []
+
+    @app.get(f"{ASSETS_PATH}/districts.json", include_in_schema=False)
+    async def district_outlines() -> Response:
+        return JSONResponse({"items": outlines}, headers=_HEADERS)
+
     app.include_router(router)
     app.mount(ASSETS_PATH, _Assets(directory=ASSETS_DIR), name="dashboard")

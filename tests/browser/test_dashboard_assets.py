@@ -3,6 +3,7 @@ served with the right type, nothing points at another host, and the wheel ships 
 
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 from collections.abc import Iterator
@@ -12,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import ApiSettings, create_app
-from api.routes.dashboard import ASSETS_DIR, ASSETS_PATH
+from api.routes.dashboard import ASSETS_DIR, ASSETS_PATH, load_district_outlines
+from livinglab.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[2]
 # The only absolute URL the assets may hold: the SVG namespace, which is a name, never fetched.
@@ -80,3 +82,75 @@ def test_wheel_ships_the_assets(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     shipped = {n.removeprefix("api/dashboard/") for n in names if n.startswith("api/dashboard/")}
     assert shipped == {p.name for p in ASSETS_DIR.iterdir() if p.is_file()}
+
+
+def _feature(district: str, geometry: dict[str, object], city: str | None = "jakarta") -> dict[str, object]:
+    return {"type": "Feature", "properties": {"district": district, "city": city}, "geometry": geometry}
+
+
+_SQUARE = [[106.80, -6.20], [106.82, -6.20], [106.82, -6.18], [106.80, -6.18], [106.80, -6.20]]
+
+
+def test_district_outlines_keep_outer_rings(tmp_path: Path) -> None:
+    path = tmp_path / "districts.geojson"
+    hole = [[106.805, -6.195], [106.81, -6.195], [106.81, -6.19], [106.805, -6.195]]
+    features = [
+        _feature("Menteng", {"type": "Polygon", "coordinates": [_SQUARE, hole]}),
+        _feature("Gambir", {"type": "MultiPolygon", "coordinates": [[_SQUARE], [_SQUARE[::-1]]]}, city=None),
+    ]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    assert load_district_outlines(path) == [
+        {"city": "jakarta", "district": "Menteng", "rings": [_SQUARE]},
+        {"city": None, "district": "Gambir", "rings": [_SQUARE, _SQUARE[::-1]]},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"type": "Feature"}, "FeatureCollection"),
+        (
+            {"type": "FeatureCollection", "features": [_feature("", {"type": "Polygon", "coordinates": [_SQUARE]})]},
+            "district",
+        ),
+        (
+            {"type": "FeatureCollection", "features": [_feature("A", {"type": "Point", "coordinates": [1, 2]})]},
+            "Polygon",
+        ),
+        (
+            {"type": "FeatureCollection", "features": [_feature("A", {"type": "Polygon", "coordinates": [[[1, 2]]]})]},
+            "three",
+        ),
+        (
+            {
+                "type": "FeatureCollection",
+                "features": [_feature("A", {"type": "Polygon", "coordinates": [[[1, 95]] * 4]})],
+            },
+            "off the globe",
+        ),
+    ],
+)
+def test_bad_district_outlines_are_a_configuration_error(tmp_path: Path, document: object, message: str) -> None:
+    path = tmp_path / "districts.geojson"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigurationError, match=message):
+        load_district_outlines(path)
+
+
+def test_missing_district_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"missing\.geojson"):
+        load_district_outlines(tmp_path / "missing.geojson")
+
+
+@pytest.mark.integration
+def test_configured_outlines_are_served_to_the_page(database_url: str, tmp_path: Path, client: TestClient) -> None:
+    path = tmp_path / "districts.geojson"
+    features = [_feature("Menteng", {"type": "Polygon", "coordinates": [_SQUARE]})]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    settings = ApiSettings(database_url=database_url, dashboard_districts=path)
+    with TestClient(create_app(settings)) as configured:
+        assert configured.get(f"{ASSETS_PATH}/districts.json").json() == {
+            "items": [{"city": "jakarta", "district": "Menteng", "rings": [_SQUARE]}]
+        }
+    # Without the setting the page derives outlines from the sensors.
+    assert client.get(f"{ASSETS_PATH}/districts.json").json() == {"items": []}
