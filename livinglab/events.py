@@ -12,6 +12,12 @@ Event types and payloads (JSON):
 - `ispu`: `{"items": [{"sensor_id", "window_end", "ispu", "category", "critical_parameter"}, ...], "truncated": bool}`
 - `aqi`: `{"items": [{"sensor_id", "hour", "aqi", "category", "dominant_pollutant"}, ...], "truncated": bool}`
 - `traffic`: `{"items": [{"sensor_id", "hour", "degree_of_saturation", "los", "los_target"}, ...], "truncated": bool}`
+- `service_levels`: `{"items": [{"city", "district", "service", "period_start", "numerator", "denominator"}, ...],
+  "truncated": bool}` (hourly tallies; achieved = numerator / denominator; both null when the tally was removed)
+
+Items are the rows that changed, newest label first. An index row whose data disappeared appears with its value
+null. ISPU and AQI values are announced when they change and again, for every station, when their label becomes
+current (the hour they end is over); traffic rows when they change.
 
 Times are ISO 8601 UTC strings with `Z`. `items` holds at most `MAX_ITEMS` entries; when more changed, `truncated`
 is true and clients refetch from the HTTP API.
@@ -38,6 +44,7 @@ class EventType(enum.StrEnum):
     ISPU = "ispu"
     AQI = "aqi"
     TRAFFIC = "traffic"
+    SERVICE_LEVELS = "service_levels"
 
 
 @dataclass(frozen=True, slots=True)

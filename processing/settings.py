@@ -11,6 +11,24 @@ class ProcessorSettings(CoreSettings):
     """Processor settings, from `LIVINGLAB_*` environment variables."""
 
     worker_id: str = Field(default="livinglab-process-1", description="Names this processor in claimed work.")
-    claim_batch: int = Field(default=2000, ge=1, description="Dirty windows claimed per round.")
+    claim_batch: int = Field(default=5000, ge=1, description="Dirty 1-minute windows claimed per round.")
+    rollup_batch: int = Field(default=2000, ge=1, description="Dirty hours and days claimed per round.")
     claim_lease_s: float = Field(default=120.0, gt=0, description="A claim not finished by then is taken over.")
     poll_interval_s: float = Field(default=5.0, gt=0, description="Polling fallback when no NOTIFY arrives.")
+    hour_rollup_delay_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="An hour whose readings changed is recomputed (with its indices) at most this long after, and "
+        "not more often: the current hour's raw readings are not re-read for every minute.",
+    )
+    day_rollup_delay_s: float = Field(
+        default=300.0, ge=0, description="The same for days (a day of 1 Hz readings is 86,400 rows per quantity)."
+    )
+    rollup_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="While minutes are queued, due hours and days are still computed at least this often.",
+    )
+    tally_interval_s: float = Field(
+        default=30.0, gt=0, description="How often the service-level clock checks for newly completed hours."
+    )

@@ -1,0 +1,87 @@
+"""Storing hourly results and reporting what changed, in one statement.
+
+An hourly table is written from a staging table: rows whose values changed are upserted, rows of the recomputed
+range that no longer have data are deleted, and the statement returns (1) how many rows changed, (2) up to N of
+them as change-event items built in SQL, and (3) the (city, district, hour) periods whose service levels the
+changes affect (completed hours only: a service period is tallied once its hour is over).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+#: ISO 8601 UTC with `Z`, as every time in an event payload.
+ISO_UTC = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+_SUMMARY = """
+WITH upserted AS ({upsert} RETURNING {returning}),
+deleted AS ({delete} RETURNING {returning}),
+changed AS (SELECT * FROM upserted UNION ALL SELECT * FROM deleted)
+SELECT
+    (SELECT count(*) FROM changed),
+    (SELECT coalesce(json_agg(x.item ORDER BY x.label DESC, x.sensor_id), '[]') FROM (
+        SELECT json_build_object({item}) AS item, c.{label} AS label, s.sensor_id
+        FROM changed c JOIN sensors s USING (sensor_key)
+        WHERE c.{label} <= now() + interval '1 hour'
+        ORDER BY c.{label} DESC, s.sensor_id
+        LIMIT %(items)s) x),
+    (SELECT coalesce(json_agg(json_build_array(p.city, p.district, p.epoch_s)), '[]') FROM (
+        SELECT DISTINCT s.city, s.district, extract(epoch FROM {period})::bigint AS epoch_s
+        FROM changed c JOIN sensors s USING (sensor_key)
+        WHERE {period} + interval '1 hour' <= now()) p)
+"""
+
+
+@dataclass(slots=True)
+class Changes:
+    """What a store step changed: the count, event items, and the service periods to recount."""
+
+    total: int = 0
+    items: list[dict[str, Any]] = field(default_factory=list)
+    periods: set[tuple[str, str, datetime]] = field(default_factory=set)
+
+    def merge(self, other: Changes) -> None:
+        self.total += other.total
+        self.items += other.items
+        self.periods |= other.periods
+
+
+def store_and_summarize(
+    conn: psycopg.Connection[Any],
+    *,
+    upsert: sql.Composable,
+    delete: sql.Composable,
+    returning: sql.Composable,
+    label: str,
+    item: sql.Composable,
+    period: sql.Composable,
+    params: dict[str, Any],
+    items: int,
+) -> Changes:
+    """Run `upsert` and `delete` (each without RETURNING) and summarize the rows they changed.
+
+    `returning` lists the columns both return (the first must be `sensor_key`); `label` names the time column of
+    the table; `item` is the body of a `json_build_object` over `c` (a changed row) and `s` (its sensor); `period`
+    the service hour a changed row `c` counts in.
+    """
+    query = sql.SQL(_SUMMARY).format(
+        upsert=upsert,
+        delete=delete,
+        returning=returning,
+        label=sql.Identifier(label),
+        item=item,
+        period=period,
+    )
+    row = conn.execute(query, {**params, "items": items}).fetchone()
+    assert row is not None
+    total, item_list, periods = row
+    return Changes(
+        total=int(total),
+        items=list(item_list),
+        periods={(city, district, datetime.fromtimestamp(epoch_s, UTC)) for city, district, epoch_s in periods},
+    )

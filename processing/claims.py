@@ -1,0 +1,185 @@
+"""Claiming work from the two queues: `dirty_windows` (minutes, filled by the ingester) and `dirty_rollups` (hours
+and days, filled by the minute step).
+
+A claim is its own short transaction: `FOR UPDATE SKIP LOCKED` picks rows nobody holds, and a lease
+(`claimed_until`, `claimed_by`) keeps other processors off them after that transaction commits. So any number of
+processors share the work and the ingester never waits on a computation. A processor that dies leaves leases that
+expire and are taken over.
+
+Release runs in the transaction that stores the results: a row whose `version` is still the claimed one is deleted;
+a row re-dirtied meanwhile (the ingester or the minute step bumped `version`) is released and computed again.
+Release locks the rows in key order, the order in which the ingester and the minute step upsert them, so the
+writers cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+_CLAIM_WINDOWS = """
+UPDATE dirty_windows d
+SET claimed_until = now() + make_interval(secs => %(lease)s), claimed_by = %(worker)s
+FROM (
+    SELECT sensor_key, quantity, window_start FROM dirty_windows
+    WHERE claimed_until IS NULL OR claimed_until < now()
+    ORDER BY window_start
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+) c
+WHERE d.sensor_key = c.sensor_key AND d.quantity = c.quantity AND d.window_start = c.window_start
+RETURNING d.sensor_key, d.quantity, 60, d.window_start, d.version
+"""
+
+_RELEASE_WINDOWS = """
+WITH claimed AS (
+    SELECT * FROM unnest(%(key)s::int4[], %(quantity)s::int2[], %(start)s::timestamptz[], %(version)s::int8[])
+        AS c(sensor_key, quantity, window_start, version)
+), locked AS (
+    SELECT d.sensor_key, d.quantity, d.window_start, d.version = c.version AS unchanged, d.claimed_by
+    FROM dirty_windows d JOIN claimed c USING (sensor_key, quantity, window_start)
+    ORDER BY d.sensor_key, d.quantity, d.window_start
+    FOR UPDATE OF d
+), done AS (
+    DELETE FROM dirty_windows d USING locked l
+    WHERE l.unchanged AND (d.sensor_key, d.quantity, d.window_start) = (l.sensor_key, l.quantity, l.window_start)
+    RETURNING 1
+)
+UPDATE dirty_windows d SET claimed_until = NULL, claimed_by = NULL
+FROM locked l
+WHERE NOT l.unchanged AND l.claimed_by = %(worker)s
+  AND (d.sensor_key, d.quantity, d.window_start) = (l.sensor_key, l.quantity, l.window_start)
+"""
+
+_CLAIM_ROLLUPS = """
+UPDATE dirty_rollups d
+SET claimed_until = now() + make_interval(secs => %(lease)s), claimed_by = %(worker)s
+FROM (
+    SELECT sensor_key, quantity, width_s, window_start FROM dirty_rollups
+    WHERE due_at <= now() AND (claimed_until IS NULL OR claimed_until < now())
+    ORDER BY due_at, window_start
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+) c
+WHERE (d.sensor_key, d.quantity, d.width_s, d.window_start) = (c.sensor_key, c.quantity, c.width_s, c.window_start)
+RETURNING d.sensor_key, d.quantity, d.width_s, d.window_start, d.version
+"""
+
+_RELEASE_ROLLUPS = """
+WITH claimed AS (
+    SELECT * FROM unnest(
+        %(key)s::int4[], %(quantity)s::int2[], %(width)s::int4[], %(start)s::timestamptz[], %(version)s::int8[]
+    ) AS c(sensor_key, quantity, width_s, window_start, version)
+), locked AS (
+    SELECT d.sensor_key, d.quantity, d.width_s, d.window_start, d.version = c.version AS unchanged, d.claimed_by
+    FROM dirty_rollups d JOIN claimed c USING (sensor_key, quantity, width_s, window_start)
+    ORDER BY d.sensor_key, d.quantity, d.width_s, d.window_start
+    FOR UPDATE OF d
+), done AS (
+    DELETE FROM dirty_rollups d USING locked l
+    WHERE l.unchanged
+      AND (d.sensor_key, d.quantity, d.width_s, d.window_start) = (l.sensor_key, l.quantity, l.width_s, l.window_start)
+    RETURNING 1
+)
+UPDATE dirty_rollups d SET claimed_until = NULL, claimed_by = NULL,
+    due_at = now() + make_interval(secs => CASE WHEN d.width_s = 3600 THEN %(hour_delay)s ELSE %(day_delay)s END)
+FROM locked l
+WHERE NOT l.unchanged AND l.claimed_by = %(worker)s
+  AND (d.sensor_key, d.quantity, d.width_s, d.window_start) = (l.sensor_key, l.quantity, l.width_s, l.window_start)
+"""
+
+#: Queues the rollups of the hours and days of some minutes (deduplicated, in key order: see the module doc).
+MARK_ROLLUPS = """
+INSERT INTO dirty_rollups AS d (sensor_key, quantity, width_s, window_start, due_at)
+SELECT c.sensor_key, c.quantity, w.width_s, date_bin(w.width, c.window_start, 'epoch'::timestamptz),
+       now() + make_interval(secs => w.delay_s)
+FROM unnest(%(key)s::int4[], %(quantity)s::int2[], %(start)s::timestamptz[]) AS c(sensor_key, quantity, window_start)
+CROSS JOIN (VALUES (3600, interval '1 hour', %(hour_delay)s::float8), (86400, interval '1 day', %(day_delay)s::float8))
+    AS w(width_s, width, delay_s)
+GROUP BY 1, 2, 3, 4, 5
+ORDER BY 1, 2, 3, 4
+ON CONFLICT (sensor_key, quantity, width_s, window_start) DO UPDATE SET version = d.version + 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Claimed windows, column-wise: window i is (sensor_key[i], quantity[i], width_s[i], window_start[i])."""
+
+    sensor_key: list[int]
+    quantity: list[int]
+    width_s: list[int]
+    window_start: list[datetime]
+    version: list[int]
+
+    def __len__(self) -> int:
+        return len(self.sensor_key)
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[Any, ...]]) -> Claim:
+        columns = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
+        return cls(*(list(c) for c in columns))
+
+
+def claim_windows(conn: psycopg.Connection[Any], *, worker: str, limit: int, lease_s: float) -> Claim:
+    """Claim up to `limit` dirty minutes, oldest first, in a transaction of its own."""
+    with conn.transaction():
+        rows = conn.execute(_CLAIM_WINDOWS, {"lease": lease_s, "worker": worker, "limit": limit}).fetchall()
+    return Claim.from_rows(rows)
+
+
+def release_windows(conn: psycopg.Connection[Any], claim: Claim, *, worker: str) -> None:
+    """Delete the claimed minutes not re-dirtied since the claim; release the others for another round."""
+    conn.execute(
+        _RELEASE_WINDOWS,
+        {
+            "key": claim.sensor_key,
+            "quantity": claim.quantity,
+            "start": claim.window_start,
+            "version": claim.version,
+            "worker": worker,
+        },
+    )
+
+
+def claim_rollups(conn: psycopg.Connection[Any], *, worker: str, limit: int, lease_s: float) -> Claim:
+    """Claim up to `limit` hours and days whose delay has passed, in a transaction of its own."""
+    with conn.transaction():
+        rows = conn.execute(_CLAIM_ROLLUPS, {"lease": lease_s, "worker": worker, "limit": limit}).fetchall()
+    return Claim.from_rows(rows)
+
+
+def release_rollups(
+    conn: psycopg.Connection[Any], claim: Claim, *, worker: str, hour_delay_s: float, day_delay_s: float
+) -> None:
+    """Like `release_windows`; a re-dirtied hour or day is due again after its delay."""
+    conn.execute(
+        _RELEASE_ROLLUPS,
+        {
+            "key": claim.sensor_key,
+            "quantity": claim.quantity,
+            "width": claim.width_s,
+            "start": claim.window_start,
+            "version": claim.version,
+            "worker": worker,
+            "hour_delay": hour_delay_s,
+            "day_delay": day_delay_s,
+        },
+    )
+
+
+def mark_rollups(conn: psycopg.Connection[Any], claim: Claim, *, hour_delay_s: float, day_delay_s: float) -> None:
+    """Queue the hours and days of the claimed minutes (inside the transaction that stored the minutes)."""
+    conn.execute(
+        MARK_ROLLUPS,
+        {
+            "key": claim.sensor_key,
+            "quantity": claim.quantity,
+            "start": claim.window_start,
+            "hour_delay": hour_delay_s,
+            "day_delay": day_delay_s,
+        },
+    )

@@ -1,0 +1,177 @@
+"""Aggregates of claimed windows of any width: raw readings as arrays -> kernels -> `agg_1m`/`agg_1h`/`agg_1d`.
+
+`compute_windows` reads the raw readings of every claimed window in one query (one row of arrays, see
+`processing._pgio`), runs the kernels and stages the results with a binary COPY; `store_windows` upserts them
+(only rows whose values changed are written and reported) and deletes the aggregates of windows left without
+readings. Hour and day aggregates come from the raw readings too, so their p50/p95 are exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+
+from livinglab.domain import QUANTITIES_BY_CODE, Window
+from livinglab.events import EventType, items_payload, publish_event
+from processing._pgio import fetch_arrays, stage
+from processing.aggregates import completeness, group_stats
+from processing.claims import Claim
+
+#: Readings of claimed windows (window i of the claim is `w.i`), in window then time order, plus each window's
+#: sensor interval (0 when the sensor is gone). One statement, one row of arrays.
+READ_WINDOWS = """
+SELECT
+    (SELECT coalesce(array_agg(coalesce(s.interval_s, 0) ORDER BY w.i), '{}')
+     FROM unnest(%(key)s::int4[]) WITH ORDINALITY AS w(sensor_key, i) LEFT JOIN sensors s USING (sensor_key)),
+    coalesce(array_agg(w.i), '{}'),
+    coalesce(array_agg(r.value), '{}')
+FROM unnest(%(key)s::int4[], %(quantity)s::int2[], %(start)s::timestamptz[], %(width)s::int4[])
+    WITH ORDINALITY AS w(sensor_key, quantity, window_start, width_s, i)
+CROSS JOIN LATERAL (
+    SELECT r.value FROM readings r
+    WHERE r.sensor_key = w.sensor_key AND r.quantity = w.quantity
+      AND r.ts >= w.window_start AND r.ts < w.window_start + make_interval(secs => w.width_s)
+    ORDER BY r.ts
+) r
+"""
+
+_UPSERT = """
+WITH upserted AS (
+    INSERT INTO {table} AS a (sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95, completeness)
+    SELECT sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95, completeness
+    FROM agg_staging WHERE width_s = %(width)s
+    ORDER BY 1, 2, 3
+    ON CONFLICT (sensor_key, quantity, window_start) DO UPDATE SET
+        count = excluded.count, sum = excluded.sum, mean = excluded.mean, min = excluded.min, max = excluded.max,
+        p50 = excluded.p50, p95 = excluded.p95, completeness = excluded.completeness, computed_at = now()
+    WHERE (a.count, a.sum, a.mean, a.min, a.max, a.p50, a.p95, a.completeness)
+        IS DISTINCT FROM (excluded.count, excluded.sum, excluded.mean, excluded.min, excluded.max, excluded.p50,
+                          excluded.p95, excluded.completeness)
+    RETURNING a.*
+)
+SELECT (SELECT count(*) FROM upserted), s.sensor_id, u.quantity, u.window_start, u.count, u.mean, u.min, u.max,
+       u.p50, u.p95, u.completeness
+FROM upserted u JOIN sensors s USING (sensor_key)
+ORDER BY u.window_start DESC, s.sensor_id, u.quantity
+LIMIT %(items)s
+"""
+
+_DELETE_EMPTY = """
+DELETE FROM {table} a
+USING unnest(%(key)s::int4[], %(quantity)s::int2[], %(start)s::timestamptz[]) AS e(sensor_key, quantity, window_start)
+WHERE (a.sensor_key, a.quantity, a.window_start) = (e.sensor_key, e.quantity, e.window_start)
+"""
+
+_WINDOWS = {w.seconds: w for w in Window}
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _us(ts: Sequence[datetime]) -> npt.NDArray[np.int64]:
+    # Aligned window starts: whole seconds, so the float conversion is exact.
+    return np.array([round(t.timestamp()) for t in ts], dtype=np.int64) * 1_000_000
+
+
+def compute_windows(conn: psycopg.Connection[Any], claim: Claim) -> npt.NDArray[np.bool_]:
+    """Read the claimed windows' readings, compute their aggregates and stage them in `agg_staging`.
+
+    Returns, per claimed window, whether it holds readings (a window without readings has its aggregate deleted by
+    `store_windows`). Windows of sensors no longer registered count as empty.
+    """
+    interval_s, window, values = fetch_arrays(
+        conn,
+        READ_WINDOWS,
+        {"key": claim.sensor_key, "quantity": claim.quantity, "start": claim.window_start, "width": claim.width_s},
+    )
+    index = window - 1  # ordinality is 1-based
+    if index.size > 1 and bool(np.any(index[1:] < index[:-1])):
+        # The readings arrive grouped by window; keep that guarantee even if a plan ever changes the order.
+        order = np.argsort(index, kind="stable")
+        index, values = index[order], values[order]
+    stats = group_stats(index, values)
+    present = index[stats.starts]
+    width_s = np.asarray(claim.width_s, dtype=np.int64)
+    interval = interval_s.astype(np.int64)
+    known = interval > 0
+    keep = known[present]
+    rows = present[keep]
+    stage(
+        conn,
+        "agg_staging",
+        [
+            ("sensor_key", "int4", np.asarray(claim.sensor_key, dtype=np.int32)[rows]),
+            ("quantity", "int2", np.asarray(claim.quantity, dtype=np.int16)[rows]),
+            ("width_s", "int4", width_s[rows].astype(np.int32)),
+            ("window_start", "timestamptz", _us(claim.window_start)[rows]),
+            ("count", "int8", stats.count[keep]),
+            ("sum", "float8", stats.sum[keep]),
+            ("mean", "float8", stats.mean[keep]),
+            ("min", "float8", stats.min[keep]),
+            ("max", "float8", stats.max[keep]),
+            ("p50", "float8", stats.p50[keep]),
+            ("p95", "float8", stats.p95[keep]),
+            ("completeness", "float8", completeness(stats.count[keep], interval[rows], width_s[rows])),
+        ],
+    )
+    has_readings = np.zeros(len(claim), dtype=np.bool_)
+    has_readings[rows] = True
+    return has_readings
+
+
+def store_windows(
+    conn: psycopg.Connection[Any], claim: Claim, has_readings: npt.NDArray[np.bool_], *, items: int
+) -> dict[int, tuple[int, list[dict[str, Any]]]]:
+    """Upsert the staged aggregates of each width and delete those of empty windows.
+
+    Returns, per width in seconds, the number of aggregates that changed and up to `items` of them as event items.
+    """
+    changed: dict[int, tuple[int, list[dict[str, Any]]]] = {}
+    widths = np.asarray(claim.width_s, dtype=np.int64)
+    for width in sorted(set(claim.width_s)):
+        table = _WINDOWS[width].table
+        empty = np.flatnonzero(~has_readings & (widths == width))
+        if empty.size:
+            conn.execute(
+                _DELETE_EMPTY.format(table=table),
+                {
+                    "key": [claim.sensor_key[i] for i in empty],
+                    "quantity": [claim.quantity[i] for i in empty],
+                    "start": [claim.window_start[i] for i in empty],
+                },
+            )
+        rows = conn.execute(_UPSERT.format(table=table), {"width": width, "items": items}).fetchall()
+        total = int(rows[0][0]) if rows else 0
+        changed[width] = (total, [_item(r) for r in rows])
+    return changed
+
+
+def _item(row: tuple[Any, ...]) -> dict[str, Any]:
+    _, sensor_id, quantity, window_start, count, mean, vmin, vmax, p50, p95, complete = row
+    return {
+        "sensor_id": sensor_id,
+        "quantity": QUANTITIES_BY_CODE[quantity].name,
+        "window_start": _iso(window_start),
+        "count": count,
+        "mean": mean,
+        "min": vmin,
+        "max": vmax,
+        "p50": p50,
+        "p95": p95,
+        "completeness": complete,
+    }
+
+
+def publish_aggregates(conn: psycopg.Connection[Any], changed: dict[int, tuple[int, list[dict[str, Any]]]]) -> None:
+    """One `aggregates` event per window width that changed."""
+    for width, (total, items) in changed.items():
+        if total:
+            payload = items_payload(items, window=_WINDOWS[width].value)
+            payload["truncated"] = total > len(items)
+            publish_event(conn, EventType.AGGREGATES, payload)
