@@ -16,13 +16,13 @@ class ProcessorSettings(CoreSettings):
     claim_lease_s: float = Field(default=120.0, gt=0, description="A claim not finished by then is taken over.")
     poll_interval_s: float = Field(default=5.0, gt=0, description="Polling fallback when no NOTIFY arrives.")
     hour_rollup_delay_s: float = Field(
-        default=30.0,
+        default=15.0,
         ge=0,
         description="An hour whose readings changed is recomputed (with its indices) at most this long after, and "
         "not more often: the current hour's raw readings are not re-read for every minute.",
     )
     day_rollup_delay_s: float = Field(
-        default=300.0, ge=0, description="The same for days (a day of 1 Hz readings is 86,400 rows per quantity)."
+        default=120.0, ge=0, description="The same for days (a day of 1 Hz readings is 86,400 rows per quantity)."
     )
     rollup_interval_s: float = Field(
         default=2.0,
