@@ -8,6 +8,7 @@ changes affect (completed hours only: a service period is tallied once its hour 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,23 @@ SELECT
         FROM changed c JOIN sensors s USING (sensor_key)
         WHERE {period} + interval '1 hour' <= now()) p)
 """
+
+
+def upsert_changed(table: str, keys: Sequence[str], values: Sequence[str], select: str) -> str:
+    """`INSERT INTO table AS t (keys, values) <select> ON CONFLICT (keys) DO UPDATE` that rewrites a row only when
+    one of its values changed (and stamps `computed_at`), so unchanged rows cost no write and are not reported.
+
+    Names are the code's own identifiers, never input. `select` yields the columns in (keys, values) order.
+    """
+    columns = ", ".join((*keys, *values))
+    assignments = ", ".join(f"{v} = excluded.{v}" for v in values)
+    old = ", ".join(f"t.{v}" for v in values)
+    new = ", ".join(f"excluded.{v}" for v in values)
+    return (
+        f"INSERT INTO {table} AS t ({columns}) {select}"
+        f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {assignments}, computed_at = now()"
+        f" WHERE ({old}) IS DISTINCT FROM ({new})"
+    )
 
 
 @dataclass(slots=True)

@@ -147,6 +147,25 @@ def _banded_index(
 
 
 @kernel
+def _largest(sub_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per (sensor, label) of `sub_indices[p, s, j]`: the largest defined value and its p (first on ties).
+
+    (NaN, -1) where no p is defined.
+    """
+    n, rows, cols = sub_indices.shape
+    value = np.full((rows, cols), np.nan)
+    which = np.full((rows, cols), -1, dtype=np.int64)
+    for s in range(rows):
+        for j in range(cols):
+            for p in range(n):
+                v = sub_indices[p, s, j]
+                if not np.isnan(v) and (which[s, j] < 0 or v > value[s, j]):
+                    value[s, j] = v
+                    which[s, j] = p
+    return value, which
+
+
+@kernel
 def _round_half_up(x: np.ndarray, epsilon: float) -> np.ndarray:
     """floor(x + 0.5 + epsilon): half up, robust to a value computed a rounding error below .5. NaN stays NaN."""
     out = np.empty(x.size, dtype=np.float64)

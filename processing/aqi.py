@@ -130,13 +130,10 @@ def aqi_grid(means: npt.ArrayLike, valid: npt.ArrayLike) -> AqiGrid:
     for p, name in enumerate(table.pollutants):
         sub[p], conc[p] = sub_index(name, m[p], v[p])
     sub = np.minimum(sub, float(table.max_index))
-    ranked = np.where(np.isnan(sub), -1.0, sub)
-    dominant = np.argmax(ranked, axis=0)
-    best = np.take_along_axis(ranked, dominant[None], axis=0)[0]
-    has_index = best >= 0
+    value, dominant = _k._largest(sub)
     return AqiGrid(
-        aqi=np.where(has_index, best, np.nan),
-        dominant=np.where(has_index, dominant, -1).astype(np.int64),
+        aqi=value,
+        dominant=dominant,
         sub_indices=sub,
         concentrations=conc,
     )

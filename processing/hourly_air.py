@@ -23,7 +23,7 @@ from psycopg import sql
 from livinglab.domain import QUANTITIES
 from livinglab.reference import aqi_table, ispu_table
 from processing import aqi, ispu
-from processing._changes import ISO_UTC, Changes, store_and_summarize
+from processing._changes import ISO_UTC, Changes, store_and_summarize, upsert_changed
 from processing._pgio import fetch_arrays, stage
 
 HOUR_US = 3_600_000_000
@@ -118,11 +118,6 @@ def _label_mask(grid: HourlyGrid, ranges: Mapping[int, LabelRange]) -> npt.NDArr
     return in_range & (window > 0)
 
 
-def _staged(grid: HourlyGrid, mask: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    s, j = np.nonzero(mask)
-    return grid.keys[s].astype(np.int32), grid.start_us + (j.astype(np.int64) + 1) * HOUR_US
-
-
 def _range_params(ranges: Mapping[int, LabelRange]) -> dict[str, Any]:
     keys = sorted(ranges)
     return {"rk": keys, "rfirst": [ranges[k].first for k in keys], "rlast": [ranges[k].last for k in keys]}
@@ -141,6 +136,30 @@ def _nan_to_null(column: str) -> sql.Composed:
     return sql.SQL("nullif({}, 'NaN')").format(sql.Identifier(column))
 
 
+def _index_columns(
+    grid: HourlyGrid,
+    ranges: Mapping[int, LabelRange],
+    label: str,
+    value: npt.NDArray[np.float64],
+    which: npt.NDArray[np.int64],
+    category_tops: list[int],
+) -> tuple[npt.NDArray[np.bool_], list[tuple[str, Any, Any]]]:
+    """The rows to store and their leading staging columns: key, label, value (-1: none), category and which
+    parameter gave the value (-1: none), as indices into the reference tables."""
+    mask = _label_mask(grid, ranges)
+    s, j = np.nonzero(mask)
+    index = np.where(np.isnan(value), -1, value)[mask].astype(np.int32)
+    tops = np.asarray(category_tops)
+    category = np.where(index >= 0, np.minimum(np.searchsorted(tops, index), tops.size - 1), -1)
+    return mask, [
+        ("sensor_key", "int4", grid.keys[s].astype(np.int32)),
+        (label, "timestamptz", grid.start_us + (j.astype(np.int64) + 1) * HOUR_US),
+        ("value", "int4", index),
+        ("category", "int2", category.astype(np.int16)),
+        ("which", "int2", which[mask].astype(np.int16)),
+    ]
+
+
 def store_ispu(
     conn: psycopg.Connection[Any], grid: HourlyGrid, ranges: Mapping[int, LabelRange], *, items: int
 ) -> Changes:
@@ -149,19 +168,10 @@ def store_ispu(
     names = pollutants()
     rows = [names.index(p) for p in table.parameters]
     result = ispu.ispu_grid(grid.means[rows], grid.valid[rows])
-    mask = _label_mask(grid, ranges)
-    keys, labels = _staged(grid, mask)
-    value = np.where(np.isnan(result.ispu), -1, result.ispu)[mask].astype(np.int32)
-    tops = np.array([c.top for c in table.categories])
-    category = np.where(value >= 0, np.minimum(np.searchsorted(tops, value), tops.size - 1), -1)
-    columns: list[tuple[str, Any, Any]] = [
-        ("sensor_key", "int4", keys),
-        ("window_end", "timestamptz", labels),
-        ("ispu", "int4", value),
-        ("category", "int2", category.astype(np.int16)),
-        ("critical", "int2", result.critical[mask].astype(np.int16)),
-        ("hours_valid", "int4", result.reported_hours_valid[mask].astype(np.int32)),
-    ]
+    mask, columns = _index_columns(
+        grid, ranges, "window_end", result.ispu, result.critical, [c.top for c in table.categories]
+    )
+    columns.append(("hours_valid", "int4", result.reported_hours_valid[mask].astype(np.int32)))
     for p, name in enumerate(table.parameters):
         columns += [
             (f"si_{name}", "float8", result.sub_indices[p][mask]),
@@ -179,19 +189,15 @@ def store_ispu(
         for n in table.parameters
     )
     upsert = sql.SQL(
-        "INSERT INTO ispu_hourly AS t"
-        " (sensor_key, window_end, ispu, category, colour_hex, critical_parameter, sub_indices, hours_valid, details)"
-        " SELECT sensor_key, window_end, nullif(ispu, -1), (%(names)s::text[])[category + 1],"
-        " (%(colours)s::text[])[category + 1], (%(parameters)s::text[])[critical + 1],"
-        " jsonb_strip_nulls(jsonb_build_object({sub_indices})), hours_valid, jsonb_build_object({details})"
-        " FROM ispu_staging ORDER BY 1, 2"
-        " ON CONFLICT (sensor_key, window_end) DO UPDATE SET ispu = excluded.ispu, category = excluded.category,"
-        " colour_hex = excluded.colour_hex, critical_parameter = excluded.critical_parameter,"
-        " sub_indices = excluded.sub_indices, hours_valid = excluded.hours_valid, details = excluded.details,"
-        " computed_at = now()"
-        " WHERE (t.ispu, t.category, t.critical_parameter, t.sub_indices, t.hours_valid, t.details)"
-        " IS DISTINCT FROM (excluded.ispu, excluded.category, excluded.critical_parameter, excluded.sub_indices,"
-        " excluded.hours_valid, excluded.details)"
+        upsert_changed(
+            "ispu_hourly",
+            ("sensor_key", "window_end"),
+            ("ispu", "category", "colour_hex", "critical_parameter", "sub_indices", "hours_valid", "details"),
+            "SELECT sensor_key, window_end, nullif(value, -1), (%(names)s::text[])[category + 1],"
+            " (%(colours)s::text[])[category + 1], (%(parameters)s::text[])[which + 1],"
+            " jsonb_strip_nulls(jsonb_build_object({sub_indices})), hours_valid, jsonb_build_object({details})"
+            " FROM ispu_staging ORDER BY 1, 2",
+        )
     ).format(sub_indices=sub_indices, details=details)
     return store_and_summarize(
         conn,
@@ -222,18 +228,9 @@ def store_aqi(
     names = pollutants()
     rows = [names.index(p) for p in table.pollutants]
     result = aqi.aqi_grid(grid.means[rows], grid.valid[rows])
-    mask = _label_mask(grid, ranges)
-    keys, labels = _staged(grid, mask)
-    value = np.where(np.isnan(result.aqi), -1, result.aqi)[mask].astype(np.int32)
-    highs = np.array([c.index_hi for c in table.categories])
-    category = np.where(value >= 0, np.minimum(np.searchsorted(highs, value), highs.size - 1), -1)
-    columns: list[tuple[str, Any, Any]] = [
-        ("sensor_key", "int4", keys),
-        ("hour", "timestamptz", labels),
-        ("aqi", "int4", value),
-        ("category", "int2", category.astype(np.int16)),
-        ("dominant", "int2", result.dominant[mask].astype(np.int16)),
-    ]
+    mask, columns = _index_columns(
+        grid, ranges, "hour", result.aqi, result.dominant, [c.index_hi for c in table.categories]
+    )
     for p, name in enumerate(table.pollutants):
         columns += [
             (f"si_{name}", "float8", result.sub_indices[p][mask]),
@@ -249,17 +246,14 @@ def store_aqi(
         if spec.method == "nowcast"
     )
     upsert = sql.SQL(
-        "INSERT INTO aqi_hourly AS t (sensor_key, hour, aqi, category, dominant_pollutant, nowcast, sub_indices)"
-        " SELECT sensor_key, hour, nullif(aqi, -1), (%(names)s::text[])[category + 1],"
-        " (%(pollutants)s::text[])[dominant + 1], jsonb_strip_nulls(jsonb_build_object({nowcast})),"
-        " jsonb_strip_nulls(jsonb_build_object({sub_indices}))"
-        " FROM aqi_staging ORDER BY 1, 2"
-        " ON CONFLICT (sensor_key, hour) DO UPDATE SET aqi = excluded.aqi, category = excluded.category,"
-        " dominant_pollutant = excluded.dominant_pollutant, nowcast = excluded.nowcast,"
-        " sub_indices = excluded.sub_indices, computed_at = now()"
-        " WHERE (t.aqi, t.category, t.dominant_pollutant, t.nowcast, t.sub_indices)"
-        " IS DISTINCT FROM (excluded.aqi, excluded.category, excluded.dominant_pollutant, excluded.nowcast,"
-        " excluded.sub_indices)"
+        upsert_changed(
+            "aqi_hourly",
+            ("sensor_key", "hour"),
+            ("aqi", "category", "dominant_pollutant", "nowcast", "sub_indices"),
+            "SELECT sensor_key, hour, nullif(value, -1), (%(names)s::text[])[category + 1],"
+            " (%(pollutants)s::text[])[which + 1], jsonb_strip_nulls(jsonb_build_object({nowcast})),"
+            " jsonb_strip_nulls(jsonb_build_object({sub_indices})) FROM aqi_staging ORDER BY 1, 2",
+        )
     ).format(nowcast=nowcast, sub_indices=sub_indices)
     return store_and_summarize(
         conn,

@@ -19,7 +19,7 @@ from psycopg import sql
 from livinglab.domain import QUANTITIES
 from livinglab.reference import pkji_tables
 from processing import traffic
-from processing._changes import ISO_UTC, Changes, store_and_summarize
+from processing._changes import ISO_UTC, Changes, store_and_summarize, upsert_changed
 from processing._pgio import fetch_arrays, stage
 from processing.sensors import SensorInfo
 
@@ -38,23 +38,24 @@ WHERE t.sensor_key = r.sensor_key AND t.hour = r.hour
   AND NOT EXISTS (SELECT 1 FROM traffic_staging x WHERE x.sensor_key = t.sensor_key AND x.hour = t.hour)
 """
 
-_UPSERT = """
-INSERT INTO traffic_hourly AS t (sensor_key, hour, flow_veh_h, flow_pcu_h, capacity_pcu_h, degree_of_saturation,
-    los, los_target, los_met, mean_speed_kmh, completeness)
-SELECT sensor_key, hour, flow_veh_h, flow_pcu_h, capacity_pcu_h, degree_of_saturation,
-    (%(letters)s::text[])[los + 1], (%(letters)s::text[])[los_target + 1], los_met = 1,
-    nullif(mean_speed_kmh, 'NaN'), completeness
-FROM traffic_staging ORDER BY 1, 2
-ON CONFLICT (sensor_key, hour) DO UPDATE SET flow_veh_h = excluded.flow_veh_h, flow_pcu_h = excluded.flow_pcu_h,
-    capacity_pcu_h = excluded.capacity_pcu_h, degree_of_saturation = excluded.degree_of_saturation,
-    los = excluded.los, los_target = excluded.los_target, los_met = excluded.los_met,
-    mean_speed_kmh = excluded.mean_speed_kmh, completeness = excluded.completeness, computed_at = now()
-WHERE (t.flow_veh_h, t.flow_pcu_h, t.capacity_pcu_h, t.degree_of_saturation, t.los, t.los_target, t.los_met,
-       t.mean_speed_kmh, t.completeness)
-    IS DISTINCT FROM (excluded.flow_veh_h, excluded.flow_pcu_h, excluded.capacity_pcu_h,
-       excluded.degree_of_saturation, excluded.los, excluded.los_target, excluded.los_met, excluded.mean_speed_kmh,
-       excluded.completeness)
-"""
+_UPSERT = upsert_changed(
+    "traffic_hourly",
+    ("sensor_key", "hour"),
+    (
+        "flow_veh_h",
+        "flow_pcu_h",
+        "capacity_pcu_h",
+        "degree_of_saturation",
+        "los",
+        "los_target",
+        "los_met",
+        "mean_speed_kmh",
+        "completeness",
+    ),
+    "SELECT sensor_key, hour, flow_veh_h, flow_pcu_h, capacity_pcu_h, degree_of_saturation,"
+    " (%(letters)s::text[])[los + 1], (%(letters)s::text[])[los_target + 1], los_met = 1,"
+    " nullif(mean_speed_kmh, 'NaN'), completeness FROM traffic_staging ORDER BY 1, 2",
+)
 
 
 def store_traffic(

@@ -91,13 +91,10 @@ def ispu_grid(means: npt.ArrayLike, valid: npt.ArrayLike) -> IspuGrid:
             np.ascontiguousarray(m[p]), np.ascontiguousarray(v[p] & ~np.isnan(m[p])), table.hours, table.min_valid_hours
         )
         sub[p] = sub_index(parameter, mean_24h[p])
-    ranked = np.where(np.isnan(sub), -1.0, sub)
-    critical = np.argmax(ranked, axis=0) if m.shape[0] else np.zeros(m.shape[1:], dtype=np.int64)
-    best = np.take_along_axis(ranked, critical[None], axis=0)[0]
-    has_index = best >= 0
+    value, critical = _k._largest(sub)
     return IspuGrid(
-        ispu=np.where(has_index, best, np.nan),
-        critical=np.where(has_index, critical, -1).astype(np.int64),
+        ispu=value,
+        critical=critical,
         sub_indices=sub,
         mean_24h=mean_24h,
         hours_valid=hours_valid,

@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from processing._changes import Changes
+from processing._changes import Changes, upsert_changed
 
 #: Advisory-lock namespace (first key) for districts; the second key is hashtext(city/district).
 DISTRICT_LOCK = 0x4C4C5044
@@ -31,6 +31,8 @@ DISTRICT_LOCK = 0x4C4C5044
 SENSOR_LOCK = 0x4C4C5053
 #: A quantity is expected from a sensor while it reported it within this span.
 EXPECTED_LOOKBACK = "7 days"
+
+_SERVICE_KEY = ("city", "district", "service", "period_start")
 
 _TARGETS = """
 targets AS (
@@ -52,11 +54,14 @@ expected AS (
     LEFT JOIN agg_1h a ON a.sensor_key = e.sensor_key AND a.quantity = e.quantity AND a.window_start = e.hour
     GROUP BY 1, 2
 ), upserted AS (
-    INSERT INTO completeness_hourly AS c (sensor_key, hour, received, expected)
-    SELECT sensor_key, hour, received, expected FROM computed ORDER BY 1, 2
-    ON CONFLICT (sensor_key, hour) DO UPDATE SET received = excluded.received, expected = excluded.expected,
-        computed_at = now()
-    WHERE (c.received, c.expected) IS DISTINCT FROM (excluded.received, excluded.expected)
+    {
+    upsert_changed(
+        "completeness_hourly",
+        ("sensor_key", "hour"),
+        ("received", "expected"),
+        "SELECT sensor_key, hour, received, expected FROM computed ORDER BY 1, 2",
+    )
+}
     RETURNING 1
 )
 DELETE FROM completeness_hourly c USING targets t, sensors s
@@ -84,12 +89,15 @@ tallies AS (
     JOIN traffic_hourly x ON x.sensor_key = s.sensor_key AND x.hour = t.hour
     GROUP BY 1, 2, 3, 4
 ), upserted AS (
-    INSERT INTO service_hourly AS h (city, district, service, period_start, numerator, denominator)
-    SELECT * FROM tallies WHERE denominator > 0 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (city, district, service, period_start) DO UPDATE SET numerator = excluded.numerator,
-        denominator = excluded.denominator, computed_at = now()
-    WHERE (h.numerator, h.denominator) IS DISTINCT FROM (excluded.numerator, excluded.denominator)
-    RETURNING h.city, h.district, h.service, h.period_start, h.numerator, h.denominator
+    {
+    upsert_changed(
+        "service_hourly",
+        _SERVICE_KEY,
+        ("numerator", "denominator"),
+        "SELECT * FROM tallies WHERE denominator > 0 ORDER BY 1, 2, 3, 4",
+    )
+}
+    RETURNING t.city, t.district, t.service, t.period_start, t.numerator, t.denominator
 ), deleted AS (
     DELETE FROM service_hourly h USING targets t
     WHERE h.city = t.city AND h.district = t.district AND h.period_start = t.hour
@@ -110,11 +118,11 @@ sums AS (
         AND h.period_start >= d.day AND h.period_start < d.day + interval '1 day'
     GROUP BY 1, 2, 3, 4
 ), upserted AS (
-    INSERT INTO service_daily AS y (city, district, service, period_start, numerator, denominator)
-    SELECT * FROM sums ORDER BY 1, 2, 3, 4
-    ON CONFLICT (city, district, service, period_start) DO UPDATE SET numerator = excluded.numerator,
-        denominator = excluded.denominator, computed_at = now()
-    WHERE (y.numerator, y.denominator) IS DISTINCT FROM (excluded.numerator, excluded.denominator)
+    {
+    upsert_changed(
+        "service_daily", _SERVICE_KEY, ("numerator", "denominator"), "SELECT * FROM sums ORDER BY 1, 2, 3, 4"
+    )
+}
     RETURNING 1
 )
 DELETE FROM service_daily y USING days d

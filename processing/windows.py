@@ -18,6 +18,7 @@ import psycopg
 
 from livinglab.domain import QUANTITIES_BY_CODE, Window
 from livinglab.events import EventType, items_payload, publish_event
+from processing._changes import upsert_changed
 from processing._pgio import fetch_arrays, stage
 from processing.aggregates import completeness, group_stats
 from processing.claims import Claim
@@ -40,20 +41,10 @@ CROSS JOIN LATERAL (
 ) r
 """
 
+_VALUES = ("count", "sum", "mean", "min", "max", "p50", "p95", "completeness")
+
 _UPSERT = """
-WITH upserted AS (
-    INSERT INTO {table} AS a (sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95, completeness)
-    SELECT sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95, completeness
-    FROM agg_staging WHERE width_s = %(width)s
-    ORDER BY 1, 2, 3
-    ON CONFLICT (sensor_key, quantity, window_start) DO UPDATE SET
-        count = excluded.count, sum = excluded.sum, mean = excluded.mean, min = excluded.min, max = excluded.max,
-        p50 = excluded.p50, p95 = excluded.p95, completeness = excluded.completeness, computed_at = now()
-    WHERE (a.count, a.sum, a.mean, a.min, a.max, a.p50, a.p95, a.completeness)
-        IS DISTINCT FROM (excluded.count, excluded.sum, excluded.mean, excluded.min, excluded.max, excluded.p50,
-                          excluded.p95, excluded.completeness)
-    RETURNING a.*
-)
+WITH upserted AS ({upsert} RETURNING t.*)
 SELECT (SELECT count(*) FROM upserted), s.sensor_id, u.quantity, u.window_start, u.count, u.mean, u.min, u.max,
        u.p50, u.p95, u.completeness
 FROM upserted u JOIN sensors s USING (sensor_key)
@@ -146,7 +137,14 @@ def store_windows(
                     "start": [claim.window_start[i] for i in empty],
                 },
             )
-        rows = conn.execute(_UPSERT.format(table=table), {"width": width, "items": items}).fetchall()
+        upsert = upsert_changed(
+            table,
+            ("sensor_key", "quantity", "window_start"),
+            _VALUES,
+            f"SELECT sensor_key, quantity, window_start, {', '.join(_VALUES)} FROM agg_staging"
+            " WHERE width_s = %(width)s ORDER BY 1, 2, 3",
+        )
+        rows = conn.execute(_UPSERT.format(upsert=upsert), {"width": width, "items": items}).fetchall()
         total = int(rows[0][0]) if rows else 0
         changed[width] = (total, [_item(r) for r in rows])
     return changed
