@@ -49,6 +49,7 @@ const state = {
   chartItems: [],
   streamStatus: "connecting",
   authProblem: null,
+  updatedAt: null,
   errors: new Map(),
 };
 
@@ -182,7 +183,7 @@ async function loadAll() {
     return;
   }
   await load("air", "traffic", "service", "quality", "rejections", "latest", "chart");
-  $("updated-at").textContent = `${t("updated")} ${time(new Date().toISOString())}`;
+  markUpdated();
 }
 
 const pending = new Map();
@@ -280,7 +281,7 @@ function onEvent(type, data) {
   else if (type === "traffic") onTraffic(payload);
   else if (type === "aqi") payload.items.filter((i) => known(i.sensor_id)).forEach((i) => pushFeed("aqi", i));
   renderFeed($("feed"), state.feed);
-  $("updated-at").textContent = `${t("updated")} ${time(new Date().toISOString())}`;
+  markUpdated();
 }
 
 let pollTimer = null;
@@ -317,7 +318,13 @@ function renderMap() {
   map.render({ sensors: state.sensors, outlines: outlines.length ? outlines : null, ispu: state.ispu, traffic: state.traffic, ...selection() });
 }
 
+function markUpdated() {
+  state.updatedAt = new Date().toISOString();
+  renderStatus();
+}
+
 function renderStatus() {
+  $("updated-at").textContent = state.updatedAt ? `${t("updated")} ${time(state.updatedAt)}` : "";
   const pill = $("stream-status");
   const labels = { connecting: "streamConnecting", open: "streamOpen", reconnecting: "streamReconnecting", auth: "streamAuth", unavailable: "streamPolling" };
   pill.dataset.state = state.streamStatus;

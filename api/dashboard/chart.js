@@ -33,9 +33,10 @@ function xTicks(startMs, endMs) {
   if (stepMs >= 86_400_000) first.setHours(24, 0, 0, 0);
   else first.setHours(first.getHours() + 1, 0, 0, 0);
   const ticks = [];
-  for (let ms = first.getTime(); ms < endMs; ms += stepMs) {
-    const hours = new Date(ms).getHours();
-    if (stepMs < 86_400_000 && hours % (stepMs / 3_600_000) !== 0) continue;
+  // Walk whole hours (or days) and keep those on the step, so labels fall on 00:00, 04:00, ... whatever the start.
+  const walkMs = stepMs >= 86_400_000 ? 86_400_000 : 3_600_000;
+  for (let ms = first.getTime(); ms < endMs; ms += walkMs) {
+    if (walkMs < stepMs && new Date(ms).getHours() % (stepMs / 3_600_000) !== 0) continue;
     ticks.push(ms);
   }
   const format =

@@ -172,9 +172,10 @@ export class SensorMap {
     let summary;
     const stroke = (sensor.sensor_id === selected ? 3.5 : 2) * unit;
     if (sensor.kind === "air") {
-      const item = ispu.get(sensor.sensor_id);
+      const entry = ispu.get(sensor.sensor_id);
+      const item = entry && entry.ispu !== null && entry.ispu !== undefined ? entry : null;
       colour = item ? item.colour_hex ?? ISPU_COLOURS[item.category] ?? NO_DATA_COLOUR : NO_DATA_COLOUR;
-      text = item && item.ispu !== null ? String(item.ispu) : "–";
+      text = item ? String(item.ispu) : "–";
       if (item) Object.assign(dataset, { ispu: item.ispu ?? "", category: item.category ?? "", colour });
       summary = item ? `ISPU ${item.ispu} ${item.category}` : t("noData");
       shape = s("circle", { r: MARKER_PX * unit, fill: colour, "stroke-width": stroke });

@@ -50,7 +50,9 @@ export function renderAir(tbody, { sensors, ispu, selected, onSelect }) {
     .filter((x) => x.kind === "air")
     .sort(byDistrict)
     .map((sensor) => {
-      const item = ispu.get(sensor.sensor_id);
+      // An entry with a null ISPU (no parameter with 18 valid hours yet) shows as no data.
+      const entry = ispu.get(sensor.sensor_id);
+      const item = entry && entry.ispu !== null && entry.ispu !== undefined ? entry : null;
       const colour = item ? item.colour_hex ?? ISPU_COLOURS[item.category] ?? NO_DATA_COLOUR : NO_DATA_COLOUR;
       const row = h(
         "tr",
@@ -66,7 +68,7 @@ export function renderAir(tbody, { sensors, ispu, selected, onSelect }) {
         ),
         h("td", {}, item?.critical_parameter ? quantityName(item.critical_parameter) : "—"),
         h("td", {}, dateTime(item?.window_end)),
-        h("td", { class: "num" }, item ? `${item.hours_valid ?? "—"}/24` : "—"),
+        h("td", { class: "num" }, entry?.hours_valid !== undefined && entry?.hours_valid !== null ? `${entry.hours_valid}/24` : "—"),
       );
       if (item) Object.assign(row.dataset, { ispu: item.ispu, category: item.category });
       return selectable(row, sensor.sensor_id, selected, onSelect);
@@ -80,7 +82,7 @@ export function renderTraffic(tbody, { sensors, traffic, selected, onSelect }) {
     .sort(byDistrict)
     .map((sensor) => {
       const item = traffic.get(sensor.sensor_id);
-      const meets = meetsLos(item?.los, item?.los_target);
+      const meets = typeof item?.los_met === "boolean" ? item.los_met : meetsLos(item?.los, item?.los_target);
       const road = [sensor.road_type, sensor.road_function?.replaceAll("_", " ")].filter(Boolean).join(" · ");
       const row = h(
         "tr",
