@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 import livinglab
-from api.deps import KeyCache
+from api.deps import IdleCheck, KeyCache
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.middleware import BodySizeLimit, RateLimit
 from api.problems import install_problem_handlers
@@ -62,6 +62,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             statement_timeout_ms=settings.statement_timeout_ms,
+            check=app.state.idle_check,
         )
         await pool.open()
         feed = EventFeed(database_url)
@@ -89,6 +90,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.key_cache = KeyCache(settings.key_cache_s)
+    app.state.idle_check = IdleCheck()
     install_problem_handlers(app)
     for module in (air, traffic, service_levels, quality, sensors, readings, aggregates, rejected, stream, health):
         app.include_router(module.router)

@@ -8,6 +8,7 @@ within that time.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -26,22 +27,52 @@ _bearer = HTTPBearer(auto_error=False, description="An API key from `livinglab k
 _KEY_CACHE_SIZE = 4096
 
 
-def get_settings(request: Request) -> ApiSettings:
+# Dependencies are coroutines even where they do not await: FastAPI runs plain functions in a thread pool, which
+# costs a thread hop per dependency per request.
+
+
+async def get_settings(request: Request) -> ApiSettings:
     settings: ApiSettings = request.app.state.settings
     return settings
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> AsyncConnectionPool:
     pool: AsyncConnectionPool = request.app.state.pool
     return pool
 
 
-async def get_conn(
-    pool: Annotated[AsyncConnectionPool, Depends(get_pool)], settings: Annotated[ApiSettings, Depends(get_settings)]
-) -> AsyncIterator[AsyncConnection[Any]]:
-    """A pooled connection for one request; its transaction is rolled back unless the route commits."""
+class IdleCheck:
+    """A pool `check` that tests a connection with a round trip only when it sat unused for `idle_s` seconds.
+
+    A busy API lends each connection many times a second; testing it every time would add a round trip to every
+    request. A connection idle long enough to have been cut (a database restart, a proxy timeout) is tested first,
+    so those cost no failed request; one cut while busy fails a single request with 503 and is replaced.
+    """
+
+    def __init__(self, idle_s: float = 2.0) -> None:
+        self.idle_s = idle_s
+        self._last_used: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
+
+    def used(self, conn: AsyncConnection[Any]) -> None:
+        self._last_used[conn] = time.monotonic()
+
+    async def __call__(self, conn: AsyncConnection[Any]) -> None:
+        if time.monotonic() - self._last_used.get(conn, 0.0) >= self.idle_s:
+            await AsyncConnectionPool.check_connection(conn)
+
+
+async def get_conn(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
+    """A pooled connection for one request, in autocommit mode: reads run without a transaction to end (which
+    would cost the pool a ROLLBACK round trip per request); writes open one with `conn.transaction()`."""
+    pool: AsyncConnectionPool = request.app.state.pool
+    settings: ApiSettings = request.app.state.settings
     async with pool.connection(timeout=settings.pool_timeout_s) as conn:
-        yield conn
+        if not conn.autocommit:
+            await conn.set_autocommit(True)
+        try:
+            yield conn
+        finally:
+            request.app.state.idle_check.used(conn)
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]

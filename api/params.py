@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 
-from api.deps import SettingsDep
 from api.pagination import decode_cursor
 from api.problems import ProblemError
+from api.settings import ApiSettings
 
 #: Hard ceiling of `limit` (the setting `max_page_size` may lower it).
 MAX_LIMIT = 1000
@@ -38,8 +38,8 @@ class TimeRange:
             raise ProblemError(400, f"the time range spans {self.span}, more than the {max_span} this endpoint allows")
 
 
-def time_range(
-    settings: SettingsDep,
+async def time_range(
+    request: Request,
     start: Annotated[
         datetime | None, Query(description="Start of the range, inclusive (ISO 8601). Default: 24 hours before end.")
     ] = None,
@@ -53,11 +53,12 @@ def time_range(
     if start > end:
         raise ProblemError(400, "start must not be after end")
     result = TimeRange(start, end)
+    settings: ApiSettings = request.app.state.settings
     result.check_span(timedelta(days=settings.max_range_days))
     return result
 
 
-def point_in_time(
+async def point_in_time(
     at: Annotated[
         datetime | None,
         Query(
@@ -79,11 +80,12 @@ class PageRequest:
         return decode_cursor(self.cursor, arity)
 
 
-def page_request(
-    settings: SettingsDep,
+async def page_request(
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = 100,
     cursor: Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page.")] = None,
 ) -> PageRequest:
+    settings: ApiSettings = request.app.state.settings
     if limit > settings.max_page_size:
         raise ProblemError(400, f"limit is at most {settings.max_page_size}")
     return PageRequest(limit, cursor)

@@ -6,20 +6,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from psycopg import sql
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from api.deps import ConnDep, ReadAccess, SettingsDep
+from api.jsonpage import json_page, page_query
 from api.params import PageDep, TimeRangeDep
 from api.routes.common import (
     QuantityQuery,
     SensorIdPath,
     quantity_of,
     quantity_time_after,
-    quantity_time_cursor,
     sensor_key,
 )
 from api.schemas import COMMON_RESPONSES, NOT_FOUND, Page, UtcDatetime
-from livinglab.domain import QUANTITIES_BY_CODE, Window
+from livinglab.domain import Window
 
 router = APIRouter(prefix="/v1/sensors", tags=["aggregates"], responses=COMMON_RESPONSES)
 
@@ -43,7 +45,33 @@ class AggregatesPublic(Page[AggregatePublic]):
     """A page of aggregates, ordered by quantity and window start."""
 
 
-@router.get("/{sensor_id}/aggregates", summary="Windowed aggregates", dependencies=[ReadAccess], responses=NOT_FOUND)
+def _query(window: Window) -> str:
+    return page_query(
+        sql.SQL(
+            "SELECT row_number() OVER (ORDER BY a.quantity, a.window_start) AS i,"
+            " json_build_object('quantity', q.name, 'window_start', livinglab_iso(a.window_start), 'count', a.count,"
+            " 'mean', a.mean, 'min', a.min, 'max', a.max, 'p50', a.p50, 'p95', a.p95,"
+            " 'completeness', a.completeness, 'final', a.window_start <= %(final_before)s) AS item,"
+            " json_build_array(a.quantity, livinglab_iso(a.window_start)) AS ckey"
+            " FROM {table} a JOIN quantities q ON q.code = a.quantity"
+            " WHERE a.sensor_key = %(key)s AND (%(q)s::int2 IS NULL OR a.quantity = %(q)s)"
+            " AND a.window_start >= %(start)s AND a.window_start < %(end)s"
+            " AND (%(ats)s::timestamptz IS NULL OR (a.quantity, a.window_start) > (%(aq)s, %(ats)s))"
+            " ORDER BY a.quantity, a.window_start LIMIT %(_fetch)s"
+        ).format(table=sql.Identifier(window.table))
+    )
+
+
+_QUERIES = {window: _query(window) for window in Window}
+
+
+@router.get(
+    "/{sensor_id}/aggregates",
+    summary="Windowed aggregates",
+    dependencies=[ReadAccess],
+    responses=NOT_FOUND,
+    response_model=AggregatesPublic,
+)
 async def list_aggregates(
     conn: ConnDep,
     settings: SettingsDep,
@@ -52,7 +80,7 @@ async def list_aggregates(
     span: TimeRangeDep,
     page: PageDep,
     quantity: QuantityQuery = None,
-) -> AggregatesPublic:
+) -> Response:
     """Aggregates with `start <= window_start < end` (default: the last 24 hours), ordered by quantity and window.
 
     Served as soon as computed; `final` turns true once the window's end plus the allowed lateness has passed.
@@ -63,39 +91,14 @@ async def list_aggregates(
     wanted = quantity_of(quantity)
     key = await sensor_key(conn, sensor_id)
     after_q, after_ts = quantity_time_after(page)
-    cur = await conn.execute(
-        f"SELECT quantity, window_start, count, mean, min, max, p50, p95, completeness FROM {window.table}"
-        " WHERE sensor_key = %(key)s AND (%(q)s::int2 IS NULL OR quantity = %(q)s)"
-        " AND window_start >= %(start)s AND window_start < %(end)s"
-        " AND (%(ats)s::timestamptz IS NULL OR (quantity, window_start) > (%(aq)s, %(ats)s))"
-        " ORDER BY quantity, window_start LIMIT %(limit)s",
-        {
-            "key": key,
-            "q": wanted.code if wanted else None,
-            "start": span.start,
-            "end": span.end,
-            "aq": after_q,
-            "ats": after_ts,
-            "limit": page.limit + 1,
-        },
-    )
-    rows = await cur.fetchall()
-    now = datetime.now(UTC)
-    final_before = now - window.width - timedelta(seconds=settings.allowed_lateness_s)
-    items = [
-        AggregatePublic(
-            quantity=QUANTITIES_BY_CODE[r[0]].name,
-            window_start=r[1],
-            count=r[2],
-            mean=r[3],
-            min=r[4],
-            max=r[5],
-            p50=r[6],
-            p95=r[7],
-            completeness=r[8],
-            final=r[1] <= final_before,
-        )
-        for r in rows[: page.limit]
-    ]
-    next_cursor = quantity_time_cursor(rows, page.limit)
-    return AggregatesPublic(items=items, next_cursor=next_cursor)
+    final_before = datetime.now(UTC) - window.width - timedelta(seconds=settings.allowed_lateness_s)
+    params = {
+        "key": key,
+        "q": wanted.code if wanted else None,
+        "start": span.start,
+        "end": span.end,
+        "aq": after_q,
+        "ats": after_ts,
+        "final_before": final_before,
+    }
+    return await json_page(conn, _QUERIES[window], params, page.limit)

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from api.deps import ConnDep, ReadAccess
 from api.params import AtDep, PageDep
@@ -59,16 +60,16 @@ _ISPU_COLUMNS = (
 _AQI_COLUMNS = ("aqi", "category", "dominant_pollutant", "nowcast", "sub_indices", "hour")
 
 
-@router.get("/ispu", summary="ISPU per station", dependencies=[ReadAccess])
+@router.get("/ispu", summary="ISPU per station", dependencies=[ReadAccess], response_model=IspuListPublic)
 async def list_ispu(
     conn: ConnDep, at: AtDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
-) -> IspuListPublic:
+) -> Response:
     """Per air station, the latest ISPU labelled at or before `at` (default: now).
 
     A value labelled H covers the readings of `[H - 24h, H)`; it is read from the hourly index table, never
     computed from raw readings on request.
     """
-    rows, next_cursor = await latest_per_sensor(
+    return await latest_per_sensor(
         conn,
         table="ispu_hourly",
         time_column="window_end",
@@ -79,15 +80,14 @@ async def list_ispu(
         district=district,
         page=page,
     )
-    return IspuListPublic(items=[IspuPublic.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/aqi", summary="US AQI per station", dependencies=[ReadAccess])
+@router.get("/aqi", summary="US AQI per station", dependencies=[ReadAccess], response_model=AqiListPublic)
 async def list_aqi(
     conn: ConnDep, at: AtDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
-) -> AqiListPublic:
+) -> Response:
     """Per air station, the latest US AQI labelled at or before `at` (default: now), labelled by hour end."""
-    rows, next_cursor = await latest_per_sensor(
+    return await latest_per_sensor(
         conn,
         table="aqi_hourly",
         time_column="hour",
@@ -98,4 +98,3 @@ async def list_aqi(
         district=district,
         page=page,
     )
-    return AqiListPublic(items=[AqiPublic.model_validate(r) for r in rows], next_cursor=next_cursor)

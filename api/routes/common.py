@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Query
 from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
+from starlette.responses import Response
 
+from api.jsonpage import json_page, page_query
 from api.pagination import encode_cursor
 from api.params import PageRequest
 from api.problems import ProblemError
@@ -61,50 +63,57 @@ def quantity_time_cursor(rows: Sequence[Sequence[Any]], limit: int) -> str | Non
     return encode_cursor([int(last[0]), last[1].isoformat()])
 
 
-async def latest_per_sensor(
-    conn: AsyncConnection[Any],
-    *,
-    table: str,
-    time_column: str,
-    columns: Sequence[str],
-    kind: Kind,
-    at: datetime,
-    city: str | None,
-    district: str | None,
-    page: PageRequest,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Per sensor of `kind`, its row of `table` with the latest `time_column` at or before `at`.
-
-    One index probe per sensor (the tables' keys are `(sensor_key, time)`), a page of sensors at a time, ordered
-    by sensor_id. Sensors with no such row are left out.
-    """
-    after = page.after(1)
-    query = sql.SQL(
-        "SELECT s.sensor_id, s.city, s.district, {cols} FROM sensors s CROSS JOIN LATERAL ("
+@functools.cache
+def _latest_query(table: str, time_column: str, columns: tuple[str, ...]) -> str:
+    fields: list[sql.Composable] = []
+    for name in ("sensor_id", "city", "district"):
+        fields += [sql.Literal(name), sql.Identifier("s", name)]
+    for name in columns:
+        value: sql.Composable = sql.Identifier("i", name)
+        if name == time_column:
+            value = sql.SQL("livinglab_iso({})").format(value)
+        fields += [sql.Literal(name), value]
+    rows = sql.SQL(
+        "SELECT row_number() OVER (ORDER BY s.sensor_id) AS i, json_build_object({fields}) AS item,"
+        " json_build_array(s.sensor_id) AS ckey FROM sensors s CROSS JOIN LATERAL ("
         " SELECT {inner} FROM {table} t WHERE t.sensor_key = s.sensor_key AND t.{time} <= %(at)s"
         " ORDER BY t.{time} DESC LIMIT 1) i"
         " WHERE s.kind = %(kind)s AND (%(city)s::text IS NULL OR s.city = %(city)s)"
         " AND (%(district)s::text IS NULL OR s.district = %(district)s)"
         " AND (%(after)s::text IS NULL OR s.sensor_id > %(after)s)"
-        " ORDER BY s.sensor_id LIMIT %(limit)s"
+        " ORDER BY s.sensor_id LIMIT %(_fetch)s"
     ).format(
-        cols=sql.SQL(", ").join(sql.Identifier("i", c) for c in columns),
+        fields=sql.SQL(", ").join(fields),
         inner=sql.SQL(", ").join(sql.Identifier("t", c) for c in columns),
         table=sql.Identifier(table),
         time=sql.Identifier(time_column),
     )
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            query,
-            {
-                "at": at,
-                "kind": kind.value,
-                "city": city,
-                "district": district,
-                "after": str(after[0]) if after else None,
-                "limit": page.limit + 1,
-            },
-        )
-        rows = await cur.fetchall()
-    next_cursor = encode_cursor([rows[page.limit - 1]["sensor_id"]]) if len(rows) > page.limit else None
-    return rows[: page.limit], next_cursor
+    return page_query(rows)
+
+
+async def latest_per_sensor(
+    conn: AsyncConnection[Any],
+    *,
+    table: str,
+    time_column: str,
+    columns: tuple[str, ...],
+    kind: Kind,
+    at: datetime,
+    city: str | None,
+    district: str | None,
+    page: PageRequest,
+) -> Response:
+    """Per sensor of `kind`, its row of `table` with the latest `time_column` at or before `at`, as a JSON page.
+
+    One index probe per sensor (the tables' keys are `(sensor_key, time)`), a page of sensors at a time, ordered
+    by sensor_id. Sensors with no such row are left out. Items hold `sensor_id`, `city`, `district` and `columns`.
+    """
+    after = page.after(1)
+    params = {
+        "at": at,
+        "kind": kind.value,
+        "city": city,
+        "district": district,
+        "after": str(after[0]) if after else None,
+    }
+    return await json_page(conn, _latest_query(table, time_column, columns), params, page.limit)

@@ -166,7 +166,7 @@ async def replay_rejected(conn: ConnDep, rejected_id: RejectedIdPath) -> Rejecte
     `GET /v1/rejected/{id}`. A message whose payload was truncated when stored cannot be replayed (409).
     Needs scope `sensors:write`.
     """
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {_COLUMNS} FROM rejected WHERE id = %s FOR UPDATE", (rejected_id,))
         row = await cur.fetchone()
         if row is None:
@@ -181,6 +181,5 @@ async def replay_rejected(conn: ConnDep, rejected_id: RejectedIdPath) -> Rejecte
         )
         row = await cur.fetchone()
         await cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL_REPLAY, str(rejected_id)))
-    await conn.commit()
     assert row is not None
     return _public(row)

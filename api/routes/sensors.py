@@ -118,13 +118,11 @@ async def create_sensor(conn: ConnDep, sensor: SensorCreate, response: Response)
         vals=sql.SQL(", ").join(sql.Placeholder(c) for c in SPEC_COLUMNS),
     )
     try:
-        async with conn.cursor(row_factory=dict_row) as cur:
+        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query, _values(sensor))
             row = await cur.fetchone()
             await cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL_REGISTRY, sensor.sensor_id))
-        await conn.commit()
     except psycopg.errors.UniqueViolation:
-        await conn.rollback()
         raise ProblemError(409, f"sensor {sensor.sensor_id!r} already exists") from None
     assert row is not None
     response.headers["Location"] = f"/v1/sensors/{sensor.sensor_id}"
@@ -166,7 +164,7 @@ async def replace_sensor(
     query = sql.SQL(
         "UPDATE sensors SET {set}, updated_at = now() WHERE sensor_id = %(sensor_id)s AND kind = %(kind)s RETURNING *"
     ).format(set=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in columns))
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, _values(spec))
         row = await cur.fetchone()
         if row is None:
@@ -178,7 +176,6 @@ async def replace_sensor(
                 409, f"sensor {sensor_id!r} is a {existing['kind']} sensor; delete it and register it again"
             )
         await cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL_REGISTRY, sensor_id))
-    await conn.commit()
     return _public(row)
 
 
@@ -194,14 +191,14 @@ async def delete_sensor(conn: ConnDep, settings: SettingsDep, sensor_id: SensorI
 
     Its readings are rejected as `unknown_sensor` from then on. Needs scope `sensors:write`.
     """
-    # Deleting a long history takes longer than the per-query timeout that protects the read paths.
-    await conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(settings.delete_timeout_ms)))
-    cur = await conn.execute("DELETE FROM sensors WHERE sensor_id = %s RETURNING sensor_key", (sensor_id,))
-    row = await cur.fetchone()
-    if row is None:
-        raise ProblemError(404, f"no sensor {sensor_id!r}")
-    for table in SENSOR_DATA_TABLES:
-        await conn.execute(sql.SQL("DELETE FROM {} WHERE sensor_key = %s").format(sql.Identifier(table)), (row[0],))
-    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_REGISTRY, sensor_id))
-    await conn.commit()
+    async with conn.transaction():
+        # Deleting a long history takes longer than the per-query timeout that protects the read paths.
+        await conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(settings.delete_timeout_ms)))
+        cur = await conn.execute("DELETE FROM sensors WHERE sensor_id = %s RETURNING sensor_key", (sensor_id,))
+        row = await cur.fetchone()
+        if row is None:
+            raise ProblemError(404, f"no sensor {sensor_id!r}")
+        for table in SENSOR_DATA_TABLES:
+            await conn.execute(sql.SQL("DELETE FROM {} WHERE sensor_key = %s").format(sql.Identifier(table)), (row[0],))
+        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_REGISTRY, sensor_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from psycopg import sql
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from api.deps import ConnDep, ReadAccess, SettingsDep
-from api.pagination import encode_cursor
+from api.jsonpage import json_page, page_query
 from api.params import PageDep, TimeRangeDep
 from api.routes.common import DistrictQuery
 from api.schemas import COMMON_RESPONSES, Page, UtcDatetime
@@ -51,6 +53,46 @@ class ServiceLevelsPublic(Page[ServiceLevelPublic]):
     """Per district and service, ordered by city, district and service."""
 
 
+_QUERY = page_query(
+    sql.SQL(
+        "WITH u AS ("
+        " SELECT city, district, service, numerator, denominator FROM service_daily"
+        "  WHERE period_start >= %(d0)s AND period_start < %(d1)s"
+        "  AND (%(city)s::text IS NULL OR city = %(city)s)"
+        " UNION ALL"
+        # The two edges as two index range scans (an OR of ranges makes a bitmap scan of both).
+        " SELECT city, district, service, numerator, denominator FROM service_hourly"
+        "  WHERE period_start >= %(start)s AND period_start < %(d0)s"
+        "  AND (%(city)s::text IS NULL OR city = %(city)s)"
+        " UNION ALL"
+        " SELECT city, district, service, numerator, denominator FROM service_hourly"
+        "  WHERE period_start >= %(d1)s AND period_start < %(end)s"
+        "  AND (%(city)s::text IS NULL OR city = %(city)s)"
+        "), g AS ("
+        " SELECT city, district, service, sum(numerator) AS n, sum(denominator) AS d FROM u"
+        " WHERE (%(district)s::text IS NULL OR district = %(district)s)"
+        " AND (%(service)s::text IS NULL OR service = %(service)s)"
+        " AND (%(a_city)s::text IS NULL OR (city, district, service) > (%(a_city)s, %(a_district)s, %(a_service)s))"
+        " GROUP BY city, district, service"
+        ") SELECT row_number() OVER (ORDER BY g.city, g.district, g.service) AS i,"
+        " json_build_object('city', g.city, 'district', g.district, 'service', g.service,"
+        " 'indicator', goal.indicator, 'target', goal.target,"
+        " 'achieved', CASE WHEN g.d > 0 THEN g.n / g.d END,"
+        " 'compliant', CASE WHEN g.d > 0 THEN g.n / g.d >= goal.target END,"
+        " 'numerator', g.n, 'denominator', g.d,"
+        " 'start', livinglab_iso(%(start)s), 'end', livinglab_iso(%(end)s)) AS item,"
+        " json_build_array(g.city, g.district, g.service) AS ckey"
+        " FROM g JOIN (VALUES {goals}) goal (service, indicator, target) ON goal.service = g.service"
+        " ORDER BY g.city, g.district, g.service LIMIT %(_fetch)s"
+    ).format(
+        goals=sql.SQL(", ").join(
+            sql.SQL("({}, {}, {}::float8)").format(sql.Literal(s), sql.Literal(i), sql.Placeholder(f"target_{s}"))
+            for s, i in INDICATORS.items()
+        )
+    )
+)
+
+
 def _day_floor(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
@@ -64,7 +106,12 @@ def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return (first, last) if first < last else (end, end)
 
 
-@router.get("/service-levels", summary="Service levels per district", dependencies=[ReadAccess])
+@router.get(
+    "/service-levels",
+    summary="Service levels per district",
+    dependencies=[ReadAccess],
+    response_model=ServiceLevelsPublic,
+)
 async def list_service_levels(
     conn: ConnDep,
     settings: SettingsDep,
@@ -73,7 +120,7 @@ async def list_service_levels(
     city: Annotated[str | None, Query(max_length=64, description="Only districts of this city.")] = None,
     district: DistrictQuery = None,
     service: Annotated[Service | None, Query(description="Only this service.")] = None,
-) -> ServiceLevelsPublic:
+) -> Response:
     """Per district and service, the share achieved over the hours starting in `[start, end)` (default: the last
     24 hours) against its target.
 
@@ -83,57 +130,17 @@ async def list_service_levels(
     first_day, last_day = whole_days(span.start, span.end)
     after = page.after(3)
     after_key = tuple(str(a) for a in after) if after else None
-    cur = await conn.execute(
-        "SELECT city, district, service, sum(numerator), sum(denominator) FROM ("
-        " SELECT city, district, service, numerator, denominator FROM service_daily"
-        "  WHERE period_start >= %(d0)s AND period_start < %(d1)s"
-        "  AND (%(city)s::text IS NULL OR city = %(city)s)"
-        " UNION ALL"
-        " SELECT city, district, service, numerator, denominator FROM service_hourly"
-        "  WHERE ((period_start >= %(start)s AND period_start < %(d0)s)"
-        "   OR (period_start >= %(d1)s AND period_start < %(end)s))"
-        "  AND (%(city)s::text IS NULL OR city = %(city)s)"
-        ") u WHERE (%(district)s::text IS NULL OR district = %(district)s)"
-        " AND (%(service)s::text IS NULL OR service = %(service)s)"
-        " AND (%(a_city)s::text IS NULL OR (city, district, service) > (%(a_city)s, %(a_district)s, %(a_service)s))"
-        " GROUP BY city, district, service ORDER BY city, district, service LIMIT %(limit)s",
-        {
-            "d0": first_day,
-            "d1": last_day,
-            "start": span.start,
-            "end": span.end,
-            "city": city,
-            "district": district,
-            "service": service,
-            "a_city": after_key[0] if after_key else None,
-            "a_district": after_key[1] if after_key else None,
-            "a_service": after_key[2] if after_key else None,
-            "limit": page.limit + 1,
-        },
-    )
-    rows = await cur.fetchall()
-    goal = targets(settings)
-    items = []
-    for row_city, row_district, row_service, numerator, denominator in rows[: page.limit]:
-        achieved = numerator / denominator if denominator else None
-        target = goal[row_service]
-        items.append(
-            ServiceLevelPublic(
-                city=row_city,
-                district=row_district,
-                service=row_service,
-                indicator=INDICATORS[row_service],
-                target=target,
-                achieved=achieved,
-                compliant=None if achieved is None else achieved >= target,
-                numerator=numerator,
-                denominator=denominator,
-                start=span.start,
-                end=span.end,
-            )
-        )
-    next_cursor = None
-    if len(rows) > page.limit:
-        last = rows[page.limit - 1]
-        next_cursor = encode_cursor([last[0], last[1], last[2]])
-    return ServiceLevelsPublic(items=items, next_cursor=next_cursor)
+    params: dict[str, Any] = {
+        "d0": first_day,
+        "d1": last_day,
+        "start": span.start,
+        "end": span.end,
+        "city": city,
+        "district": district,
+        "service": service,
+        "a_city": after_key[0] if after_key else None,
+        "a_district": after_key[1] if after_key else None,
+        "a_service": after_key[2] if after_key else None,
+    }
+    params.update({f"target_{s}": float(t) for s, t in targets(settings).items()})
+    return await json_page(conn, _QUERY, params, page.limit)

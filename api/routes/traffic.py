@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from api.deps import ConnDep, ReadAccess
 from api.params import AtDep, PageDep
@@ -42,12 +43,17 @@ _COLUMNS = (
 )  # fmt: skip
 
 
-@router.get("/segments", summary="Level of service per road segment", dependencies=[ReadAccess])
+@router.get(
+    "/segments",
+    summary="Level of service per road segment",
+    dependencies=[ReadAccess],
+    response_model=SegmentsPublic,
+)
 async def list_segments(
     conn: ConnDep, at: AtDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
-) -> SegmentsPublic:
+) -> Response:
     """Per traffic counter, the latest hourly PKJI figures labelled (by hour start) at or before `at`."""
-    rows, next_cursor = await latest_per_sensor(
+    return await latest_per_sensor(
         conn,
         table="traffic_hourly",
         time_column="hour",
@@ -58,4 +64,3 @@ async def list_segments(
         district=district,
         page=page,
     )
-    return SegmentsPublic(items=[SegmentPublic.model_validate(r) for r in rows], next_cursor=next_cursor)

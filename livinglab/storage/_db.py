@@ -7,6 +7,7 @@ pool of dead connections.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -77,15 +78,17 @@ def create_async_pool(
     min_size: int = 1,
     max_size: int = 8,
     statement_timeout_ms: int | None = None,
+    check: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]] | None = AsyncConnectionPool.check_connection,
 ) -> AsyncConnectionPool:
-    """An asyncio pool (for the API); open it with `await pool.open()`."""
+    """An asyncio pool (for the API); open it with `await pool.open()`. `check` runs before each loan (default:
+    a round trip to the server)."""
     return AsyncConnectionPool(
         conninfo,
         name=name,
         min_size=min_size,
         max_size=max_size,
         kwargs=_options(f"livinglab-{name}", statement_timeout_ms),
-        check=AsyncConnectionPool.check_connection,
+        check=check,
         open=False,
         reconnect_timeout=float("inf"),
     )

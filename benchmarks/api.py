@@ -1,0 +1,296 @@
+"""API throughput and latency on 1,000 sensors and 30 days of hourly data, beside a trivial route of the same server.
+
+    python -m benchmarks.api [--duration-s 10] [--connections 16] [--database-url URL]
+
+What it does, in one run:
+1. creates a scratch database on the PostgreSQL server in `--database-url` (default: LIVINGLAB_TEST_DATABASE_URL,
+   else the local server), migrates it, and bulk-loads 1,000 sensors (600 air stations, 400 traffic counters in
+   20 districts) with 30 days of hourly rows: `agg_1h` (two quantities per sensor), `ispu_hourly`, `aqi_hourly`,
+   `traffic_hourly`, `service_hourly` and their `service_daily` rollups;
+2. starts `livinglab api` as its own process (one uvicorn worker) and drives it with `wrk` from another process;
+3. per route: the most requests per second it sustains with `--connections` concurrent clients (closed loop) and
+   the p50/p99 latency at that load; then the p50/p99 latency when paced at half that rate. The trivial route
+   `GET /v1/version` (a constant, no key, no database) is measured the same way on the same server, first and last.
+
+The data routes go through authentication (a read key, cached after its first check), the rate limiter (with a
+limit too high to trigger) and the database pool, as in production. Targets: each data route serves at least 25 %
+of the trivial route's rate, with p99 under 50 ms at half its own rate. Needs `wrk` (Debian: apt install wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from livinglab.embedded import free_port
+from livinglab.storage import migrate
+from livinglab.storage.keys import Scope, create_key
+
+SENSORS_AIR = 600
+SENSORS_TRAFFIC = 400
+DISTRICTS = 20
+DAYS = 30
+CITY = "jakarta"
+
+_WRK_SCRIPT = """
+local paths = {%(paths)s}
+local think_ms = %(think_ms)d
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", paths[(n %% #paths) + 1])
+end
+if think_ms > 0 then
+  delay = function() return think_ms end
+end
+done = function(summary, latency, requests)
+  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, '
+    .. '"errors": %%d, "non2xx": %%d}\\n', summary.requests, summary.duration, latency:percentile(50),
+    latency:percentile(99), summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout, summary.errors.status))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def load_data(url: str, now: datetime) -> None:
+    """Bulk-load the sensors and 30 days of hourly rows ending at the current hour (server-side SQL)."""
+    end = now.replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=DAYS)
+    params = {"start": start, "hours": DAYS * 24, "city": CITY}
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO sensors (sensor_id, city, district, kind, name, lat, lon, interval_s)"
+            " SELECT format('aq-%%s', lpad(i::text, 4, '0')), %(city)s, format('District %%s', i %% 20), 'air',"
+            " format('Station %%s', i), -6.2 + i * 1e-4, 106.8, 60 FROM generate_series(1, %(n)s) i",
+            {**params, "n": SENSORS_AIR},
+        )
+        conn.execute(
+            "INSERT INTO sensors (sensor_id, city, district, kind, name, lat, lon, interval_s, road_type, lanes,"
+            " lane_width_m, road_function, city_population, side_friction_factor)"
+            " SELECT format('tc-%%s', lpad(i::text, 4, '0')), %(city)s, format('District %%s', i %% 20), 'traffic',"
+            " format('Counter %%s', i), -6.2, 106.8 + i * 1e-4, 300, '4/2-T', 2, 3.5, 'arteri_sekunder', 10000000,"
+            " 1.0 FROM generate_series(1, %(n)s) i",
+            {**params, "n": SENSORS_TRAFFIC},
+        )
+        # Two quantities per sensor: pm25/pm10 for air stations, sm/kr for traffic counters.
+        conn.execute(
+            "INSERT INTO agg_1h (sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95,"
+            " completeness) SELECT s.sensor_key, q.code, %(start)s + make_interval(hours => h), 60, 60 * v, v,"
+            " v - 5, v + 5, v, v + 4, 1.0 FROM sensors s"
+            " JOIN LATERAL (VALUES (CASE s.kind WHEN 'air' THEN 1 ELSE 101 END),"
+            "  (CASE s.kind WHEN 'air' THEN 2 ELSE 102 END)) q(code) ON true,"
+            " generate_series(0, %(hours)s - 1) h, LATERAL (SELECT 20 + (h %% 24) + s.sensor_key %% 7 AS v) x",
+            params,
+        )
+        conn.execute(
+            "INSERT INTO ispu_hourly (sensor_key, window_end, ispu, category, colour_hex, critical_parameter,"
+            " sub_indices, hours_valid) SELECT s.sensor_key, %(start)s + make_interval(hours => h + 1), v,"
+            " CASE WHEN v <= 50 THEN 'Baik' ELSE 'Sedang' END, CASE WHEN v <= 50 THEN '#00b050' ELSE '#0070c0' END,"
+            " 'pm25', jsonb_build_object('pm25', v, 'pm10', v - 10, 'no2', 12), 24"
+            " FROM sensors s, generate_series(0, %(hours)s - 1) h, LATERAL (SELECT 30 + (h * 7 + s.sensor_key) %% 60"
+            " AS v) x WHERE s.kind = 'air'",
+            params,
+        )
+        conn.execute(
+            "INSERT INTO aqi_hourly (sensor_key, hour, aqi, category, dominant_pollutant, nowcast, sub_indices)"
+            " SELECT s.sensor_key, %(start)s + make_interval(hours => h + 1), v, 'Moderate', 'pm25',"
+            " jsonb_build_object('pm25', v / 3.0, 'pm10', v / 2.0), jsonb_build_object('pm25', v, 'pm10', v - 20)"
+            " FROM sensors s, generate_series(0, %(hours)s - 1) h, LATERAL (SELECT 40 + (h * 5 + s.sensor_key) %% 70"
+            " AS v) x WHERE s.kind = 'air'",
+            params,
+        )
+        conn.execute(
+            "INSERT INTO traffic_hourly (sensor_key, hour, flow_veh_h, flow_pcu_h, capacity_pcu_h,"
+            " degree_of_saturation, los, los_target, los_met, mean_speed_kmh, completeness)"
+            " SELECT s.sensor_key, %(start)s + make_interval(hours => h), f, f * 0.9, 5600, f * 0.9 / 5600,"
+            " CASE WHEN f * 0.9 / 5600 < 0.6 THEN 'B' ELSE 'D' END, 'C', f * 0.9 / 5600 < 0.6, 38, 1.0"
+            " FROM sensors s, generate_series(0, %(hours)s - 1) h,"
+            " LATERAL (SELECT 1000 + ((h * 13 + s.sensor_key) %% 40) * 100 AS f) x WHERE s.kind = 'traffic'",
+            params,
+        )
+        conn.execute(
+            "INSERT INTO service_hourly (city, district, service, period_start, numerator, denominator)"
+            " SELECT %(city)s, format('District %%s', d), sv, %(start)s + make_interval(hours => h),"
+            " 20 + (h + d) %% 11, 30 FROM generate_series(0, 19) d, unnest(ARRAY['air', 'traffic', 'data']) sv,"
+            " generate_series(0, %(hours)s - 1) h",
+            params,
+        )
+        conn.execute(
+            "INSERT INTO service_daily (city, district, service, period_start, numerator, denominator)"
+            " SELECT city, district, service, date_trunc('day', period_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',"
+            " sum(numerator), sum(denominator) FROM service_hourly GROUP BY 1, 2, 3, 4"
+        )
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+
+
+def row_counts(url: str) -> dict[str, int]:
+    tables = ("sensors", "agg_1h", "ispu_hourly", "aqi_hourly", "traffic_hourly", "service_hourly", "service_daily")
+    with psycopg.connect(url) as conn:
+        return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # type: ignore[index]
+
+
+def run_wrk(base: str, paths: list[str], *, connections: int, duration_s: float, think_ms: int, key: str) -> Run:
+    quoted = ", ".join(json.dumps(p) for p in paths)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(_WRK_SCRIPT % {"paths": quoted, "think_ms": think_ms})
+        script = f.name
+    try:
+        out = subprocess.run(
+            [
+                "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "5s",
+                "-H", f"Authorization: Bearer {key}", "-s", script, base,
+            ],  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=duration_s + 60,
+        ).stdout
+    finally:
+        os.unlink(script)
+    line = next(line for line in out.splitlines() if line.startswith("RESULT "))
+    r = json.loads(line.removeprefix("RESULT "))
+    return Run(
+        rate=r["requests"] / (r["duration_us"] / 1e6),
+        p50_ms=r["p50_us"] / 1000,
+        p99_ms=r["p99_us"] / 1000,
+        errors=r["errors"] + r["non2xx"],
+    )
+
+
+def paced(base: str, paths: list[str], target_rate: float, *, duration_s: float, key: str) -> Run:
+    """About `target_rate` requests/s: a few clients that each wait between requests (a closed loop with think
+    time, so the achieved rate is measured and printed, not assumed)."""
+    connections = 8
+    think_ms = max(1, round(connections / target_rate * 1000))
+    return run_wrk(base, paths, connections=connections, duration_s=duration_s, think_ms=think_ms, key=key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=os.environ.get("LIVINGLAB_TEST_DATABASE_URL",
+                        "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--duration-s", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent clients for the maximum rate")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (Debian: apt install wrk)", file=sys.stderr)
+        return 2
+
+    from tests.support.databases import create_database, drop_database, unique_name
+
+    name = unique_name("llbench_api")
+    url = create_database(args.database_url, name)
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        migrate(url)
+        now = datetime.now(UTC)
+        started = time.perf_counter()
+        load_data(url, now)
+        print(f"loaded in {time.perf_counter() - started:.1f} s: {row_counts(url)}")
+        with psycopg.connect(url) as conn:
+            key = create_key(conn, Scope.READ, name="bench")
+            conn.commit()
+
+        port = free_port()
+        env = {
+            **os.environ,
+            "LIVINGLAB_DATABASE_URL": url,
+            "LIVINGLAB_LOG_LEVEL": "WARNING",
+            "LIVINGLAB_RATE_LIMIT_PER_S": "1000000000",
+            "LIVINGLAB_RATE_LIMIT_BURST": "1000000000",
+        }
+        server = subprocess.Popen([sys.executable, "-m", "livinglab", "api", "--port", str(port)], env=env)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/v1/version", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.2)
+
+        month_start = (now - timedelta(days=DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        month_end = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        sensors = [f"aq-{i:04d}" for i in range(1, SENSORS_AIR + 1, 7)] + [
+            f"tc-{i:04d}" for i in range(1, SENSORS_TRAFFIC + 1, 5)
+        ]
+        routes: dict[str, list[str]] = {
+            "GET /v1/version (trivial)": ["/v1/version"],
+            "GET /v1/air/ispu": [f"/v1/air/ispu?city={CITY}&limit=100"],
+            "GET /v1/traffic/segments": [f"/v1/traffic/segments?city={CITY}&limit=100"],
+            "GET /v1/sensors/{id}/aggregates": [
+                f"/v1/sensors/{s}/aggregates?window=1h&start={month_start}&end={month_end}&limit=100"
+                for s in sensors
+            ],
+            "GET /v1/service-levels (30 days)": [f"/v1/service-levels?city={CITY}&start={month_start}&end={month_end}"],
+        }
+        # Sanity: every route answers 200 with the expected page size before it is timed.
+        for label, paths in routes.items():
+            response = httpx.get(base + paths[0], headers={"Authorization": f"Bearer {key}"}, timeout=10)
+            response.raise_for_status()
+            items = response.json().get("items")
+            print(f"  {label}: {len(items) if items is not None else '-'} items per response")
+
+        results: dict[str, tuple[Run, Run]] = {}
+        trivial_label = "GET /v1/version (trivial)"
+        order = [*routes, trivial_label]  # the baseline first and last, to see drift
+        for i, label in enumerate(order):
+            paths = routes[label]
+            full = run_wrk(base, paths, connections=args.connections, duration_s=args.duration_s, think_ms=0, key=key)
+            half = paced(base, paths, full.rate / 2, duration_s=args.duration_s, key=key)
+            results[label if i < len(order) - 1 else trivial_label + " again"] = (full, half)
+
+        baseline = (results[trivial_label][0].rate + results[trivial_label + " again"][0].rate) / 2
+        print()
+        print(f"1 uvicorn worker, wrk -t1 -c{args.connections}, {args.duration_s:.0f} s per run, 2 cores shared "
+              f"by PostgreSQL, the server and wrk")
+        header = (f"| {'route':<34} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs trivial':>10} | "
+                  f"{'paced req/s':>11} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} |")
+        print(header)
+        print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+        for label, (full, half) in results.items():
+            print(
+                f"| {label:<34} | {full.rate:>8.0f} | {full.p50_ms:>7.2f} | {full.p99_ms:>7.2f} | "
+                f"{full.rate / baseline:>9.0%} | {half.rate:>11.0f} | {half.p50_ms:>7.2f} | {half.p99_ms:>7.2f} | "
+                f"{full.errors + half.errors:>6} |"
+            )
+        print(f"\nbaseline (trivial route, mean of first and last run): {baseline:.0f} req/s; "
+              "targets: >= 25 % of it, and p99 < 50 ms when paced at half the route's own rate")
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        drop_database(args.database_url, name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

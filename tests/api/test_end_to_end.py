@@ -1,0 +1,181 @@
+"""The API over data that went through the real path: MQTT (Mosquitto) -> ingester -> PostgreSQL -> processor.
+
+Sensors are registered through the API itself; readings are published as devices publish them; values read back
+through the API are compared with what was published, computed here independently.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ingest import Ingester, IngestSettings
+from livinglab.embedded import MosquittoBroker
+from processing import Processor, ProcessorSettings
+from tests.api.conftest import Keys, api_client, make_keys, walk
+from tests.support.roles import running, scalar, wait_until
+
+pytestmark = pytest.mark.integration
+
+NO2_UG_PER_PPB = 46.0055 / 24.45
+AIR = {"sensor_id": "aq-e2e", "city": "semarang", "district": "Candisari", "kind": "air", "lat": -7.0, "lon": 110.4}
+TRAFFIC = {
+    "sensor_id": "tc-e2e",
+    "city": "semarang",
+    "district": "Tembalang",
+    "kind": "traffic",
+    "lat": -7.05,
+    "lon": 110.44,
+    "interval_s": 60,
+    "road_type": "4/2-T",
+    "lanes": 2,
+    "road_function": "arteri_sekunder",
+    "city_population": 1_700_000,
+}
+
+
+def publish(broker: MosquittoBroker, messages: list[tuple[str, bytes]]) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(timeout=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.fixture(scope="module")
+def platform(api_database_url: str, mqtt_broker: MosquittoBroker) -> Iterator[tuple[TestClient, Keys, dict[str, Any]]]:
+    """Ingester and processor running, sensors registered through the API, and a few minutes of readings in."""
+    prefix = f"t{time.monotonic_ns() % 10**12}/livinglab/v1"
+    env: dict[str, Any] = {"database_url": api_database_url, "mqtt_url": mqtt_broker.url, "topic_prefix": prefix}
+    keys = make_keys(api_database_url)
+    ingester = Ingester(IngestSettings(**env, client_id=f"ingest-{prefix[:13]}", batch_interval_ms=50))
+    processor = Processor(ProcessorSettings(**env, poll_interval_s=0.3))
+    with api_client(api_database_url, mqtt_url=mqtt_broker.url) as client, running(ingester, processor):
+        assert ingester.wait_connected()
+        for spec in (AIR, TRAFFIC):
+            assert client.post("/v1/sensors", json=spec, headers=keys.header("write")).status_code == 201
+        now = time.time()
+        minute = int(now // 60 * 60) - 4 * 60
+        rng = np.random.default_rng(7)
+        pm25 = {minute + 60 * m + 15 * k: round(float(rng.uniform(5, 80)), 2) for m in range(4) for k in range(4)}
+        no2_ppb = {minute + 60 * m: round(float(rng.uniform(5, 40)), 1) for m in range(4)}
+        pack: list[dict[str, Any]] = [{"bn": "urn:dev:livinglab:aq-e2e:", "bt": minute}]
+        pack += [{"n": "pm25", "u": "ug/m3", "v": v, "t": t - minute} for t, v in pm25.items()]
+        pack += [{"n": "no2", "u": "ppb", "v": v, "t": t - minute} for t, v in no2_ppb.items()]
+        counts = {minute + 60 * m: {"sm": 20 + m, "kr": 10 + m, "kb": m} for m in range(4)}
+        traffic = [{"ts": datetime.fromtimestamp(t, UTC).isoformat(), **c, "speed": 35.5} for t, c in counts.items()]
+        bad = b'{"ts": "2026-11-28T10:00:00+07:00", "pm25": NaN}'
+        unknown = json.dumps([{"ts": int(now) - 30, "pm25": 12.0}]).encode()
+        air_payload = json.dumps(pack).encode()
+        publish(
+            mqtt_broker,
+            [
+                (f"{prefix}/semarang/air/aq-e2e", air_payload),
+                (f"{prefix}/semarang/traffic/tc-e2e", json.dumps(traffic).encode()),
+                (f"{prefix}/semarang/air/aq-e2e", bad),
+                (f"{prefix}/semarang/air/aq-new", unknown),
+                (f"{prefix}/semarang/air/aq-e2e", air_payload),  # sent again: duplicates
+            ],
+        )
+        expected_windows = 4 * 2 + 4 * 4  # air: pm25 and no2 per minute; traffic: sm, kr, kb, speed per minute
+        wait_until(lambda: scalar(api_database_url, "SELECT count(*) FROM agg_1m") >= expected_windows)
+        wait_until(lambda: scalar(api_database_url, "SELECT count(*) FROM rejected") >= 2)
+        wait_until(lambda: scalar(api_database_url, "SELECT coalesce(sum(duplicates), 0) FROM ingest_counters") > 0)
+        wait_until(lambda: scalar(api_database_url, "SELECT count(*) FROM dirty_windows") == 0)
+        sent = {"pm25": pm25, "no2_ppb": no2_ppb, "counts": counts, "bad": bad, "unknown": unknown, "now": now}
+        yield client, keys, sent
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_readings_are_what_was_published(platform) -> None:
+    client, keys, sent = platform
+    items = walk(client, "/v1/sensors/aq-e2e/readings", {"limit": 5}, keys.header())
+    got = {(i["quantity"], i["ts"]): i["value"] for i in items}
+    expected = {("pm25", _iso(t)): v for t, v in sent["pm25"].items()}
+    expected |= {("no2", _iso(t)): v * NO2_UG_PER_PPB for t, v in sent["no2_ppb"].items()}
+    assert got.keys() == expected.keys()
+    for k, v in expected.items():
+        assert got[k] == pytest.approx(v, rel=1e-12)
+    only = walk(client, "/v1/sensors/aq-e2e/readings", {"quantity": "no2"}, keys.header())
+    assert len(only) == 4
+
+
+def test_minute_aggregates_match_the_readings(platform) -> None:
+    client, keys, sent = platform
+    items = walk(client, "/v1/sensors/aq-e2e/aggregates", {"window": "1m", "quantity": "pm25"}, keys.header())
+    by_minute: dict[int, list[float]] = {}
+    for t, v in sent["pm25"].items():
+        by_minute.setdefault(t // 60 * 60, []).append(v)
+    assert [i["window_start"] for i in items] == [_iso(m) for m in sorted(by_minute)]
+    for item in items:
+        values = np.array(by_minute[int(datetime.fromisoformat(item["window_start"]).timestamp())])
+        assert item["count"] == 4
+        assert item["mean"] == pytest.approx(values.mean())
+        assert item["min"] == values.min()
+        assert item["max"] == values.max()
+        assert item["p50"] == pytest.approx(np.percentile(values, 50))
+        assert item["p95"] == pytest.approx(np.percentile(values, 95))
+        assert item["completeness"] == 1.0  # 4 readings where a 60 s interval implies 1: capped at 1
+        assert item["final"] is False
+    counts = walk(client, "/v1/sensors/tc-e2e/aggregates", {"window": "1m", "quantity": "kr"}, keys.header())
+    assert [i["mean"] for i in counts] == [float(c["kr"]) for _, c in sorted(sent["counts"].items())]
+
+
+def test_quality_counts_what_the_ingester_saw(platform) -> None:
+    client, keys, sent = platform
+    items = {i["sensor_id"]: i for i in walk(client, "/v1/quality/sensors", {"city": "semarang"}, keys.header())}
+    assert set(items) == {"aq-e2e", "tc-e2e"}
+    air = items["aq-e2e"]
+    assert air["accepted_24h"] == len(sent["pm25"]) + len(sent["no2_ppb"])
+    assert air["duplicates_24h"] == len(sent["pm25"]) + len(sent["no2_ppb"])
+    assert air["rejected_24h"] == 1
+    assert items["tc-e2e"]["accepted_24h"] == 4 * 4
+    assert items["tc-e2e"]["rejected_24h"] == 0
+    last_seen = datetime.fromisoformat(air["last_seen"]).timestamp()
+    assert sent["now"] - 5 < last_seen < time.time() + 1
+    # Readings were published 0-4 minutes after their timestamps: the merged histogram says so.
+    assert 0 < air["latency_p50_s"] <= air["latency_p95_s"] < 6 * 60
+    assert 0.0 <= air["completeness_24h"] <= 1.0
+
+
+def test_rejected_messages_are_listed_and_replay_is_requested(platform, api_database_url: str) -> None:
+    client, keys, sent = platform
+    r = keys.header()
+    unknown = walk(client, "/v1/rejected", {"reason": "unknown_sensor"}, r)
+    assert [i["sensor_id"] for i in unknown] == ["aq-new"]
+    assert base64.b64decode(unknown[0]["payload_base64"]) == sent["unknown"]
+    assert unknown[0]["payload_truncated"] is False
+    assert unknown[0]["replay_status"] == "none"
+    nan = walk(client, "/v1/rejected", {"sensor_id": "aq-e2e"}, r)
+    assert [i["reason"] for i in nan] == ["non_finite_value"]
+    assert walk(client, "/v1/rejected", {"city": "semarang", "kind": "traffic"}, r) == []
+
+    # The sensor is registered afterwards; replay is requested through the database for an ingester to carry out.
+    spec = {**AIR, "sensor_id": "aq-new"}
+    assert client.post("/v1/sensors", json=spec, headers=keys.header("write")).status_code == 201
+    assert client.post(f"/v1/rejected/{unknown[0]['id']}/replay", headers=r).status_code == 403
+    replay = client.post(f"/v1/rejected/{unknown[0]['id']}/replay", headers=keys.header("write"))
+    assert replay.status_code == 202
+    assert replay.json()["replay_status"] == "pending"
+    pending = walk(client, "/v1/rejected", {"replay": "pending"}, r)
+    assert [i["id"] for i in pending] == [unknown[0]["id"]]
+    requested = scalar(api_database_url, "SELECT replay_requested_at FROM rejected WHERE id = %s", (unknown[0]["id"],))
+    assert requested is not None
