@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 import livinglab
 from api.deps import IdleCheck, KeyCache
+from api.jsonpage import ResponseCache
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.middleware import BodySizeLimit, RateLimit
 from api.problems import install_problem_handlers
@@ -91,6 +92,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.metrics = metrics
     app.state.key_cache = KeyCache(settings.key_cache_s)
     app.state.idle_check = IdleCheck()
+    app.state.response_cache = ResponseCache(settings.response_cache_s)
     install_problem_handlers(app)
     for module in (air, traffic, service_levels, quality, sensors, readings, aggregates, rejected, stream, health):
         app.include_router(module.router)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -61,18 +62,26 @@ class IdleCheck:
             await AsyncConnectionPool.check_connection(conn)
 
 
-async def get_conn(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
-    """A pooled connection for one request, in autocommit mode: reads run without a transaction to end (which
-    would cost the pool a ROLLBACK round trip per request); writes open one with `conn.transaction()`."""
-    pool: AsyncConnectionPool = request.app.state.pool
-    settings: ApiSettings = request.app.state.settings
-    async with pool.connection(timeout=settings.pool_timeout_s) as conn:
+@asynccontextmanager
+async def connection(
+    pool: AsyncConnectionPool, timeout_s: float, idle_check: IdleCheck
+) -> AsyncIterator[AsyncConnection[Any]]:
+    """A pooled connection in autocommit mode: reads run without a transaction to end (which would cost the pool
+    a ROLLBACK round trip per request); writes open one with `conn.transaction()`."""
+    async with pool.connection(timeout=timeout_s) as conn:
         if not conn.autocommit:
             await conn.set_autocommit(True)
         try:
             yield conn
         finally:
-            request.app.state.idle_check.used(conn)
+            idle_check.used(conn)
+
+
+async def get_conn(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
+    """A pooled connection for one request (see `connection`)."""
+    state = request.app.state
+    async with connection(state.pool, state.settings.pool_timeout_s, state.idle_check) as conn:
+        yield conn
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]

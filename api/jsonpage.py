@@ -10,11 +10,17 @@ document, and the test suite checks every answer against them.
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from collections import OrderedDict
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+from fastapi import Depends, Request
 from psycopg import AsyncConnection, sql
 from starlette.responses import Response
 
+from api.deps import connection
 from api.pagination import encode_cursor
 
 #: Helps the planner and keeps the page's query in one place.
@@ -43,3 +49,84 @@ async def json_page(conn: AsyncConnection[Any], query: str, params: dict[str, An
     cursor = encode_cursor(json.loads(last_key)) if fetched > limit and last_key is not None else None
     body = b'{"items":' + items.encode() + b',"next_cursor":' + json.dumps(cursor).encode() + b"}"
     return Response(body, media_type="application/json")
+
+
+@dataclass(slots=True)
+class _Entry:
+    generation: int
+    expires: float
+    response: Response
+
+
+class ResponseCache:
+    """Recent answers of the JSON lists, per URL, for at most `ttl_s` seconds and only while nothing changed.
+
+    Many operators' dashboards poll the same lists; between two processor rounds the answer is the same. An entry
+    is dropped as soon as the event feed hears of new results or a registry change (`generation` moves), and after
+    `ttl_s` in any case (so `at=now` answers age by at most that much). `ttl_s` 0 turns the cache off.
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = 2048) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def get(self, key: str, generation: int) -> Response | None:
+        if generation < 0:
+            return None
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.generation != generation or entry.expires < time.monotonic():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry.response
+
+    def put(self, key: str, generation: int, response: Response) -> None:
+        if self.ttl_s <= 0 or generation < 0:
+            return
+        self._entries[key] = _Entry(generation, time.monotonic() + self.ttl_s, response)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
+class PageSource:
+    """Where a list route gets its page: the cache, else a pooled connection (checked out only on a miss)."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        state = request.app.state
+        self._cache: ResponseCache = state.response_cache
+        feed = state.event_feed
+        # Without the LISTEN connection no change would be heard: serve from the database only.
+        self._generation: int = feed.generation if feed.listening.is_set() else -1
+        self._key = f"{request.url.path}?{request.url.query}"
+
+    def cached(self) -> Response | None:
+        return self._cache.get(self._key, self._generation)
+
+    def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+        state = self._request.app.state
+        return connection(state.pool, state.settings.pool_timeout_s, state.idle_check)
+
+    async def page_on(self, conn: AsyncConnection[Any], query: str, params: dict[str, Any], limit: int) -> Response:
+        response = await json_page(conn, query, params, limit)
+        self._cache.put(self._key, self._generation, response)
+        return response
+
+    async def page(self, query: str, params: dict[str, Any], limit: int) -> Response:
+        """The cached answer, or `json_page` on a fresh connection (then cached)."""
+        hit = self.cached()
+        if hit is not None:
+            return hit
+        async with self.connection() as conn:
+            return await self.page_on(conn, query, params, limit)
+
+
+async def page_source(request: Request) -> PageSource:
+    return PageSource(request)
+
+
+PageSourceDep = Annotated[PageSource, Depends(page_source)]

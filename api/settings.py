@@ -42,6 +42,12 @@ class ApiSettings(CoreSettings):
     key_cache_s: float = Field(
         default=5.0, ge=0, description="How long a checked API key is remembered (a revoked key stops within this)."
     )
+    response_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long an index, traffic, aggregate or service-level page may be served again to the next "
+        "client asking for the same URL, unless new results arrive first; 0 turns the cache off.",
+    )
     sse_heartbeat_s: float = Field(default=15.0, gt=0, description="Interval of SSE heartbeat comments.")
     sse_max_backlog: int = Field(
         default=10_000, ge=1, description="Most missed events a reconnecting SSE client is sent from the events table."

@@ -1,7 +1,8 @@
 """The live event feed behind `GET /v1/stream`.
 
 One LISTEN connection per API process hears `livinglab_events` (the processor NOTIFYs the id of each event it
-stores, see `livinglab.events`) and wakes the connected clients. Each client then reads the events after the last
+stores, see `livinglab.events`) and `livinglab_registry`, and wakes the connected clients (and moves the
+generation that response caches key on). Each client then reads the events after the last
 one it sent from the `events` table, so what a client receives never depends on a notification arriving: a
 client that reconnects with `Last-Event-ID` gets what it missed, and a lost notification only delays delivery to
 the next heartbeat, when clients look again.
@@ -19,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from livinglab.storage._db import CHANNEL_EVENTS
+from livinglab.storage._db import CHANNEL_EVENTS, CHANNEL_REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class EventFeed:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
+        #: Moves whenever results or the registry may have changed (response caches key on it).
+        self.generation = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="livinglab-event-feed")
@@ -47,6 +50,7 @@ class EventFeed:
 
     def _wake(self) -> None:
         # Swap the event so that waiters hold the one that fires and later waiters get a fresh one.
+        self.generation += 1
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -69,6 +73,7 @@ class EventFeed:
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL_EVENTS}")
+                    await conn.execute(f"LISTEN {CHANNEL_REGISTRY}")
                     self.listening.set()
                     delay = 0.5
                     self._wake()  # clients look for what was stored while nobody listened
@@ -78,6 +83,7 @@ class EventFeed:
                 raise
             except Exception as exc:
                 self.listening.clear()
+                self._wake()  # nothing is heard now: cached answers must not outlive the connection
                 log.warning("event feed lost its database connection (%s); reconnecting in %.1f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)

@@ -7,12 +7,15 @@ What it does, in one run:
    else the local server), migrates it, and bulk-loads 1,000 sensors (600 air stations, 400 traffic counters in
    20 districts) with 30 days of hourly rows: `agg_1h` (two quantities per sensor), `ispu_hourly`, `aqi_hourly`,
    `traffic_hourly`, `service_hourly` and their `service_daily` rollups;
-2. starts `livinglab api` as its own process (one uvicorn worker) and drives it with `wrk` from another process;
-3. per route: the most requests per second it sustains with `--connections` concurrent clients (closed loop) and
+2. starts `livinglab api` twice as its own processes (one uvicorn worker each): as configured by default, and with
+   the response cache off (`LIVINGLAB_RESPONSE_CACHE_S=0`, every request queries the database); drives them with
+   `wrk` from another process;
+3. per route and server: the most requests per second it sustains with `--connections` concurrent clients (closed loop) and
    the p50/p99 latency at that load; then the p50/p99 latency when paced at half that rate. The trivial route
    `GET /v1/version` (a constant, no key, no database) is measured the same way on the same server, first and last.
 
-The data routes go through authentication (a read key, cached after its first check), the rate limiter (with a
+The aggregates runs rotate over 172 sensors' URLs; the others repeat one URL, as polling dashboards do. The data
+routes go through authentication (a read key, cached after its first check), the rate limiter (with a
 limit too high to trigger) and the database pool, as in production. Targets: each data route serves at least 25 %
 of the trivial route's rate, with p99 under 50 ms at half its own rate. Needs `wrk` (Debian: apt install wrk).
 """
@@ -159,8 +162,17 @@ def run_wrk(base: str, paths: list[str], *, connections: int, duration_s: float,
     try:
         out = subprocess.run(
             [
-                "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "5s",
-                "-H", f"Authorization: Bearer {key}", "-s", script, base,
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{max(1, round(duration_s))}s",
+                "--timeout",
+                "5s",
+                "-H",
+                f"Authorization: Bearer {key}",
+                "-s",
+                script,
+                base,
             ],  # fmt: skip
             capture_output=True,
             text=True,
@@ -179,6 +191,33 @@ def run_wrk(base: str, paths: list[str], *, connections: int, duration_s: float,
     )
 
 
+def start_server(url: str, extra_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """`livinglab api` in its own process (one uvicorn worker) on a free port; returns it and its base URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "LIVINGLAB_DATABASE_URL": url,
+        "LIVINGLAB_LOG_LEVEL": "WARNING",
+        # The limiter runs as in production, with a limit no benchmark client reaches.
+        "LIVINGLAB_RATE_LIMIT_PER_S": "1000000000",
+        "LIVINGLAB_RATE_LIMIT_BURST": "1000000000",
+        **extra_env,
+    }
+    server = subprocess.Popen([sys.executable, "-m", "livinglab", "api", "--port", str(port)], env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/v1/version", timeout=1).status_code == 200:
+                return server, base
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.2)
+
+
 def paced(base: str, paths: list[str], target_rate: float, *, duration_s: float, key: str) -> Run:
     """About `target_rate` requests/s: a few clients that each wait between requests (a closed loop with think
     time, so the achieved rate is measured and printed, not assumed)."""
@@ -189,8 +228,10 @@ def paced(base: str, paths: list[str], target_rate: float, *, duration_s: float,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", default=os.environ.get("LIVINGLAB_TEST_DATABASE_URL",
-                        "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("LIVINGLAB_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    )
     parser.add_argument("--duration-s", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16, help="concurrent clients for the maximum rate")
     args = parser.parse_args(argv)
@@ -202,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     name = unique_name("llbench_api")
     url = create_database(args.database_url, name)
-    server: subprocess.Popen[bytes] | None = None
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     try:
         migrate(url)
         now = datetime.now(UTC)
@@ -213,27 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             key = create_key(conn, Scope.READ, name="bench")
             conn.commit()
 
-        port = free_port()
-        env = {
-            **os.environ,
-            "LIVINGLAB_DATABASE_URL": url,
-            "LIVINGLAB_LOG_LEVEL": "WARNING",
-            "LIVINGLAB_RATE_LIMIT_PER_S": "1000000000",
-            "LIVINGLAB_RATE_LIMIT_BURST": "1000000000",
-        }
-        server = subprocess.Popen([sys.executable, "-m", "livinglab", "api", "--port", str(port)], env=env)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/v1/version", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.2)
-
+        servers["cache on"] = start_server(url, {})
+        servers["cache off"] = start_server(url, {"LIVINGLAB_RESPONSE_CACHE_S": "0"})
         month_start = (now - timedelta(days=DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ")
         month_end = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         sensors = [f"aq-{i:04d}" for i in range(1, SENSORS_AIR + 1, 7)] + [
@@ -244,45 +266,59 @@ def main(argv: list[str] | None = None) -> int:
             "GET /v1/air/ispu": [f"/v1/air/ispu?city={CITY}&limit=100"],
             "GET /v1/traffic/segments": [f"/v1/traffic/segments?city={CITY}&limit=100"],
             "GET /v1/sensors/{id}/aggregates": [
-                f"/v1/sensors/{s}/aggregates?window=1h&start={month_start}&end={month_end}&limit=100"
-                for s in sensors
+                f"/v1/sensors/{s}/aggregates?window=1h&start={month_start}&end={month_end}&limit=100" for s in sensors
             ],
             "GET /v1/service-levels (30 days)": [f"/v1/service-levels?city={CITY}&start={month_start}&end={month_end}"],
         }
+        base = servers["cache on"][1]
         # Sanity: every route answers 200 with the expected page size before it is timed.
         for label, paths in routes.items():
-            response = httpx.get(base + paths[0], headers={"Authorization": f"Bearer {key}"}, timeout=10)
-            response.raise_for_status()
+            for _, server_base in servers.values():
+                response = httpx.get(server_base + paths[0], headers={"Authorization": f"Bearer {key}"}, timeout=10)
+                response.raise_for_status()
             items = response.json().get("items")
             print(f"  {label}: {len(items) if items is not None else '-'} items per response")
 
-        results: dict[str, tuple[Run, Run]] = {}
+        def measure(server_base: str, paths: list[str]) -> tuple[Run, Run]:
+            full = run_wrk(
+                server_base, paths, connections=args.connections, duration_s=args.duration_s, think_ms=0, key=key
+            )
+            return full, paced(server_base, paths, full.rate / 2, duration_s=args.duration_s, key=key)
+
         trivial_label = "GET /v1/version (trivial)"
-        order = [*routes, trivial_label]  # the baseline first and last, to see drift
-        for i, label in enumerate(order):
-            paths = routes[label]
-            full = run_wrk(base, paths, connections=args.connections, duration_s=args.duration_s, think_ms=0, key=key)
-            half = paced(base, paths, full.rate / 2, duration_s=args.duration_s, key=key)
-            results[label if i < len(order) - 1 else trivial_label + " again"] = (full, half)
+        results: dict[str, tuple[Run, Run]] = {trivial_label: measure(base, routes[trivial_label])}
+        for label, paths in routes.items():
+            if label == trivial_label:
+                continue
+            for config, (_, server_base) in servers.items():
+                results[f"{label}, {config}"] = measure(server_base, paths)
+        # The baseline again at the end, to see drift on a shared machine.
+        results[trivial_label + " again"] = measure(base, routes[trivial_label])
 
         baseline = (results[trivial_label][0].rate + results[trivial_label + " again"][0].rate) / 2
         print()
-        print(f"1 uvicorn worker, wrk -t1 -c{args.connections}, {args.duration_s:.0f} s per run, 2 cores shared "
-              f"by PostgreSQL, the server and wrk")
-        header = (f"| {'route':<34} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs trivial':>10} | "
-                  f"{'paced req/s':>11} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} |")
+        print(
+            f"1 uvicorn worker, wrk -t1 -c{args.connections}, {args.duration_s:.0f} s per run, 2 cores shared "
+            f"by PostgreSQL, the server and wrk"
+        )
+        header = (
+            f"| {'route':<45} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs trivial':>10} | "
+            f"{'paced req/s':>11} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} |"
+        )
         print(header)
         print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
         for label, (full, half) in results.items():
             print(
-                f"| {label:<34} | {full.rate:>8.0f} | {full.p50_ms:>7.2f} | {full.p99_ms:>7.2f} | "
+                f"| {label:<45} | {full.rate:>8.0f} | {full.p50_ms:>7.2f} | {full.p99_ms:>7.2f} | "
                 f"{full.rate / baseline:>9.0%} | {half.rate:>11.0f} | {half.p50_ms:>7.2f} | {half.p99_ms:>7.2f} | "
                 f"{full.errors + half.errors:>6} |"
             )
-        print(f"\nbaseline (trivial route, mean of first and last run): {baseline:.0f} req/s; "
-              "targets: >= 25 % of it, and p99 < 50 ms when paced at half the route's own rate")
+        print(
+            f"\nbaseline (trivial route, mean of first and last run): {baseline:.0f} req/s; "
+            "targets: >= 25 % of it, and p99 < 50 ms when paced at half the route's own rate"
+        )
     finally:
-        if server is not None:
+        for server, _ in servers.values():
             server.terminate()
             try:
                 server.wait(timeout=15)

@@ -10,8 +10,8 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from api.deps import ConnDep, ReadAccess, SettingsDep
-from api.jsonpage import json_page, page_query
+from api.deps import ReadAccess, SettingsDep
+from api.jsonpage import PageSourceDep, page_query
 from api.params import PageDep, TimeRangeDep
 from api.routes.common import (
     QuantityQuery,
@@ -73,7 +73,7 @@ _QUERIES = {window: _query(window) for window in Window}
     response_model=AggregatesPublic,
 )
 async def list_aggregates(
-    conn: ConnDep,
+    source: PageSourceDep,
     settings: SettingsDep,
     sensor_id: SensorIdPath,
     window: Annotated[Window, Query(description="Window width: 1m, 1h or 1d.")],
@@ -89,11 +89,12 @@ async def list_aggregates(
     if window is Window.MINUTE:
         span.check_span(timedelta(days=settings.max_readings_range_days))
     wanted = quantity_of(quantity)
-    key = await sensor_key(conn, sensor_id)
     after_q, after_ts = quantity_time_after(page)
     final_before = datetime.now(UTC) - window.width - timedelta(seconds=settings.allowed_lateness_s)
+    hit = source.cached()
+    if hit is not None:
+        return hit
     params = {
-        "key": key,
         "q": wanted.code if wanted else None,
         "start": span.start,
         "end": span.end,
@@ -101,4 +102,6 @@ async def list_aggregates(
         "ats": after_ts,
         "final_before": final_before,
     }
-    return await json_page(conn, _QUERIES[window], params, page.limit)
+    async with source.connection() as conn:
+        params["key"] = await sensor_key(conn, sensor_id)
+        return await source.page_on(conn, _QUERIES[window], params, page.limit)

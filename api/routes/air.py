@@ -8,7 +8,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from api.deps import ConnDep, ReadAccess
+from api.deps import ReadAccess
+from api.jsonpage import PageSourceDep
 from api.params import AtDep, PageDep
 from api.routes.common import CityQuery, DistrictQuery, latest_per_sensor
 from api.schemas import COMMON_RESPONSES, Page, UtcDatetime
@@ -62,7 +63,7 @@ _AQI_COLUMNS = ("aqi", "category", "dominant_pollutant", "nowcast", "sub_indices
 
 @router.get("/ispu", summary="ISPU per station", dependencies=[ReadAccess], response_model=IspuListPublic)
 async def list_ispu(
-    conn: ConnDep, at: AtDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
+    source: PageSourceDep, at: AtDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
 ) -> Response:
     """Per air station, the latest ISPU labelled at or before `at` (default: now).
 
@@ -70,7 +71,7 @@ async def list_ispu(
     computed from raw readings on request.
     """
     return await latest_per_sensor(
-        conn,
+        source,
         table="ispu_hourly",
         time_column="window_end",
         columns=_ISPU_COLUMNS,
@@ -84,11 +85,11 @@ async def list_ispu(
 
 @router.get("/aqi", summary="US AQI per station", dependencies=[ReadAccess], response_model=AqiListPublic)
 async def list_aqi(
-    conn: ConnDep, at: AtDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
+    source: PageSourceDep, at: AtDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
 ) -> Response:
     """Per air station, the latest US AQI labelled at or before `at` (default: now), labelled by hour end."""
     return await latest_per_sensor(
-        conn,
+        source,
         table="aqi_hourly",
         time_column="hour",
         columns=_AQI_COLUMNS,

@@ -11,7 +11,7 @@ from fastapi import Path, Query
 from psycopg import AsyncConnection, sql
 from starlette.responses import Response
 
-from api.jsonpage import json_page, page_query
+from api.jsonpage import PageSource, page_query
 from api.pagination import encode_cursor
 from api.params import PageRequest
 from api.problems import ProblemError
@@ -92,7 +92,7 @@ def _latest_query(table: str, time_column: str, columns: tuple[str, ...]) -> str
 
 
 async def latest_per_sensor(
-    conn: AsyncConnection[Any],
+    source: PageSource,
     *,
     table: str,
     time_column: str,
@@ -116,4 +116,4 @@ async def latest_per_sensor(
         "district": district,
         "after": str(after[0]) if after else None,
     }
-    return await json_page(conn, _latest_query(table, time_column, columns), params, page.limit)
+    return await source.page(_latest_query(table, time_column, columns), params, page.limit)

@@ -10,8 +10,8 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from api.deps import ConnDep, ReadAccess, SettingsDep
-from api.jsonpage import json_page, page_query
+from api.deps import ReadAccess, SettingsDep
+from api.jsonpage import PageSourceDep, page_query
 from api.params import PageDep, TimeRangeDep
 from api.routes.common import DistrictQuery
 from api.schemas import COMMON_RESPONSES, Page, UtcDatetime
@@ -113,7 +113,7 @@ def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     response_model=ServiceLevelsPublic,
 )
 async def list_service_levels(
-    conn: ConnDep,
+    source: PageSourceDep,
     settings: SettingsDep,
     span: TimeRangeDep,
     page: PageDep,
@@ -143,4 +143,4 @@ async def list_service_levels(
         "a_service": after_key[2] if after_key else None,
     }
     params.update({f"target_{s}": float(t) for s, t in targets(settings).items()})
-    return await json_page(conn, _QUERY, params, page.limit)
+    return await source.page(_QUERY, params, page.limit)

@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from api.deps import ConnDep, ReadAccess
+from api.deps import ReadAccess
+from api.jsonpage import PageSourceDep
 from api.params import AtDep, PageDep
 from api.routes.common import CityQuery, DistrictQuery, latest_per_sensor
 from api.schemas import COMMON_RESPONSES, Page, UtcDatetime
@@ -50,11 +51,11 @@ _COLUMNS = (
     response_model=SegmentsPublic,
 )
 async def list_segments(
-    conn: ConnDep, at: AtDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
+    source: PageSourceDep, at: AtDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
 ) -> Response:
     """Per traffic counter, the latest hourly PKJI figures labelled (by hour start) at or before `at`."""
     return await latest_per_sensor(
-        conn,
+        source,
         table="traffic_hourly",
         time_column="hour",
         columns=_COLUMNS,
