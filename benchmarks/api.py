@@ -10,8 +10,8 @@ What it does, in one run:
 2. starts `livinglab api` twice as its own processes (one uvicorn worker each): as configured by default, and with
    the response cache off (`LIVINGLAB_RESPONSE_CACHE_S=0`, every request queries the database); drives them with
    `wrk` from another process;
-3. per route and server: the most requests per second it sustains with `--connections` concurrent clients (closed loop) and
-   the p50/p99 latency at that load; then the p50/p99 latency when paced at half that rate. The trivial route
+3. per route and server: the most requests per second it sustains with `--connections` concurrent clients (closed
+   loop) and the p50/p99 latency at that load; then the p50/p99 latency when paced at half that rate. The trivial route
    `GET /v1/version` (a constant, no key, no database) is measured the same way on the same server, first and last.
 
 The aggregates runs rotate over 172 sensors' URLs; the others repeat one URL, as polling dashboards do. The data
@@ -32,7 +32,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -173,7 +172,7 @@ def run_wrk(base: str, paths: list[str], *, connections: int, duration_s: float,
                 "-s",
                 script,
                 base,
-            ],  # fmt: skip
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -219,11 +218,13 @@ def start_server(url: str, extra_env: dict[str, str]) -> tuple[subprocess.Popen[
 
 
 def paced(base: str, paths: list[str], target_rate: float, *, duration_s: float, key: str) -> Run:
-    """About `target_rate` requests/s: a few clients that each wait between requests (a closed loop with think
-    time, so the achieved rate is measured and printed, not assumed)."""
-    connections = 8
-    think_ms = max(1, round(connections / target_rate * 1000))
-    return run_wrk(base, paths, connections=connections, duration_s=duration_s, think_ms=think_ms, key=key)
+    """About `target_rate` requests/s: clients that each wait `_THINK_MS` between requests (a closed loop with think
+    time; the achieved rate is measured and printed, not assumed)."""
+    connections = max(1, round(target_rate * (_THINK_MS + 2) / 1000))
+    return run_wrk(base, paths, connections=connections, duration_s=duration_s, think_ms=_THINK_MS, key=key)
+
+
+_THINK_MS = 50
 
 
 def main(argv: list[str] | None = None) -> int:
