@@ -27,8 +27,10 @@ class SensorQualityPublic(BaseModel):
     district: str
     kind: str
     last_seen: UtcDatetime | None = Field(description="When the ingester last accepted a message from it.")
-    completeness_24h: float = Field(
-        description="Readings received / expected over the last 24 whole hours, for the quantities it reported."
+    completeness_24h: float | None = Field(
+        description="Readings received / expected over the last 24 completed hours (from the processor's hourly "
+        "completeness; a quantity is expected while the sensor reported it within a week); null when nothing was "
+        "expected."
     )
     latency_p50_s: float | None = Field(description="Median of received_at - ts (from merged hourly histograms).")
     latency_p95_s: float | None = Field(description="95th percentile of received_at - ts.")
@@ -50,7 +52,7 @@ def _hour_floor(t: datetime) -> datetime:
 async def list_sensor_quality(
     conn: ConnDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
 ) -> SensorQualityListPublic:
-    """Per sensor: last seen, completeness over the last 24 whole hours (from the hourly aggregates), ingest
+    """Per sensor: last seen, completeness over the last 24 completed hours (from `completeness_hourly`), ingest
     latency percentiles (merged from hourly latency histograms) and ingest counters of the last 24 hourly buckets.
     """
     now = datetime.now(UTC)
@@ -63,15 +65,15 @@ async def list_sensor_quality(
             " WHERE (%(city)s::text IS NULL OR city = %(city)s)"
             " AND (%(district)s::text IS NULL OR district = %(district)s)"
             " AND (%(after)s::text IS NULL OR sensor_id > %(after)s) ORDER BY sensor_id LIMIT %(limit)s)"
-            " SELECT p.*, seen.last_seen, c.accepted, c.rejected, c.duplicates, c.late, a.received, a.quantities"
+            " SELECT p.*, seen.last_seen, c.accepted, c.rejected, c.duplicates, c.late, a.received, a.expected"
             " FROM page p"
             " LEFT JOIN LATERAL (SELECT max(last_seen) AS last_seen FROM ingest_counters"
             "  WHERE sensor_key = p.sensor_key AND last_seen IS NOT NULL) seen ON true"
             " LEFT JOIN LATERAL (SELECT sum(accepted) AS accepted, sum(rejected) AS rejected,"
             "  sum(duplicates) AS duplicates, sum(late) AS late FROM ingest_counters"
             "  WHERE sensor_key = p.sensor_key AND hour >= %(since)s) c ON true"
-            " LEFT JOIN LATERAL (SELECT sum(count) AS received, count(DISTINCT quantity) AS quantities FROM agg_1h"
-            "  WHERE sensor_key = p.sensor_key AND window_start >= %(h0)s AND window_start < %(h1)s) a ON true"
+            " LEFT JOIN LATERAL (SELECT sum(received) AS received, sum(expected) AS expected FROM completeness_hourly"
+            "  WHERE sensor_key = p.sensor_key AND hour >= %(h0)s AND hour < %(h1)s) a ON true"
             " ORDER BY p.sensor_id",
             {
                 "city": city,
@@ -98,8 +100,8 @@ async def list_sensor_quality(
     items = []
     for r in rows:
         buckets, counts = histograms.get(r["sensor_key"], ([], []))
-        expected = (r["quantities"] or 0) * 24 * 3600 / r["interval_s"]
-        completeness = min(1.0, float(r["received"]) / expected) if expected > 0 else 0.0
+        expected = r["expected"] or 0.0
+        completeness = min(1.0, float(r["received"]) / expected) if expected > 0 else None
         items.append(
             SensorQualityPublic(
                 sensor_id=r["sensor_id"],
