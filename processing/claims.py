@@ -6,6 +6,9 @@ A claim is its own short transaction: `FOR UPDATE SKIP LOCKED` picks rows nobody
 processors share the work and the ingester never waits on a computation. A processor that dies leaves leases that
 expire and are taken over.
 
+An hour or day that is still running (the current one) is due a delay after it is queued, so its raw readings are
+not read again for every minute; a past one (late readings, a backlog) is due at once.
+
 Release runs in the transaction that stores the results: a row whose `version` is still the claimed one is deleted;
 a row re-dirtied meanwhile (the ingester or the minute step bumped `version`) is released and computed again.
 Release locks the rows in key order, the order in which the ingester and the minute step upsert them, so the
@@ -59,7 +62,7 @@ UPDATE dirty_rollups d
 SET claimed_until = now() + make_interval(secs => %(lease)s), claimed_by = %(worker)s
 FROM (
     SELECT sensor_key, quantity, width_s, window_start FROM dirty_rollups
-    WHERE due_at <= now() AND (claimed_until IS NULL OR claimed_until < now())
+    WHERE (due_at <= now() OR NOT %(due_only)s) AND (claimed_until IS NULL OR claimed_until < now())
     ORDER BY due_at, window_start
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -85,7 +88,9 @@ WITH claimed AS (
     RETURNING 1
 )
 UPDATE dirty_rollups d SET claimed_until = NULL, claimed_by = NULL,
-    due_at = now() + make_interval(secs => CASE WHEN d.width_s = 3600 THEN %(hour_delay)s ELSE %(day_delay)s END)
+    due_at = CASE WHEN d.window_start + make_interval(secs => d.width_s) <= now() THEN now()
+                  ELSE now() + make_interval(secs => CASE WHEN d.width_s = 3600 THEN %(hour_delay)s
+                                                          ELSE %(day_delay)s END) END
 FROM locked l
 WHERE NOT l.unchanged AND l.claimed_by = %(worker)s
   AND (d.sensor_key, d.quantity, d.width_s, d.window_start) = (l.sensor_key, l.quantity, l.width_s, l.window_start)
@@ -94,11 +99,15 @@ WHERE NOT l.unchanged AND l.claimed_by = %(worker)s
 #: Queues the rollups of the hours and days of some minutes (deduplicated, in key order: see the module doc).
 MARK_ROLLUPS = """
 INSERT INTO dirty_rollups AS d (sensor_key, quantity, width_s, window_start, due_at)
-SELECT c.sensor_key, c.quantity, w.width_s, date_bin(w.width, c.window_start, 'epoch'::timestamptz),
-       now() + make_interval(secs => w.delay_s)
-FROM unnest(%(key)s::int4[], %(quantity)s::int2[], %(start)s::timestamptz[]) AS c(sensor_key, quantity, window_start)
-CROSS JOIN (VALUES (3600, interval '1 hour', %(hour_delay)s::float8), (86400, interval '1 day', %(day_delay)s::float8))
+SELECT c.sensor_key, c.quantity, w.width_s, c.start,
+       CASE WHEN c.start + w.width <= now() THEN now() ELSE now() + make_interval(secs => w.delay_s) END
+FROM (VALUES (3600, interval '1 hour', %(hour_delay)s::float8), (86400, interval '1 day', %(day_delay)s::float8))
     AS w(width_s, width, delay_s)
+CROSS JOIN LATERAL (
+    SELECT m.sensor_key, m.quantity, date_bin(w.width, m.window_start, 'epoch'::timestamptz) AS start
+    FROM unnest(%(key)s::int4[], %(quantity)s::int2[], %(start)s::timestamptz[])
+        AS m(sensor_key, quantity, window_start)
+) c
 GROUP BY 1, 2, 3, 4, 5
 ORDER BY 1, 2, 3, 4
 ON CONFLICT (sensor_key, quantity, width_s, window_start) DO UPDATE SET version = d.version + 1
@@ -145,17 +154,21 @@ def release_windows(conn: psycopg.Connection[Any], claim: Claim, *, worker: str)
     )
 
 
-def claim_rollups(conn: psycopg.Connection[Any], *, worker: str, limit: int, lease_s: float) -> Claim:
-    """Claim up to `limit` hours and days whose delay has passed, in a transaction of its own."""
+def claim_rollups(
+    conn: psycopg.Connection[Any], *, worker: str, limit: int, lease_s: float, due_only: bool = True
+) -> Claim:
+    """Claim up to `limit` hours and days whose delay has passed (any, with `due_only=False`), in a transaction of
+    its own."""
+    params = {"lease": lease_s, "worker": worker, "limit": limit, "due_only": due_only}
     with conn.transaction():
-        rows = conn.execute(_CLAIM_ROLLUPS, {"lease": lease_s, "worker": worker, "limit": limit}).fetchall()
+        rows = conn.execute(_CLAIM_ROLLUPS, params).fetchall()
     return Claim.from_rows(rows)
 
 
 def release_rollups(
     conn: psycopg.Connection[Any], claim: Claim, *, worker: str, hour_delay_s: float, day_delay_s: float
 ) -> None:
-    """Like `release_windows`; a re-dirtied hour or day is due again after its delay."""
+    """Like `release_windows`; a re-dirtied current hour or day is due again after its delay."""
     conn.execute(
         _RELEASE_ROLLUPS,
         {

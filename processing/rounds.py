@@ -49,10 +49,15 @@ def minute_round(conn: psycopg.Connection[Any], settings: ProcessorSettings) -> 
     return len(claim)
 
 
-def rollup_round(conn: psycopg.Connection[Any], settings: ProcessorSettings) -> int:
-    """Compute one batch of due hours and days and everything derived from the hours. Returns windows processed."""
+def rollup_round(conn: psycopg.Connection[Any], settings: ProcessorSettings, *, due_only: bool = True) -> int:
+    """Compute one batch of due hours and days (any queued, with `due_only=False`) and everything derived from the
+    hours. Returns windows processed."""
     claim = claims.claim_rollups(
-        conn, worker=settings.worker_id, limit=settings.rollup_batch, lease_s=settings.claim_lease_s
+        conn,
+        worker=settings.worker_id,
+        limit=settings.rollup_batch,
+        lease_s=settings.claim_lease_s,
+        due_only=due_only,
     )
     if not claim:
         return 0

@@ -16,13 +16,16 @@ class ProcessorSettings(CoreSettings):
     claim_lease_s: float = Field(default=120.0, gt=0, description="A claim not finished by then is taken over.")
     poll_interval_s: float = Field(default=5.0, gt=0, description="Polling fallback when no NOTIFY arrives.")
     hour_rollup_delay_s: float = Field(
-        default=15.0,
+        default=10.0,
         ge=0,
-        description="An hour whose readings changed is recomputed (with its indices) at most this long after, and "
-        "not more often: the current hour's raw readings are not re-read for every minute.",
+        description="The current hour is recomputed from its raw readings (with its indices) this long after it "
+        "changes, and not more often, so its readings are not re-read for every minute (past hours: at once).",
     )
     day_rollup_delay_s: float = Field(
-        default=120.0, ge=0, description="The same for days (a day of 1 Hz readings is 86,400 rows per quantity)."
+        default=60.0, ge=0, description="The same for the current day (a day of 1 Hz readings is 86,400 rows)."
+    )
+    drain_timeout_s: float = Field(
+        default=10.0, ge=0, description="On stop, time given to hours and days still waiting out their delay."
     )
     rollup_interval_s: float = Field(
         default=2.0,

@@ -75,6 +75,18 @@ class Processor:
                 log.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
+        self._finish_deferred()
+
+    def _finish_deferred(self) -> None:
+        """On stop, compute the hours and days still waiting out their delay, so nothing stays stale while no
+        processor runs (bounded by `drain_timeout_s`; what is left stays queued for the next processor)."""
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        try:
+            with connect(self._database_url, application_name=f"livinglab-{self.settings.worker_id}") as conn:
+                while time.monotonic() < deadline and rollup_round(conn, self.settings, due_only=False):
+                    pass
+        except psycopg.OperationalError as exc:
+            log.warning("deferred hours and days left queued (%s)", exc)
 
     def _run_connected(self) -> None:
         name = f"livinglab-{self.settings.worker_id}"

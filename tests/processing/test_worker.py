@@ -10,10 +10,11 @@ import numpy as np
 import psycopg
 import pytest
 
-from processing import ProcessorSettings, process_until_idle
+from processing import Processor, ProcessorSettings, process_until_idle
 from processing.claims import claim_windows, release_windows
 from processing.windows import compute_windows, store_windows
 from tests.processing.writes import register, rows, write_readings
+from tests.support.roles import running, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -247,3 +248,23 @@ def test_service_clock_tallies_districts_that_went_silent(fresh_database_url: st
     ) == [("data", 0.0, 60.0)]
     assert rows(url, "SELECT value FROM processor_state")[0][0] == last_hour + HOUR
     assert not math.isnan(rows(url, "SELECT count(*) FROM completeness_hourly")[0][0])
+
+
+def test_current_hour_waits_out_its_delay_past_hours_do_not_and_stop_finishes_them(fresh_database_url: str) -> None:
+    url = fresh_database_url
+    key = _air(url)
+    current = max(datetime.now(UTC).timestamp() - 5, _hour_ago(0).timestamp() + 1)  # inside the current hour
+    write_readings(url, key, "pm25", [current, _hour_ago(3).timestamp()], [10.0, 20.0])
+    settings = ProcessorSettings(database_url=url, hour_rollup_delay_s=600, day_rollup_delay_s=600)
+    with psycopg.connect(url) as conn:
+        process_until_idle(conn, settings)
+    hours = rows(url, "SELECT window_start FROM agg_1h ORDER BY 1")
+    assert hours == [(_hour_ago(3),)]  # the past hour at once; the current one is deferred
+    deferred = rows(url, "SELECT width_s, due_at > now() + interval '9 minutes' FROM dirty_rollups ORDER BY 1")
+    assert (3600, True) in deferred
+    processor = Processor(settings.model_copy(update={"poll_interval_s": 0.2}))
+    with running(processor):
+        wait_until(lambda: rows(url, "SELECT count(*) FROM events") != [(0,)])
+    # Stopping computed what was waiting, so nothing stays stale while no processor runs.
+    assert rows(url, "SELECT count(*) FROM dirty_rollups") == [(0,)]
+    assert len(rows(url, "SELECT window_start FROM agg_1h")) == 2
