@@ -129,6 +129,7 @@ class BrokerLink:
         self.receive_maximum = receive_maximum
         self.keepalive_s = keepalive_s
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # the broker granted the subscription on this connection
         self.generation = 0
         self.session_present = False
         self.connections = 0
@@ -150,6 +151,7 @@ class BrokerLink:
             self.client.tls_set()
         self.client.reconnect_delay_set(min_delay=reconnect_min_s, max_delay=reconnect_max_s)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
 
@@ -173,21 +175,30 @@ class BrokerLink:
             client.subscribe(self.filter, options=options)
         else:
             client.subscribe(self.filter, qos=1)
-        self.last_error = None
         self.connected.set()
         log.info(
-            "connected to %s as %s (MQTT %s, session %s), subscribed to %s",
+            "connected to %s as %s (MQTT %s, session %s)",
             self.url,
             self.client_id,
             self.protocol,
             "resumed" if self.session_present else "new",
-            self.filter,
         )
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            self.last_error = f"subscription to {self.filter} refused: {', '.join(refused)}"
+            log.error("%s (check the broker's ACL for this user)", self.last_error)
+            return
+        self.last_error = None
+        self.subscribed.set()
+        log.info("subscribed to %s", self.filter)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         with self._lock:
             self.generation += 1  # acknowledgements of messages received so far must not reach the next connection
         self.connected.clear()
+        self.subscribed.clear()
         self.last_error = f"disconnected: {reason}"
         log.warning("disconnected from the broker (%s); reconnecting", reason)
 
@@ -218,6 +229,7 @@ class BrokerLink:
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
+        self.subscribed.clear()
 
     def acknowledge(self, messages: Sequence[Message]) -> int:
         """Send PUBACK for the QoS 1 messages that arrived on the current connection; returns how many."""

@@ -2,11 +2,14 @@
 
 `put` never blocks: a blocked network thread would stop answering keepalives, and after a long database outage the
 broker would drop the connection. Memory is bounded instead by what the broker may send without an
-acknowledgement: QoS 1 messages are acknowledged only after COMMIT, so at most the in-flight window (MQTT 5 Receive
-Maximum, or the broker's `max_inflight_messages` for 3.1.1 clients) is ever unacknowledged. The hard limit
-`max_messages` is a safety net for brokers that ignore it: a QoS 1 message beyond it is dropped unacknowledged
-(the broker redelivers it after the next reconnect, which the service then forces). QoS 0 messages carry no
-delivery promise and no flow control: beyond `max_qos0_bytes` of queued QoS 0 payload they are dropped.
+acknowledgement: QoS 1 messages are acknowledged only after COMMIT, so no more than the in-flight window (MQTT 5
+Receive Maximum, or the broker's `max_inflight_messages` for 3.1.1 clients) should ever be unacknowledged.
+
+Brokers do not always keep to that window (Mosquitto 2.0.11 sends a whole window more for every acknowledgement once
+it has queued messages for a client), so the inbox has hard limits too, `max_messages` and `max_bytes`. A QoS 1
+message beyond them is dropped unacknowledged: the broker still holds it and sends it again after the next
+reconnect, which the service forces once the inbox has drained (see `Ingester`). QoS 0 messages carry no delivery
+promise and no flow control; beyond `max_qos0_bytes` of queued QoS 0 payload they are dropped for good.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from ingest.batch import Message
 class Inbox:
     """A deque of received messages with a condition for the batch writer."""
 
-    def __init__(self, *, max_messages: int, max_qos0_bytes: int) -> None:
+    def __init__(self, *, max_messages: int, max_bytes: int, max_qos0_bytes: int) -> None:
         self.max_messages = max_messages
+        self.max_bytes = max_bytes
         self.max_qos0_bytes = max_qos0_bytes
         self._items: deque[Message] = deque()
         self._ready = threading.Condition(threading.Lock())
         self._wanted = 1  # wake the taker once this many messages wait
+        self._bytes = 0
         self._qos0_bytes = 0
         self.dropped_qos0 = 0
         self.dropped_unacknowledged = 0
@@ -35,23 +40,30 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def bytes(self) -> int:
+        """Payload bytes queued."""
+        return self._bytes
+
     def put(self, message: Message) -> bool:
         """Queue a message; False when it was dropped (see the module docstring)."""
+        size = len(message.payload)
         with self._ready:
-            size = len(self._items)
+            full = len(self._items) >= self.max_messages or self._bytes + size > self.max_bytes
             if message.qos == 0:
-                if self._qos0_bytes + len(message.payload) > self.max_qos0_bytes or size >= self.max_messages:
+                if full or self._qos0_bytes + size > self.max_qos0_bytes:
                     self.dropped_qos0 += 1
                     return False
-                self._qos0_bytes += len(message.payload)
-            elif size >= self.max_messages:
+                self._qos0_bytes += size
+            elif full:
                 self.dropped_unacknowledged += 1
                 return False
             self._items.append(message)
-            size += 1
-            if size > self.high_water:
-                self.high_water = size
-            if size >= self._wanted:
+            self._bytes += size
+            count = len(self._items)
+            if count > self.high_water:
+                self.high_water = count
+            if count >= self._wanted:
                 self._ready.notify()
         return True
 
@@ -69,12 +81,18 @@ class Inbox:
             deadline = time.monotonic() + linger_s
             while True:
                 items = self._items  # discard_older may have replaced it while we waited
+                taken = 0
+                qos0 = 0
                 while items and len(batch) < max_messages and size < max_bytes:
                     message = items.popleft()
                     batch.append(message)
-                    size += len(message.payload)
+                    n = len(message.payload)
+                    size += n
+                    taken += n
                     if message.qos == 0:
-                        self._qos0_bytes -= len(message.payload)
+                        qos0 += n
+                self._bytes -= taken
+                self._qos0_bytes -= qos0
                 if len(batch) >= max_messages or size >= max_bytes:
                     break
                 remaining = deadline - time.monotonic()
@@ -94,5 +112,6 @@ class Inbox:
             kept = deque(m for m in self._items if m.generation >= generation)
             dropped = len(self._items) - len(kept)
             self._items = kept
+            self._bytes = sum(len(m.payload) for m in kept)
             self._qos0_bytes = sum(len(m.payload) for m in kept if m.qos == 0)
         return dropped

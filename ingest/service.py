@@ -43,7 +43,11 @@ class Ingester:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self.metrics = IngestMetrics()
-        self.inbox = Inbox(max_messages=settings.inbox_limit, max_qos0_bytes=settings.qos0_buffer_bytes)
+        self.inbox = Inbox(
+            max_messages=settings.inbox_limit,
+            max_bytes=settings.inbox_max_bytes,
+            max_qos0_bytes=settings.qos0_buffer_bytes,
+        )
         self.writer = BatchWriter(
             self._database_url,
             application_name=f"livinglab-ingest:{settings.client_id}"[:63],
@@ -107,12 +111,12 @@ class Ingester:
         self._stop.set()
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
-        """True once the broker link is up (tests and tools wait for it before publishing)."""
+        """True once connected and subscribed (tests and tools wait for it before publishing)."""
         deadline = time.monotonic() + timeout_s
         if not self._ready.wait(timeout_s):
             return False
         assert self.link is not None
-        return self.link.connected.wait(max(0.0, deadline - time.monotonic()))
+        return self.link.subscribed.wait(max(0.0, deadline - time.monotonic()))
 
     # -- start-up -----------------------------------------------------------------------------------------------
 
@@ -239,11 +243,16 @@ class Ingester:
         self.metrics.inbox.set(len(self.inbox))
         self.metrics.broker_up.set(1 if self.link.connected.is_set() else 0)
         overflow = self.inbox.dropped_unacknowledged
-        if overflow != self._overflow_seen and len(self.inbox) == 0:
-            # QoS 1 messages were dropped unacknowledged; a reconnect makes the broker send them again.
+        if overflow != self._overflow_seen and len(self.inbox) <= self.settings.batch_size:
+            # QoS 1 messages were dropped unacknowledged. The broker still holds them and sends them again after a
+            # reconnect; reconnecting only once most of the inbox is stored guarantees progress on every round.
             self.metrics.dropped.labels("inbox_full").inc(overflow - self._overflow_seen)
             self._overflow_seen = overflow
-            log.warning("inbox limit reached (lower the broker's in-flight limit); reconnecting to get redeliveries")
+            log.warning(
+                "%d messages beyond the inbox limit were left to the broker (it sent more than the in-flight window);"
+                " reconnecting to have them sent again",
+                overflow,
+            )
             self.link.force_reconnect()
         dropped_qos0 = self.inbox.dropped_qos0
         counted = self.metrics.dropped.labels("qos0_budget")
@@ -255,7 +264,7 @@ class Ingester:
     def health(self) -> HealthReport:
         """(ok, checks) for /health: the broker link is connected and the last database operation worked."""
         link = self.link
-        broker_ok = link is not None and link.connected.is_set()
+        broker_ok = link is not None and link.connected.is_set() and link.subscribed.is_set()
         database_ok = self.database_error is None and (self.sensors.listening or self.sensors.last_error is None)
         checks: dict[str, Any] = {
             "broker": {

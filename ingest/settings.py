@@ -59,6 +59,9 @@ class IngestSettings(CoreSettings):
     inbox_max_messages: int = Field(
         default=0, ge=0, description="Hard limit of messages held in memory (0: twice the receive maximum)."
     )
+    inbox_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1, description="Hard limit of payload bytes held in memory."
+    )
     qos0_buffer_bytes: int = Field(
         default=32 * 1024 * 1024, ge=0, description="QoS 0 payload bytes held in memory; more are dropped."
     )

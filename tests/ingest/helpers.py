@@ -86,7 +86,7 @@ class LoadPublisher:
 
     Reading i of sensor s is `{"ts": base + i / 100, "pm25": i % 1000}`, so every reading has its own key and value.
     The session is persistent (fixed id, clean_session false), so after a broker restart paho resends what was in
-    flight; only PUBACKed readings count as acknowledged.
+    flight; only readings whose PUBACK arrived count as acknowledged.
     """
 
     def __init__(self, port: int, prefix: str, sensors: list[str], *, rate_per_s: float, base_ts: float) -> None:
@@ -94,16 +94,12 @@ class LoadPublisher:
         self.sensors = sensors
         self.rate_per_s = rate_per_s
         self.base_ts = base_ts
-        self.acknowledged: set[tuple[str, int]] = set()
-        self.sent = 0
-        self._pending: dict[int, tuple[str, int]] = {}
-        self._lock = threading.Lock()
+        self._sent: list[tuple[tuple[str, int], mqtt.MQTTMessageInfo]] = []
         self._stop = threading.Event()
         self.client = mqtt_client(f"load-{time.monotonic_ns()}", clean=False)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(0.2, 2)  # type: ignore[arg-type]
-        self.client.on_publish = self._on_publish
         self.client.connect(LOOPBACK, port)
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, daemon=True, name="load")
@@ -111,27 +107,29 @@ class LoadPublisher:
     def payload(self, i: int) -> bytes:
         return orjson.dumps({"ts": round(self.base_ts + i / 100, 2), "pm25": i % 1000})
 
-    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _props: Any) -> None:
-        with self._lock:
-            key = self._pending.pop(mid, None)
-            if key is not None:
-                self.acknowledged.add(key)
-
     def _run(self) -> None:
         interval = 1.0 / self.rate_per_s
         next_at = time.monotonic()
         i = 0
         while not self._stop.is_set():
             for sensor in self.sensors:
-                with self._lock:
-                    info = self.client.publish(f"{self.prefix}/jakarta/air/{sensor}", self.payload(i), qos=1)
-                    self._pending[info.mid] = (sensor, i)
-                self.sent += 1
+                info = self.client.publish(f"{self.prefix}/jakarta/air/{sensor}", self.payload(i), qos=1)
+                self._sent.append(((sensor, i), info))
             i += 1
             next_at += interval
             delay = next_at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+
+    @property
+    def sent(self) -> int:
+        return len(self._sent)
+
+    @property
+    def acknowledged(self) -> set[tuple[str, int]]:
+        # Not is_published(): it raises for a message published while disconnected, which paho still sends (and
+        # marks published) after reconnecting.
+        return {key for key, info in self._sent if info._published}
 
     def start(self) -> LoadPublisher:
         self._thread.start()
@@ -142,7 +140,7 @@ class LoadPublisher:
         self._stop.set()
         self._thread.join(timeout=10)
         deadline = time.monotonic() + settle_s
-        while self._pending and time.monotonic() < deadline:
+        while time.monotonic() < deadline and not all(info._published for _, info in self._sent[-200:]):
             time.sleep(0.1)
         self.client.disconnect()
         self.client.loop_stop()

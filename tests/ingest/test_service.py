@@ -322,3 +322,24 @@ def test_auto_falls_back_to_mqtt_311_on_the_embedded_amqtt_broker(
             wait_until(lambda: ingester.link is not None and ingester.metrics.messages._value.get() == 50)
     finally:
         amqtt.stop()
+
+
+def test_messages_a_broker_sends_beyond_the_window_come_back_after_a_reconnect(
+    fresh_database_url: str, own_broker: MosquittoBroker, topic_prefix: str
+) -> None:
+    # Mosquitto 2.0.11 sends a whole window more for each acknowledgement once messages queue up for a client: after
+    # the stall below it floods the ingester. The inbox keeps to its limit and gets the rest after a reconnect.
+    register(fresh_database_url, "aq-1")
+    t0 = _t0()
+    settings = _settings(
+        fresh_database_url, own_broker, topic_prefix, receive_maximum=20, batch_size=10, inbox_max_messages=40
+    )
+    with ingesting(**settings) as ingester, psycopg.connect(fresh_database_url) as blocker:
+        blocker.execute("LOCK TABLE readings IN ACCESS EXCLUSIVE MODE")
+        topic = f"{topic_prefix}/jakarta/air/aq-1"
+        publish_all(own_broker.port, [(topic, json.dumps({"ts": t0 + i / 10, "pm25": 1}).encode()) for i in range(600)])
+        blocker.rollback()
+        wait_until(lambda: scalar(fresh_database_url, "SELECT count(*) FROM readings") == 600, timeout_s=60)
+        assert ingester.inbox.high_water <= 40
+        assert ingester.link is not None
+        assert ingester.inbox.dropped_unacknowledged == 0 or ingester.link.connections > 1
