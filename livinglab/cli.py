@@ -6,6 +6,8 @@ import argparse
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -176,28 +178,33 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from livinglab.storage import connect
-    from livinglab.storage.registry import upsert_sensors
-    from simulators import SimulatorSettings, load_scenario
-    from simulators.publisher import RealTimePublisher
+    from simulators import SimulatorSettings
+    from simulators.command import SimulateRequest, run_simulate
+    from simulators.run import Mode
 
-    settings = SimulatorSettings()
+    settings = SimulatorSettings(**_overrides(args, "seed"))
     configure_logging(settings.log_level, "simulate")
-    scenario = load_scenario(args.scenario)
-    if args.register:
-        with connect(settings.require_database_url()) as conn:
-            upsert_sensors(conn, scenario.sensors)
-            conn.commit()
-    publisher = RealTimePublisher(
-        scenario,
-        settings.require_mqtt_url(),
-        prefix=settings.topic_prefix,
-        client_id=settings.simulator_client_id,
-        seed=settings.seed,
+    request = SimulateRequest(
+        scenario=args.scenario,
+        mode=Mode(args.mode),
+        speed=args.speed,
+        days=args.days,
+        end=args.end,
+        follow=args.follow,
+        faults=args.faults,
+        qos=args.qos,
+        register=args.register,
+        ground_truth=args.ground_truth,
+        print_registry=args.print_registry,
+        print_districts=args.print_districts,
+        progress=not args.no_progress,
+        processes=args.processes,
+        pack=args.pack,
+        messages=args.messages,
+        duration_s=args.duration,
+        payload=args.payload,
     )
-    _on_signals(publisher.stop)
-    publisher.run()
-    return 0
+    return run_simulate(request, settings, _on_signals)
 
 
 def settings_classes() -> list[tuple[str, type[CoreSettings]]]:
@@ -295,11 +302,61 @@ def build_parser() -> argparse.ArgumentParser:
     retention.add_argument("--once", action="store_true", help="run one pass, print what it deleted and exit")
     retention.set_defaults(func=cmd_retention)
 
-    sim = sub.add_parser("simulate", help="publish a simulated city over MQTT")
-    sim.add_argument("--scenario", default="demo", help="a shipped scenario name or a YAML path")
-    sim.add_argument("--register", action="store_true", help="register the scenario's sensors first")
-    sim.set_defaults(func=cmd_simulate)
+    _add_simulate(sub)
     return parser
+
+
+def _iso_time(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset (e.g. 2026-11-28T00:00:00+07:00)")
+    return parsed
+
+
+def _add_simulate(sub: Any) -> None:
+    sim = sub.add_parser(
+        "simulate",
+        help="publish a simulated city over MQTT (real time, accelerated, backfill or load)",
+        description="Play a city scenario over MQTT. Messages are deterministic for the seed; faults are injected at "
+        "configurable rates and every one is counted in the summary (and in the ground truth, if asked for).",
+    )
+    sim.add_argument("--scenario", default="demo", help="a shipped scenario (demo, large) or a YAML path")
+    sim.add_argument(
+        "--mode",
+        choices=["realtime", "accelerated", "backfill", "load"],
+        default="realtime",
+        help="realtime: from now on; accelerated: a past period on a faster clock; backfill: a past period as fast "
+        "as the broker takes it; load: maximum rate from several processes (default realtime)",
+    )
+    sim.add_argument("--speed", type=float, default=60.0, help="accelerated: simulated seconds per second (60)")
+    sim.add_argument("--days", type=float, default=1.0, help="accelerated, backfill: days of data (1)")
+    sim.add_argument("--end", type=_iso_time, help="accelerated, backfill: end of the period (default now)")
+    sim.add_argument("--follow", action="store_true", help="after accelerated or backfill, continue in real time")
+    sim.add_argument(
+        "--faults",
+        default="default",
+        help="fault rates: off, default, or name=rate,... on top of the defaults ('off,malformed=0.05' on top of "
+        "none); names: gap, outage, burst, clock_skew, late, out_of_order, duplicate, conflicting_duplicate, "
+        "malformed, unknown_sensor",
+    )
+    sim.add_argument("--seed", type=int, help="random seed (LIVINGLAB_SEED, default 1)")
+    sim.add_argument("--qos", type=int, choices=[0, 1], default=1, help="MQTT QoS of published messages (1)")
+    sim.add_argument("--register", action="store_true", help="register the scenario's sensors first")
+    sim.add_argument("--ground-truth", type=Path, help="write what the platform should compute into this directory")
+    sim.add_argument(
+        "--print-registry",
+        choices=["yaml", "json", "csv"],
+        help="print the scenario's sensor registry file and exit",
+    )
+    sim.add_argument("--print-districts", action="store_true", help="print district outlines as GeoJSON and exit")
+    sim.add_argument("--no-progress", action="store_true", help="no progress bar")
+    load = sim.add_argument_group("load mode")
+    load.add_argument("--processes", type=int, default=2, help="publisher processes (2)")
+    load.add_argument("--pack", type=int, default=1, help="readings per message: 1 single readings, K SenML packs")
+    load.add_argument("--messages", type=int, default=200_000, help="messages to send in total (200000)")
+    load.add_argument("--duration", type=float, help="stop after this many seconds")
+    load.add_argument("--payload", choices=["senml", "json"], default="senml", help="payload form (senml)")
+    sim.set_defaults(func=cmd_simulate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

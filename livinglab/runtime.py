@@ -151,7 +151,9 @@ class Platform:
             Child("retention", [*module, "retention"], env),
         ]
         if self.simulate:
-            self._children.append(Child("simulate", [*module, "simulate", "--scenario", self.scenario], env))
+            # Backfill the last day first, so hourly indices (ISPU, AQI, LOS) exist at once, then go on in real time.
+            simulate = ["simulate", "--scenario", self.scenario, "--mode", "backfill", "--days", "1", "--follow"]
+            self._children.append(Child("simulate", [*module, *simulate, "--no-progress"], env))
         for child in self._children:
             child.start()
         api = self._children[2]
@@ -170,7 +172,7 @@ class Platform:
         from simulators import load_scenario
 
         scenario = load_scenario(self.scenario)
-        upsert_sensors(conn, scenario.sensors)
+        upsert_sensors(conn, scenario.specs)
         log.info("registered %d sensors of scenario %r", len(scenario.sensors), self.scenario)
 
     def _supervise(self) -> int:

@@ -1,77 +1,146 @@
-"""Publishing a scenario over MQTT as SenML packs, in real time."""
+"""Publishing over MQTT with a bounded window of unacknowledged messages, and the simulated clock.
+
+paho queues whatever it is given in memory; the publisher keeps at most `window` messages unacknowledged (QoS 1:
+until PUBACK; QoS 0: until written to the socket), so a slow broker or a lost connection holds the simulator back
+instead of growing memory. While disconnected, paho reconnects and resends what was not acknowledged.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from typing import Any
 
-import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from livinglab.domain import Kind
-from livinglab.sensors import SensorSpec
+from livinglab.errors import LivinglabError
 from livinglab.settings import MqttUrl
-from simulators.devices import air_reading, traffic_reading
-from simulators.scenario import Scenario
 
 log = logging.getLogger(__name__)
 
 
-def senml_pack(spec: SensorSpec, ts_s: float, values: dict[str, float]) -> bytes:
-    """One SenML pack (RFC 8428) with a base name and base time."""
-    records: list[dict[str, Any]] = [{"bn": f"urn:dev:livinglab:{spec.sensor_id}:", "bt": int(ts_s)}]
-    records += [{"n": name, "v": value} for name, value in values.items()]
-    return json.dumps(records, separators=(",", ":")).encode()
+class PublishError(LivinglabError):
+    """The broker could not be reached or refused the simulator."""
 
 
-def reading_for(spec: SensorSpec, ts_s: float, rng: np.random.Generator, tz_offset_h: float) -> dict[str, float]:
-    model = air_reading if spec.kind is Kind.AIR else traffic_reading
-    return model(spec, ts_s, rng, tz_offset_h)
+class MqttPublisher:
+    """One MQTT client publishing at QoS 0 or 1 with flow control."""
 
-
-class RealTimePublisher:
-    """Every sensor publishes one pack per `interval_s`, aligned to its interval, with QoS 1."""
-
-    def __init__(self, scenario: Scenario, mqtt_url: MqttUrl, *, prefix: str, client_id: str, seed: int) -> None:
-        self.scenario = scenario
-        self.prefix = prefix
-        self._rng = np.random.default_rng(seed)
-        self._stop = threading.Event()
+    def __init__(self, url: MqttUrl, client_id: str, *, qos: int = 1, window: int = 1000) -> None:
+        if qos not in (0, 1):
+            raise ValueError("qos must be 0 or 1")
+        self.url = url
+        self.qos = qos
+        self.window = window
+        self.published = 0
+        self.acknowledged = 0
+        #: QoS 0 messages paho could not hand to the socket (never acknowledged, never resent).
+        self.dropped = 0
+        self._cond = threading.Condition()
+        self._connected = threading.Event()
+        self._refused: str | None = None
+        self._closing = False
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
-        if mqtt_url.username:
-            self.client.username_pw_set(mqtt_url.username, mqtt_url.password)
+        if url.username:
+            self.client.username_pw_set(url.username, url.password)
+        if url.tls:
+            self.client.tls_set()
+        self.client.max_inflight_messages_set(window)
+        self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(1, 30)
-        self._url = mqtt_url
-        self.sent = 0
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
 
-    def topic(self, spec: SensorSpec) -> str:
-        return f"{self.prefix}/{spec.city}/{spec.kind.value}/{spec.sensor_id}"
+    def _on_connect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            self._refused = str(reason)
+            log.error("broker refused the simulator: %s", reason)
+            return
+        self._connected.set()
 
-    def stop(self) -> None:
-        self._stop.set()
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self._connected.clear()
+        if not self._closing:
+            log.warning("simulator disconnected from the broker (%s); reconnecting", reason)
 
-    def run(self) -> None:
-        self.client.connect_async(self._url.host, self._url.port, keepalive=30)
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, _mid: int, _reason: Any, _props: Any) -> None:
+        with self._cond:
+            self.acknowledged += 1
+            self._cond.notify_all()
+
+    def connect(self, timeout_s: float = 30.0) -> None:
+        """Connect and start the network thread; raises PublishError if the broker does not answer in time."""
+        self.client.connect_async(self.url.host, self.url.port, keepalive=30)
         self.client.loop_start()
-        next_due = {s.sensor_id: 0.0 for s in self.scenario.sensors}
-        try:
-            while not self._stop.is_set():
-                now = time.time()
-                for spec in self.scenario.sensors:
-                    if now < next_due[spec.sensor_id]:
-                        continue
-                    ts = now - now % spec.interval_s
-                    values = reading_for(spec, ts, self._rng, self.scenario.timezone_offset_h)
-                    self.client.publish(self.topic(spec), senml_pack(spec, ts, values), qos=1)
-                    self.sent += 1
-                    next_due[spec.sensor_id] = ts + spec.interval_s
-                wait = min(next_due.values()) - time.time()
-                self._stop.wait(max(0.05, min(wait, 1.0)))
-        finally:
-            self.client.disconnect()
-            self.client.loop_stop()
-            log.info("simulator stopped after %d messages", self.sent)
+        if not self._connected.wait(timeout_s):
+            self.close()
+            raise PublishError(f"no connection to the broker at {self.url} within {timeout_s:.0f} s: {self._refused}")
+
+    def publish(self, topic: str, payload: bytes, stop: threading.Event | None = None) -> bool:
+        """Publish one message, first waiting while the window is full. False if stopped while waiting."""
+        with self._cond:
+            while self.published - self.acknowledged >= self.window:
+                if stop is not None and stop.is_set():
+                    return False
+                self._cond.wait(0.2)
+        if self.qos == 0:
+            # paho drops a QoS 0 message published while disconnected: wait for the connection instead.
+            while not self._connected.wait(0.2):
+                if stop is not None and stop.is_set():
+                    return False
+        info = self.client.publish(topic, payload, qos=self.qos)
+        if self.qos == 0 and info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self.dropped += 1
+            return True
+        with self._cond:
+            self.published += 1
+        return True
+
+    @property
+    def outstanding(self) -> int:
+        return self.published - self.acknowledged
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until everything published is acknowledged (True) or the timeout passes (False)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self.acknowledged < self.published:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.2))
+        return True
+
+    def close(self) -> None:
+        self._closing = True
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class SimClock:
+    """Simulated time: real time (`speed` None) or `speed` times faster from `start_s`."""
+
+    def __init__(self, start_s: float | None = None, speed: float | None = None) -> None:
+        if speed is not None and speed <= 0:
+            raise ValueError("speed must be positive")
+        self.speed = speed
+        self.start_s = time.time() if start_s is None else start_s
+        self._wall0 = time.monotonic()
+
+    def now(self) -> float:
+        if self.speed is None:
+            return time.time()
+        return self.start_s + (time.monotonic() - self._wall0) * self.speed
+
+    def wait_until(self, sim_s: float, stop: threading.Event) -> bool:
+        """Sleep until the simulated clock reaches `sim_s`; False if stopped first."""
+        while True:
+            ahead = sim_s - self.now()
+            if ahead <= 0:
+                return True
+            wall = ahead if self.speed is None else ahead / self.speed
+            if stop.wait(min(wall, 0.5)):
+                return False

@@ -1,0 +1,240 @@
+"""Load mode: the scenario's readings as fast as possible, from several publisher processes.
+
+Each process takes every P-th sensor and publishes its readings over a past period (within the platform's maximum
+lateness), interleaving 100 sensors at a time in time order, as single readings (`pack=1`) or SenML packs of
+`pack` readings, at QoS 0 or 1. Processes share nothing but a counter array the parent reads for the progress bar,
+and report their totals at the end; the publisher processes, not one Python thread, set the ceiling, so the
+platform is what a load run measures. Readings are deterministic for the seed; two runs into one database send the
+same keys (the second run is all duplicates), so benchmarks use a fresh database or another `start_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import queue
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from livinglab.domain import QUANTITIES
+from livinglab.settings import MqttUrl
+from simulators.devices import DAY_S, reported_unit, simulate_day
+from simulators.progress import Progress
+from simulators.publisher import MqttPublisher
+from simulators.scenario import Scenario, SimSensor, load_scenario
+
+log = logging.getLogger(__name__)
+
+_GROUP = 100
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOptions:
+    """A load run. It ends after `messages` in total or after `duration_s`, whichever comes first."""
+
+    messages: int = 200_000
+    duration_s: float | None = None
+    processes: int = 2
+    pack: int = 1
+    qos: int = 1
+    payload: Literal["senml", "json"] = "senml"
+    seed: int = 1
+    prefix: str = "livinglab/v1"
+    client_id: str = "livinglab-load"
+    window: int = 1000
+    #: First reading time (default: 6 days ago, inside the platform's 7-day lateness).
+    start_s: float | None = None
+    progress: bool = True
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """What a load run sent."""
+
+    messages: int = 0
+    readings: int = 0
+    bytes: int = 0
+    dropped: int = 0
+    elapsed_s: float = 0.0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    per_process: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def messages_per_s(self) -> float:
+        return self.messages / max(self.elapsed_s, 1e-9)
+
+    @property
+    def readings_per_s(self) -> float:
+        return self.readings / max(self.elapsed_s, 1e-9)
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(self.by_kind.items()))
+        lines = [
+            f"load: {self.messages:,} messages ({self.readings:,} readings, {self.bytes:,} bytes) in "
+            f"{self.elapsed_s:,.1f} s: {self.messages_per_s:,.0f} msg/s, {self.readings_per_s:,.0f} readings/s",
+            f"  by kind: {kinds or 'none'}; processes: "
+            + ", ".join(f"{n:,} msgs in {t:,.1f} s" for n, t in self.per_process),
+        ]
+        if self.dropped:
+            lines.append(f"  {self.dropped:,} QoS 0 messages could not be handed to the socket")
+        return "\n".join(lines)
+
+
+def _format(value: float, quantity: str) -> str:
+    if QUANTITIES[quantity].is_count:
+        return str(int(value))
+    return repr(value)
+
+
+def payloads(
+    sensors: Sequence[SimSensor], scenario: Scenario, options: LoadOptions, start_s: float
+) -> Iterator[tuple[str, str, bytes, int]]:
+    """(topic, kind, payload, readings) of the given sensors' readings from `start_s`, `pack` readings a message.
+
+    Sensors are taken 100 at a time and day by day; within that, round by round every sensor adds its next reading
+    time to its buffer, and a buffer of `pack` readings becomes a message.
+    """
+    day = int(start_s // DAY_S)
+    while day * DAY_S < time.time() - 120:
+        for first in range(0, len(sensors), _GROUP):
+            group = sensors[first : first + _GROUP]
+            columns = []
+            for sensor in group:
+                block = simulate_day(sensor, scenario, options.seed, day)
+                keep = (block.ts_s >= start_s) & (block.ts_s < time.time() - 120)
+                names = sensor.model.reported
+                values = [block.values[n][keep].tolist() for n in names]
+                units = [reported_unit(sensor, n) for n in names]
+                columns.append((sensor, block.ts_s[keep].tolist(), names, values, units))
+            buffers: list[list[tuple[int, str, float, str]]] = [[] for _ in group]
+            for step in range(max((len(c[1]) for c in columns), default=0)):
+                for index, (sensor, stamps, names, values, units) in enumerate(columns):
+                    if step >= len(stamps):
+                        continue
+                    buffer = buffers[index]
+                    buffer.extend((stamps[step], names[q], values[q][step], units[q]) for q in range(len(names)))
+                    while len(buffer) >= options.pack:
+                        yield _message(sensor, buffer[: options.pack], options)
+                        del buffer[: options.pack]
+            for sensor, buffer in zip(group, buffers, strict=True):
+                if buffer:
+                    yield _message(sensor, buffer, options)
+        day += 1
+
+
+def _message(
+    sensor: SimSensor, chunk: list[tuple[int, str, float, str]], options: LoadOptions
+) -> tuple[str, str, bytes, int]:
+    spec = sensor.spec
+    topic = f"{options.prefix}/{spec.city}/{spec.kind.value}/{spec.sensor_id}"
+    if options.payload == "json":
+        items = [f'{{"ts":{ts},"{name}":{_format(value, name)}}}' for ts, name, value, _ in chunk]
+        body = items[0] if len(items) == 1 else "[" + ",".join(items) + "]"
+    else:
+        base = chunk[0][0]
+        parts = []
+        for k, (ts, name, value, unit) in enumerate(chunk):
+            unit_part = "" if unit == QUANTITIES[name].unit else f',"u":"{unit}"'
+            time_part = f',"t":{ts - base}' if ts != base else ""
+            head = f'"bn":"urn:dev:livinglab:{spec.sensor_id}:","bt":{base},' if k == 0 else ""
+            parts.append(f'{{{head}"n":"{name}"{unit_part}{time_part},"v":{_format(value, name)}}}')
+        body = "[" + ",".join(parts) + "]"
+    return topic, spec.kind.value, body.encode(), len(chunk)
+
+
+def _worker(
+    index: int,
+    scenario_source: str,
+    url: MqttUrl,
+    options: LoadOptions,
+    start_s: float,
+    quota: int,
+    counters: Any,
+    results: Any,
+    stop: Any,
+) -> None:
+    scenario = load_scenario(scenario_source)
+    sensors = scenario.sensors[index :: options.processes]
+    publisher = MqttPublisher(url, f"{options.client_id}-{index}", qos=options.qos, window=options.window)
+    publisher.connect()
+    sent = readings = size = 0
+    by_kind: dict[str, int] = {}
+    started = time.monotonic()
+    deadline = started + options.duration_s if options.duration_s else None
+    try:
+        for topic, kind, payload, n in payloads(sensors, scenario, options, start_s):
+            if sent >= quota or stop.is_set() or (deadline and time.monotonic() >= deadline):
+                break
+            if not publisher.publish(topic, payload):
+                break
+            sent += 1
+            readings += n
+            size += len(payload)
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+            if sent % 256 == 0:
+                counters[index] = sent
+        publisher.flush(timeout_s=120)
+    finally:
+        counters[index] = sent
+        publisher.close()
+        elapsed = time.monotonic() - started
+        results.put((index, sent, readings, size, publisher.dropped, elapsed, by_kind))
+
+
+def run_load(scenario_source: str, url: MqttUrl, options: LoadOptions, stop: Any = None) -> LoadResult:
+    """Run a load test from `options.processes` publisher processes and return what they sent."""
+    if options.pack < 1:
+        raise ValueError("pack must be at least 1")
+    ctx = mp.get_context("spawn")
+    start_s = options.start_s if options.start_s is not None else time.time() - 6 * DAY_S
+    start_s = float(np.floor(start_s / 60) * 60)
+    counters = ctx.Array("q", options.processes, lock=False)
+    results = ctx.Queue()
+    stop_event = ctx.Event()
+    quotas = [options.messages // options.processes + (i < options.messages % options.processes)
+              for i in range(options.processes)]  # fmt: skip
+    workers = [
+        ctx.Process(
+            target=_worker,
+            args=(i, scenario_source, url, options, start_s, quotas[i], counters, results, stop_event),
+            name=f"livinglab-load-{i}",
+        )
+        for i in range(options.processes)
+    ]
+    total = float(options.messages)
+    progress = Progress(total, f"load {scenario_source}", enabled=options.progress)
+    started = time.monotonic()
+    for worker in workers:
+        worker.start()
+    result = LoadResult()
+    pending = len(workers)
+    try:
+        while pending:
+            if stop is not None and stop.is_set():
+                stop_event.set()
+            try:
+                _, sent, readings, size, dropped, elapsed, by_kind = results.get(timeout=0.5)
+            except queue.Empty:
+                progress.update(sum(counters), sum(counters))
+                if not any(w.is_alive() for w in workers) and results.empty():
+                    break
+                continue
+            pending -= 1
+            result.messages += sent
+            result.readings += readings
+            result.bytes += size
+            result.dropped += dropped
+            result.per_process.append((sent, elapsed))
+            for kind, n in by_kind.items():
+                result.by_kind[kind] = result.by_kind.get(kind, 0) + n
+    finally:
+        stop_event.set()
+        for worker in workers:
+            worker.join(timeout=30)
+        result.elapsed_s = time.monotonic() - started
+        progress.close(result.messages, result.messages)
+    return result
