@@ -15,7 +15,7 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from simulators.faults import FaultRates
 from simulators.ledger import Ledger
 from simulators.messages import Message, PlanItem
 from simulators.plan import Period, Planner, PlanOptions
-from simulators.progress import Progress, format_summary
+from simulators.progress import Progress
 from simulators.publisher import MqttPublisher, SimClock
 from simulators.scenario import Scenario
 
@@ -119,7 +119,7 @@ class Simulation:
             end = self._run_period(publisher)
             if self.options.follow and not self._stop.is_set():
                 log.info("continuing in real time")
-                self._publish_all(publisher, self.planner.items(Period(end)), SimClock(), None)
+                self._publish_all(publisher, self._realtime_items(end), SimClock(), None)
             self.completed = not self._stop.is_set()
         finally:
             if not publisher.flush(timeout_s=30):
@@ -133,7 +133,7 @@ class Simulation:
         o = self.options
         if o.mode is Mode.REALTIME:
             start = time.time()
-            self._publish_all(publisher, self.planner.items(Period(start)), SimClock(), None)
+            self._publish_all(publisher, self._realtime_items(start), SimClock(), None)
             return start
         period = o.period
         assert period is not None
@@ -151,6 +151,10 @@ class Simulation:
         self._publish_all(publisher, items, clock, progress, period.start_s)
         progress.close(end - period.start_s if not self._stop.is_set() else 0.0, self.ledger.messages)
         return end
+
+    def _realtime_items(self, start_s: float) -> Iterator[PlanItem]:
+        # Hour by hour, so the first messages go out at once rather than after the rest of the day is planned.
+        return self.planner.items(Period(start_s), chunk_s=3600)
 
     def _publish_all(
         self,

@@ -72,8 +72,9 @@ def test_fault_accounting_matches_the_plan_and_counts_only_mode_agrees() -> None
     assert full.rejections == planned_rejections
     assert full.surprises == 0
     assert full.rejections["conflicting_duplicate"] == planned_faults["conflicting_duplicate"] > 0
-    assert sum(v for k, v in full.rejections.items() if k not in ("conflicting_duplicate", "unknown_sensor")) == (
-        planned_faults["malformed"]
+    assert (
+        sum(v for k, v in full.rejections.items() if k not in ("conflicting_duplicate", "unknown_sensor"))
+        == (planned_faults["malformed"])
     )
     assert full.summary()["expected_rejections"] == counts_only.summary()["expected_rejections"]
     assert full.readings_stored == counts_only.readings_stored

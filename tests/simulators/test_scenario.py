@@ -49,13 +49,17 @@ def test_point_in_outline() -> None:
 
 
 def test_scenario_errors_name_the_problem(tmp_path: Path) -> None:
-    bad_district = "city: c\ndistricts: [{name: A}]\nsensors:\n  - {sensor_id: s1, kind: air, district: B, lat: 0, lon: 0}\n"
+    bad_district = (
+        "city: c\ndistricts: [{name: A}]\nsensors:\n  - {sensor_id: s1, kind: air, district: B, lat: 0, lon: 0}\n"
+    )
     with pytest.raises(ConfigurationError, match="undeclared district"):
         parse_scenario(bad_district)
     traffic_without_road = "city: c\nsensors:\n  - {sensor_id: t1, kind: traffic, district: A, lat: 0, lon: 0}\n"
     with pytest.raises(ConfigurationError, match="t1"):
         parse_scenario(traffic_without_road)
-    bad_unit = "city: c\nsensors:\n  - {sensor_id: s1, kind: air, district: A, lat: 0, lon: 0, model: {units: {pm25: ppm}}}\n"
+    bad_unit = (
+        "city: c\nsensors:\n  - {sensor_id: s1, kind: air, district: A, lat: 0, lon: 0, model: {units: {pm25: ppm}}}\n"
+    )
     with pytest.raises(ConfigurationError, match="ppm"):
         parse_scenario(bad_unit)
     with pytest.raises(ConfigurationError, match="not a shipped scenario"):
@@ -65,7 +69,9 @@ def test_scenario_errors_name_the_problem(tmp_path: Path) -> None:
 def test_registry_files_round_trip_to_the_same_specs() -> None:
     scenario = load_scenario("demo")
     expected = list(scenario.specs)
-    from_yaml = [SensorSpec.model_validate(row) for row in yaml.safe_load(registry_document(scenario, "yaml"))["sensors"]]
+    from_yaml = [
+        SensorSpec.model_validate(row) for row in yaml.safe_load(registry_document(scenario, "yaml"))["sensors"]
+    ]
     from_json = [SensorSpec.model_validate(row) for row in json.loads(registry_document(scenario, "json"))]
     rows = csv.DictReader(io.StringIO(registry_document(scenario, "csv")))
     from_csv = [SensorSpec.model_validate({k: v for k, v in row.items() if v != ""}) for row in rows]
@@ -82,4 +88,5 @@ def test_district_outlines_as_geojson() -> None:
         ring = feature["geometry"]["coordinates"][0]
         assert ring[0] == ring[-1]
         lon, lat = ring[0]
-        assert 106 < lon < 107 and -7 < lat < -6  # GeoJSON order is [lon, lat]
+        assert 106 < lon < 107
+        assert -7 < lat < -6

@@ -62,12 +62,12 @@ def _hours(values_by_hour: dict[int, float], per_hour: int = 60) -> list[tuple[s
 
 
 def test_ispu_needs_18_valid_hours_of_45_readings(scenario: Scenario) -> None:
-    rows = _hours({h: 55.4 for h in range(17)}) + _hours({17: 10.0}, per_hour=44)
+    rows = _hours(dict.fromkeys(range(17), 55.4)) + _hours({17: 10.0}, per_hour=44)
     truth = _truth(scenario, "aq-1", rows)
     label = {v.window_end_s: v for v in truth.ispu}[H0 + 24 * 3600]
     assert label.ispu is None
     assert label.hours_valid == {"pm25": 17}
-    rows = _hours({h: 55.4 for h in range(17)}) + _hours({17: 55.4}, per_hour=45)
+    rows = _hours(dict.fromkeys(range(17), 55.4)) + _hours({17: 55.4}, per_hour=45)
     label = {v.window_end_s: v for v in _truth(scenario, "aq-1", rows).ispu}[H0 + 24 * 3600]
     assert (label.ispu, label.category, label.critical_parameter) == (100, "Sedang", "pm25")
     assert label.sub_indices == {"pm25": 100}
@@ -97,7 +97,7 @@ def test_nowcast_worked_check_and_truncation() -> None:
 
 
 def test_aqi_of_a_station(scenario: Scenario) -> None:
-    rows = _hours({h: 20.0 for h in range(12)})
+    rows = _hours(dict.fromkeys(range(12), 20.0))
     by_hour = {v.hour_s: v for v in _truth(scenario, "aq-1", rows).aqi}
     value = by_hour[H0 + 12 * 3600]
     assert (value.aqi, value.category, value.dominant_pollutant) == (71, "Moderate", "pm25")
@@ -132,7 +132,8 @@ def test_ground_truth_files(scenario: Scenario, tmp_path: Path) -> None:
     assert summary["readings_stored"] == 60
     lines = (tmp_path / "agg_1h.csv").read_text().splitlines()
     assert lines[0].startswith("sensor_id,quantity,window_start,count,mean")
-    assert lines[1].startswith("aq-1,pm25,") and ",60,12.5," in lines[1]
+    assert lines[1].startswith("aq-1,pm25,")
+    assert ",60,12.5," in lines[1]
     assert {p.name for p in tmp_path.iterdir()} == {
         "summary.json", "faults.csv", "agg_1m.csv", "agg_1h.csv", "agg_1d.csv", "ispu.csv", "aqi.csv", "traffic.csv"
     }  # fmt: skip

@@ -1,0 +1,116 @@
+"""One simulated day, accelerated, with faults, through a real platform (Mosquitto, PostgreSQL, ingester and
+processor): aggregates, ISPU, AQI and traffic LOS equal the simulator's independent ground truth, and the rejected
+messages by reason equal the injected faults."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ingest import Ingester, IngestSettings
+from livinglab.domain import RejectionReason, Window
+from livinglab.embedded import MosquittoBroker
+from processing import Processor, ProcessorSettings
+from simulators.plan import Period
+from simulators.run import Mode
+from simulators.truth import GroundTruth, compute_ground_truth
+from tests.simulators.platform import (
+    FAULTS,
+    city,
+    differences,
+    expected_readings,
+    platform_aggregates,
+    platform_aqi,
+    platform_ispu,
+    platform_traffic,
+    register,
+    rejected_by_reason,
+    simulate,
+    stored_readings,
+)
+from tests.support.roles import running, scalar, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SPEED = 1440.0  # a simulated day in a minute
+
+
+def _idle(url: str) -> bool:
+    queued = scalar(url, "SELECT (SELECT count(*) FROM dirty_windows) + (SELECT count(*) FROM dirty_rollups)")
+    return queued == 0
+
+
+def _expected_aggregates(truth: GroundTruth, window: Window) -> dict[tuple[str, str, int], tuple[object, ...]]:
+    return {
+        (a.sensor_id, a.quantity, a.window_start_s): (a.count, a.mean, a.min, a.max, a.p50, a.p95, a.completeness)
+        for a in truth.aggregates[window]
+    }
+
+
+def test_one_accelerated_day_with_faults_matches_the_ground_truth(
+    fresh_database_url: str, mqtt_broker: MosquittoBroker, topic_prefix: str
+) -> None:
+    url = fresh_database_url
+    scenario = city()
+    register(url, scenario)
+    common = {"database_url": url, "mqtt_url": mqtt_broker.url, "topic_prefix": topic_prefix}
+    ingester = Ingester(IngestSettings(**common, client_id=f"ingest-{topic_prefix[:13]}"))
+    processor = Processor(
+        ProcessorSettings(
+            **common, hour_rollup_delay_s=0.5, day_rollup_delay_s=0.5, rollup_interval_s=0.5, poll_interval_s=0.5
+        )
+    )
+    end = time.time() // 60 * 60
+    with running(ingester, processor):
+        assert ingester.wait_connected()
+        ledger = simulate(
+            scenario, mqtt_broker.url, topic_prefix, mode=Mode.ACCELERATED, speed=SPEED,
+            period=Period(end - 86400, end), rates=FAULTS, seed=2026,
+        )  # fmt: skip
+        rejected = sum(ledger.rejections.values())
+        wait_until(lambda: scalar(url, "SELECT count(*) FROM rejected") >= rejected, timeout_s=60)
+        wait_until(lambda: scalar(url, "SELECT count(*) FROM readings") >= ledger.readings_stored, timeout_s=60)
+        wait_until(lambda: _idle(url), timeout_s=120, interval_s=0.5)
+        time.sleep(1.5)  # a rollup released in the last round would be queued again by now
+        wait_until(lambda: _idle(url), timeout_s=60, interval_s=0.5)
+
+    # What reached the database: every injected rejection, by reason, and exactly the readings the ledger expects.
+    assert set(ledger.rejections) == {reason.value for reason in RejectionReason}
+    assert rejected_by_reason(url) == ledger.rejections
+    assert stored_readings(url) == expected_readings(ledger)
+    assert ledger.surprises == 0
+    for fault in ("gap", "outage", "burst", "clock_skew", "late", "out_of_order", "duplicate"):
+        assert ledger.faults[fault] > 0, fault
+
+    truth = compute_ground_truth(scenario, ledger)
+    for window in Window:
+        assert differences(_expected_aggregates(truth, window), platform_aggregates(url, window.table)) == [], window
+
+    expected_ispu = {
+        (v.sensor_id, v.window_end_s): (v.ispu, v.category, v.critical_parameter, v.sub_indices)
+        for v in truth.ispu
+        if v.ispu is not None
+    }
+    actual_ispu = {k: v for k, v in platform_ispu(url).items() if v[0] is not None}
+    assert len(expected_ispu) > 20
+    assert differences(expected_ispu, actual_ispu) == []
+
+    expected_aqi = {
+        (v.sensor_id, v.hour_s): (v.aqi, v.category, v.dominant_pollutant, v.sub_indices)
+        for v in truth.aqi
+        if v.aqi is not None
+    }
+    actual_aqi = {k: v for k, v in platform_aqi(url).items() if v[0] is not None}
+    assert len(expected_aqi) > 40
+    assert differences(expected_aqi, actual_aqi) == []
+
+    expected_traffic = {
+        (t.sensor_id, t.hour_s): (
+            t.flow_veh_h, t.flow_pcu_h, t.capacity_pcu_h, t.degree_of_saturation, t.los, t.los_target,
+            t.mean_speed_kmh,
+        )
+        for t in truth.traffic
+    }  # fmt: skip
+    assert len(expected_traffic) >= 2 * 24
+    assert differences(expected_traffic, platform_traffic(url)) == []
