@@ -77,7 +77,8 @@ class Simulation:
         self.scenario = scenario
         self.options = options
         self.url = mqtt_url
-        self.ledger = Ledger(keep_readings=options.keep_readings)
+        # The fault log, like the readings, only matters for ground truth; a long real-time run keeps counts only.
+        self.ledger = Ledger(keep_readings=options.keep_readings, keep_log=options.keep_readings)
         self.planner = Planner(
             scenario,
             options.seed,
