@@ -79,14 +79,20 @@ def test_up_simulate_serves_aggregates_then_stops_cleanly(fresh_database_url: st
         assert KEY_RE.match(key)
 
         def aggregates() -> list[dict[str, object]]:
-            response = httpx.get(
-                f"http://127.0.0.1:{port}/v1/sensors/aq-menteng-01/aggregates",
-                params={"window": "1m"},
-                headers={"Authorization": f"Bearer {key}"},
-                timeout=5,
-            )
-            assert response.status_code == 200, response.text
-            items: list[dict[str, object]] = response.json()["items"]
+            # One page per quantity: the simulator backfills a day first, more than a page of 1-minute windows.
+            items: list[dict[str, object]] = []
+            for quantity in ("pm25", "pm10"):
+                response = httpx.get(
+                    f"http://127.0.0.1:{port}/v1/sensors/aq-menteng-01/aggregates",
+                    params={"window": "1m", "quantity": quantity},
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=5,
+                )
+                assert response.status_code == 200, response.text
+                page: list[dict[str, object]] = response.json()["items"]
+                if not page:
+                    return []
+                items += page
             return items
 
         items = wait_until(aggregates, timeout_s=90, interval_s=1)
