@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import queue
+import signal
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -157,6 +158,8 @@ def _worker(
     results: Any,
     stop: Any,
 ) -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the workers through `stop`, in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     scenario = load_scenario(scenario_source)
     sensors = scenario.sensors[index :: options.processes]
     publisher = MqttPublisher(url, f"{options.client_id}-{index}", qos=options.qos, window=options.window)
