@@ -42,7 +42,7 @@ def running(*roles: Role) -> Iterator[None]:
         raise errors[0]
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout_s: float = 30.0, interval_s: float = 0.1) -> Any:
+def wait_until(predicate: Callable[[], Any], *, timeout_s: float = 60.0, interval_s: float = 0.1) -> Any:
     """Poll `predicate` until it returns something truthy; return it, or fail after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
