@@ -1,10 +1,11 @@
 """Load mode: the scenario's readings as fast as possible, from several publisher processes.
 
 Each process takes every P-th sensor and publishes its readings over a past period (within the platform's maximum
-lateness), interleaving 100 sensors at a time in time order, as single readings (`pack=1`) or SenML packs of
-`pack` readings, at QoS 0 or 1. Processes share nothing but a counter array the parent reads for the progress bar,
-and report their totals at the end; the publisher processes, not one Python thread, set the ceiling, so the
-platform is what a load run measures. Readings are deterministic for the seed; two runs into one database send the
+lateness), 25 sensors at a time taking turns, as single readings (`pack=1`) or SenML packs (simple JSON arrays
+with `payload="json"`) of `pack` readings, at QoS 0 or 1, through the lean publisher of `simulators.wire`.
+Processes share nothing but a counter array the parent reads for the progress bar, and report their totals at the
+end; several processes and a publisher that builds packets in bulk keep the generator from being what a load run
+measures. Readings are deterministic for the seed; two runs into one database send the
 same keys (the second run is all duplicates), so benchmarks use a fresh database or another `start_s`.
 """
 
@@ -25,12 +26,12 @@ from livinglab.domain import QUANTITIES
 from livinglab.settings import MqttUrl
 from simulators.devices import DAY_S, reported_unit, simulate_day
 from simulators.progress import Progress
-from simulators.publisher import MqttPublisher
 from simulators.scenario import Scenario, SimSensor, load_scenario
+from simulators.wire import WireError, WirePublisher, topic_field
 
 log = logging.getLogger(__name__)
 
-_GROUP = 100
+_GROUP = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +60,11 @@ class LoadResult:
     messages: int = 0
     readings: int = 0
     bytes: int = 0
-    dropped: int = 0
     elapsed_s: float = 0.0
     by_kind: dict[str, int] = field(default_factory=dict)
     per_process: list[tuple[int, float]] = field(default_factory=list)
+    #: Publisher processes that stopped on a broken or refused connection.
+    errors: list[str] = field(default_factory=list)
 
     @property
     def messages_per_s(self) -> float:
@@ -80,71 +82,74 @@ class LoadResult:
             f"  by kind: {kinds or 'none'}; processes: "
             + ", ".join(f"{n:,} msgs in {t:,.1f} s" for n, t in self.per_process),
         ]
-        if self.dropped:
-            lines.append(f"  {self.dropped:,} QoS 0 messages could not be handed to the socket")
+        lines += [f"  a publisher stopped early: {error}" for error in self.errors]
         return "\n".join(lines)
 
 
-def _format(value: float, quantity: str) -> str:
+def _value_texts(values: list[float], quantity: str) -> list[str]:
     if QUANTITIES[quantity].is_count:
-        return str(int(value))
-    return repr(value)
+        return [str(int(v)) for v in values]
+    return [repr(v) for v in values]
+
+
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """One sensor-day ready to cut into messages: readings as (ts, JSON member text) in time order."""
+
+    topic: bytes
+    kind: str
+    #: The start of a SenML pack up to its base time: `[{"bn":"urn:dev:livinglab:<id>:","bt":`.
+    head: str
+    readings: list[tuple[int, str, str]]  # (ts, SenML record members, simple JSON member)
+
+
+def _stream(sensor: SimSensor, scenario: Scenario, options: LoadOptions, day: int, start_s: float) -> _Stream:
+    spec = sensor.spec
+    block = simulate_day(sensor, scenario, options.seed, day)
+    keep = (block.ts_s >= start_s) & (block.ts_s < time.time() - 120)
+    stamps = block.ts_s[keep].tolist()
+    columns = []
+    for name in sensor.model.reported:
+        unit = reported_unit(sensor, name)
+        unit_part = "" if unit == QUANTITIES[name].unit else f',"u":"{unit}"'
+        texts = _value_texts(block.values[name][keep].tolist(), name)
+        columns.append([(f'"n":"{name}"{unit_part},"v":{t}', f'"{name}":{t}') for t in texts])
+    readings = [(ts, *column[i]) for i, ts in enumerate(stamps) for column in columns]
+    topic = topic_field(f"{options.prefix}/{spec.city}/{spec.kind.value}/{spec.sensor_id}")
+    return _Stream(topic, spec.kind.value, f'[{{"bn":"urn:dev:livinglab:{spec.sensor_id}:","bt":', readings)
+
+
+def _payload(stream: _Stream, chunk: list[tuple[int, str, str]], payload: str) -> bytes:
+    if payload == "json":
+        items = [f'{{"ts":{ts},{member}}}' for ts, _, member in chunk]
+        return (items[0] if len(items) == 1 else "[" + ",".join(items) + "]").encode()
+    base, record, _ = chunk[0]
+    if len(chunk) == 1:
+        return f"{stream.head}{base},{record}}}]".encode()
+    rest = [f',{{{record},"t":{ts - base}}}' if ts != base else f",{{{record}}}" for ts, record, _ in chunk[1:]]
+    return f"{stream.head}{base},{record}}}{''.join(rest)}]".encode()
 
 
 def payloads(
     sensors: Sequence[SimSensor], scenario: Scenario, options: LoadOptions, start_s: float
-) -> Iterator[tuple[str, str, bytes, int]]:
-    """(topic, kind, payload, readings) of the given sensors' readings from `start_s`, `pack` readings a message.
+) -> Iterator[tuple[bytes, str, bytes, int]]:
+    """(topic field, kind, payload, readings) of the sensors' readings from `start_s`, `pack` readings a message.
 
-    Sensors are taken 100 at a time and day by day; within that, round by round every sensor adds its next reading
-    time to its buffer, and a buffer of `pack` readings becomes a message.
+    Sensors are taken `_GROUP` at a time and day by day; within a group the sensors take turns, one message each, so
+    consecutive messages come from different sensors as they would from a city.
     """
     day = int(start_s // DAY_S)
+    pack = options.pack
     while day * DAY_S < time.time() - 120:
         for first in range(0, len(sensors), _GROUP):
-            group = sensors[first : first + _GROUP]
-            columns = []
-            for sensor in group:
-                block = simulate_day(sensor, scenario, options.seed, day)
-                keep = (block.ts_s >= start_s) & (block.ts_s < time.time() - 120)
-                names = sensor.model.reported
-                values = [block.values[n][keep].tolist() for n in names]
-                units = [reported_unit(sensor, n) for n in names]
-                columns.append((sensor, block.ts_s[keep].tolist(), names, values, units))
-            buffers: list[list[tuple[int, str, float, str]]] = [[] for _ in group]
-            for step in range(max((len(c[1]) for c in columns), default=0)):
-                for index, (sensor, stamps, names, values, units) in enumerate(columns):
-                    if step >= len(stamps):
-                        continue
-                    buffer = buffers[index]
-                    buffer.extend((stamps[step], names[q], values[q][step], units[q]) for q in range(len(names)))
-                    while len(buffer) >= options.pack:
-                        yield _message(sensor, buffer[: options.pack], options)
-                        del buffer[: options.pack]
-            for sensor, buffer in zip(group, buffers, strict=True):
-                if buffer:
-                    yield _message(sensor, buffer, options)
+            streams = [_stream(s, scenario, options, day, start_s) for s in sensors[first : first + _GROUP]]
+            longest = max((len(s.readings) for s in streams), default=0)
+            for at in range(0, longest, pack):
+                for stream in streams:
+                    chunk = stream.readings[at : at + pack]
+                    if chunk:
+                        yield stream.topic, stream.kind, _payload(stream, chunk, options.payload), len(chunk)
         day += 1
-
-
-def _message(
-    sensor: SimSensor, chunk: list[tuple[int, str, float, str]], options: LoadOptions
-) -> tuple[str, str, bytes, int]:
-    spec = sensor.spec
-    topic = f"{options.prefix}/{spec.city}/{spec.kind.value}/{spec.sensor_id}"
-    if options.payload == "json":
-        items = [f'{{"ts":{ts},"{name}":{_format(value, name)}}}' for ts, name, value, _ in chunk]
-        body = items[0] if len(items) == 1 else "[" + ",".join(items) + "]"
-    else:
-        base = chunk[0][0]
-        parts = []
-        for k, (ts, name, value, unit) in enumerate(chunk):
-            unit_part = "" if unit == QUANTITIES[name].unit else f',"u":"{unit}"'
-            time_part = f',"t":{ts - base}' if ts != base else ""
-            head = f'"bn":"urn:dev:livinglab:{spec.sensor_id}:","bt":{base},' if k == 0 else ""
-            parts.append(f'{{{head}"n":"{name}"{unit_part}{time_part},"v":{_format(value, name)}}}')
-        body = "[" + ",".join(parts) + "]"
-    return topic, spec.kind.value, body.encode(), len(chunk)
 
 
 def _worker(
@@ -162,9 +167,10 @@ def _worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     scenario = load_scenario(scenario_source)
     sensors = scenario.sensors[index :: options.processes]
-    publisher = MqttPublisher(url, f"{options.client_id}-{index}", qos=options.qos, window=options.window)
+    publisher = WirePublisher(url, f"{options.client_id}-{index}", qos=options.qos, window=options.window)
     publisher.connect()
     sent = readings = size = 0
+    error = ""
     by_kind: dict[str, int] = {}
     started = time.monotonic()
     deadline = started + options.duration_s if options.duration_s else None
@@ -172,20 +178,21 @@ def _worker(
         for topic, kind, payload, n in payloads(sensors, scenario, options, start_s):
             if sent >= quota or stop.is_set() or (deadline and time.monotonic() >= deadline):
                 break
-            if not publisher.publish(topic, payload):
-                break
+            publisher.publish(topic, payload)
             sent += 1
             readings += n
             size += len(payload)
             by_kind[kind] = by_kind.get(kind, 0) + 1
             if sent % 256 == 0:
                 counters[index] = sent
-        publisher.flush(timeout_s=120)
+        publisher.wait_acknowledged(timeout_s=120)
+    except WireError as exc:
+        error = str(exc)
     finally:
         counters[index] = sent
         publisher.close()
         elapsed = time.monotonic() - started
-        results.put((index, sent, readings, size, publisher.dropped, elapsed, by_kind))
+        results.put((index, sent, readings, size, error, elapsed, by_kind))
 
 
 def run_load(scenario_source: str, url: MqttUrl, options: LoadOptions, stop: Any = None) -> LoadResult:
@@ -220,7 +227,7 @@ def run_load(scenario_source: str, url: MqttUrl, options: LoadOptions, stop: Any
             if stop is not None and stop.is_set():
                 stop_event.set()
             try:
-                _, sent, readings, size, dropped, elapsed, by_kind = results.get(timeout=0.5)
+                _, sent, readings, size, error, elapsed, by_kind = results.get(timeout=0.5)
             except queue.Empty:
                 progress.update(sum(counters), sum(counters))
                 if not any(w.is_alive() for w in workers) and results.empty():
@@ -230,7 +237,8 @@ def run_load(scenario_source: str, url: MqttUrl, options: LoadOptions, stop: Any
             result.messages += sent
             result.readings += readings
             result.bytes += size
-            result.dropped += dropped
+            if error:
+                result.errors.append(error)
             result.per_process.append((sent, elapsed))
             for kind, n in by_kind.items():
                 result.by_kind[kind] = result.by_kind.get(kind, 0) + n

@@ -23,6 +23,7 @@ from simulators.faults import FaultRates
 from simulators.load import LoadOptions, run_load
 from simulators.plan import Period
 from simulators.run import Mode, RunOptions, Simulation
+from simulators.wire import WirePublisher, topic_field
 from tests.simulators.platform import CITY, city, register, simulate
 from tests.support.roles import running, scalar, wait_until
 
@@ -157,3 +158,20 @@ def test_simulate_command_backfills_registers_and_writes_ground_truth(
     )  # fmt: skip
     assert [row["sensor_id"] for row in json.loads(printed.stdout)] == [s.sensor_id for s in city().sensors]
     assert FaultRates.parse("off,malformed=0.05").malformed == 0.05
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_lean_publisher_delivers_exact_bytes(mqtt_broker: MosquittoBroker, topic_prefix: str, qos: int) -> None:
+    counter = Counter(mqtt_broker, topic_prefix)
+    messages = [(f"{topic_prefix}/kota/air/é-{i}", bytes([i % 256]) * size) for i, size in enumerate((0, 1, 127, 128,
+                16_383, 16_384, 300_000))]  # fmt: skip
+    publisher = WirePublisher(MqttUrl.parse(mqtt_broker.url), f"wire-{topic_prefix[:13]}", qos=qos, window=2)
+    publisher.connect()
+    for topic, payload in messages:
+        publisher.publish(topic_field(topic), payload)
+    assert publisher.wait_acknowledged(timeout_s=30)
+    publisher.close()
+    wait_until(lambda: len(counter.received) >= len(messages), timeout_s=20)
+    counter.close()
+    assert [(t, p) for _, t, p in counter.received] == messages
+    assert publisher.acknowledged == (len(messages) if qos else 0)
