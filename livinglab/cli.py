@@ -337,7 +337,7 @@ def _add_simulate(sub: Any) -> None:
         default="default",
         help="fault rates: off, default, or name=rate,... on top of the defaults ('off,malformed=0.05' on top of "
         "none); names: gap, outage, burst, clock_skew, late, out_of_order, duplicate, conflicting_duplicate, "
-        "malformed, unknown_sensor",
+        "malformed, unknown_sensor (the load mode sends clean readings)",
     )
     sim.add_argument("--seed", type=int, help="random seed (LIVINGLAB_SEED, default 1)")
     sim.add_argument("--qos", type=int, choices=[0, 1], default=1, help="MQTT QoS of published messages (1)")
