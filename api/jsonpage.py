@@ -9,10 +9,11 @@ document, and the test suite checks every answer against them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import OrderedDict
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -70,6 +71,8 @@ class ResponseCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        #: Loads under way, by generation and URL (see PageSource.get).
+        self.in_flight: dict[str, asyncio.Future[Response]] = {}
 
     def get(self, key: str, generation: int) -> Response | None:
         if generation < 0:
@@ -92,8 +95,15 @@ class ResponseCache:
             self._entries.popitem(last=False)
 
 
+Loader = Callable[[AsyncConnection[Any]], Awaitable[Response]]
+
+
 class PageSource:
-    """Where a list route gets its page: the cache, else a pooled connection (checked out only on a miss)."""
+    """Where a list route gets its page: the cache, else the database (a connection is checked out only then).
+
+    Concurrent requests for the same URL that miss the cache together share one query (single flight), so an
+    expiring entry under load costs one query, not one per waiting client.
+    """
 
     def __init__(self, request: Request) -> None:
         self._request = request
@@ -104,25 +114,37 @@ class PageSource:
         self._generation: int = feed.generation if feed.listening.is_set() else -1
         self._key = f"{request.url.path}?{request.url.query}"
 
-    def cached(self) -> Response | None:
-        return self._cache.get(self._key, self._generation)
+    async def get(self, load: Loader) -> Response:
+        """The cached answer, or the one another request is loading now, or `load(conn)` (then cached)."""
+        if self._cache.ttl_s <= 0:  # cache off: every request queries the database
+            return await self._load(load)
+        hit = self._cache.get(self._key, self._generation)
+        if hit is not None:
+            return hit
+        flight_key = f"{self._generation}:{self._key}"
+        flight = self._cache.in_flight.get(flight_key)
+        if flight is None:
+            # The load runs as its own task: a client that goes away does not cancel it for the others.
+            flight = asyncio.ensure_future(self._load(load))
+            self._cache.in_flight[flight_key] = flight
+            flight.add_done_callback(lambda done: self._landed(flight_key, done))
+        return await asyncio.shield(flight)
 
-    def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+    async def _load(self, load: Loader) -> Response:
         state = self._request.app.state
-        return connection(state.pool, state.settings.pool_timeout_s, state.idle_check)
-
-    async def page_on(self, conn: AsyncConnection[Any], query: str, params: dict[str, Any], limit: int) -> Response:
-        response = await json_page(conn, query, params, limit)
+        async with connection(state.pool, state.settings.pool_timeout_s, state.idle_check) as conn:
+            response = await load(conn)
         self._cache.put(self._key, self._generation, response)
         return response
 
+    def _landed(self, flight_key: str, done: asyncio.Future[Response]) -> None:
+        self._cache.in_flight.pop(flight_key, None)
+        if not done.cancelled():
+            done.exception()  # mark retrieved: the waiting requests re-raise it themselves
+
     async def page(self, query: str, params: dict[str, Any], limit: int) -> Response:
-        """The cached answer, or `json_page` on a fresh connection (then cached)."""
-        hit = self.cached()
-        if hit is not None:
-            return hit
-        async with self.connection() as conn:
-            return await self.page_on(conn, query, params, limit)
+        """`json_page(query)`, through the cache."""
+        return await self.get(lambda conn: json_page(conn, query, params, limit))
 
 
 async def page_source(request: Request) -> PageSource:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from psycopg import sql
+from psycopg import AsyncConnection, sql
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from api.deps import ReadAccess, SettingsDep
-from api.jsonpage import PageSourceDep, page_query
+from api.jsonpage import PageSourceDep, json_page, page_query
 from api.params import PageDep, TimeRangeDep
 from api.routes.common import (
     QuantityQuery,
@@ -91,9 +91,6 @@ async def list_aggregates(
     wanted = quantity_of(quantity)
     after_q, after_ts = quantity_time_after(page)
     final_before = datetime.now(UTC) - window.width - timedelta(seconds=settings.allowed_lateness_s)
-    hit = source.cached()
-    if hit is not None:
-        return hit
     params = {
         "q": wanted.code if wanted else None,
         "start": span.start,
@@ -102,6 +99,9 @@ async def list_aggregates(
         "ats": after_ts,
         "final_before": final_before,
     }
-    async with source.connection() as conn:
+
+    async def load(conn: AsyncConnection[Any]) -> Response:
         params["key"] = await sensor_key(conn, sensor_id)
-        return await source.page_on(conn, _QUERIES[window], params, page.limit)
+        return await json_page(conn, _QUERIES[window], params, page.limit)
+
+    return await source.get(load)
