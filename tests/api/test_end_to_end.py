@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
@@ -180,3 +181,30 @@ def test_rejected_messages_are_listed_and_replay_is_requested(platform, api_data
     assert [i["id"] for i in pending] == [unknown[0]["id"]]
     requested = scalar(api_database_url, "SELECT replay_requested_at FROM rejected WHERE id = %s", (unknown[0]["id"],))
     assert requested is not None
+
+
+def test_replay_outcomes_as_an_ingester_records_them(platform, api_database_url: str) -> None:
+    client, keys, _ = platform
+    nan = walk(client, "/v1/rejected", {"reason": "non_finite_value"}, keys.header())[0]
+    w = keys.header("write")
+    assert client.post(f"/v1/rejected/{nan['id']}/replay", headers=w).status_code == 202
+    # The ingester's side of the protocol (migration 0030): outcome and time, in one statement.
+    with psycopg.connect(api_database_url) as conn:
+        conn.execute(
+            "UPDATE rejected SET replayed_at = clock_timestamp(), replay_outcome = 'non_finite_value' WHERE id = %s",
+            (nan["id"],),
+        )
+        conn.commit()
+    again = client.get(f"/v1/rejected/{nan['id']}", headers=keys.header()).json()
+    assert again["replay_status"] == "rejected"
+    assert again["replay_outcome"] == "non_finite_value"
+    # Rejected again: it may be requested once more (after the cause is fixed); accepted: never again.
+    assert client.post(f"/v1/rejected/{nan['id']}/replay", headers=w).json()["replay_status"] == "pending"
+    with psycopg.connect(api_database_url) as conn:
+        conn.execute(
+            "UPDATE rejected SET replayed_at = clock_timestamp(), replay_outcome = 'accepted' WHERE id = %s",
+            (nan["id"],),
+        )
+        conn.commit()
+    assert [i["id"] for i in walk(client, "/v1/rejected", {"replay": "accepted"}, keys.header())] == [nan["id"]]
+    assert client.post(f"/v1/rejected/{nan['id']}/replay", headers=w).status_code == 409
