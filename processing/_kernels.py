@@ -243,6 +243,8 @@ def _segment_stats(values: np.ndarray, starts: np.ndarray, quantiles: np.ndarray
         capacity = length - int(np.floor((length - 1) * q_max)) if nq > 0 and length > 0 else 0
         if capacity > _TOP_MAX:
             capacity = 0
+        # The values are copied out only when a quantile needs selection over them.
+        copy = capacity == 0 or nq > 1
         n = 0
         filled = 0
         total = 0.0
@@ -252,7 +254,8 @@ def _segment_stats(values: np.ndarray, starts: np.ndarray, quantiles: np.ndarray
             v = values[i]
             if np.isnan(v):
                 continue
-            buf[n] = v
+            if copy:
+                buf[n] = v
             n += 1
             total += v
             if v < lo:

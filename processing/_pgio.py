@@ -2,8 +2,9 @@
 
 Reading: a query aggregates each column into one array (`array_agg`), so the server sends one row holding a few
 large arrays; binary loaders registered on the cursor turn each array's wire format (a header, then a 4-byte
-length and the value per element) into a NumPy array with one `frombuffer`. Writing: a binary COPY of NumPy
-columns (`livinglab.storage.copy`) into a temporary staging table, from which SQL upserts.
+length and the value per element) into a NumPy array with one `frombuffer`. Parameters: NumPy arrays are sent as
+binary PostgreSQL arrays the same way (`adapt_numpy`). Writing: a binary COPY of NumPy columns
+(`livinglab.storage.copy`) into a temporary staging table, from which SQL upserts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 from psycopg import sql
-from psycopg.adapt import Buffer, Loader
+from psycopg.adapt import Buffer, Dumper, Loader, PyFormat
 from psycopg.pq import Format
 
 from livinglab.storage.copy import PG_EPOCH_OFFSET_US, PgType, encode_binary_copy
@@ -83,6 +84,64 @@ _LOADERS: dict[int, type[_ArrayLoader]] = {
     1022: _ArrayLoader,
     1185: _TimestamptzArrayLoader,
 }
+
+
+#: NumPy element type -> (element OID, array OID, big-endian dtype) of the PostgreSQL array it is sent as.
+_DUMPED: dict[type[np.generic], tuple[int, int, str]] = {
+    np.int16: (21, 1005, ">i2"),
+    np.int32: (23, 1007, ">i4"),
+    np.int64: (20, 1016, ">i8"),
+    np.float64: (701, 1022, ">f8"),
+    np.datetime64: (1184, 1185, ">i8"),  # datetime64[us] as timestamptz
+}
+
+
+class _NdarrayDumper(Dumper):
+    """Sends a one-dimensional NumPy array as a binary PostgreSQL array of the matching type."""
+
+    format = Format.BINARY
+
+    def get_key(self, obj: Any, format: PyFormat) -> Any:
+        return (np.ndarray, obj.dtype.type)
+
+    def upgrade(self, obj: Any, format: PyFormat) -> Dumper:
+        kind = obj.dtype.type
+        if kind not in _DUMPED or (kind is np.datetime64 and obj.dtype != np.dtype("datetime64[us]")):
+            raise TypeError(f"cannot send a NumPy array of {obj.dtype} (use int16/32/64, float64, datetime64[us])")
+        dumper = _TypedNdarrayDumper(self.cls)
+        dumper.element_oid, dumper.oid, dumper.element = _DUMPED[kind]
+        return dumper
+
+    def dump(self, obj: Any) -> Buffer | None:
+        return self.upgrade(obj, PyFormat.BINARY).dump(obj)
+
+
+class _TypedNdarrayDumper(Dumper):
+    format = Format.BINARY
+    element_oid = 0
+    element = ">f8"
+
+    def dump(self, obj: Any) -> Buffer | None:
+        values = np.ascontiguousarray(obj).ravel()
+        if values.dtype.type is np.datetime64:
+            values = values.astype(np.int64) - PG_EPOCH_OFFSET_US
+        if values.size == 0:
+            return np.array([0, 0, self.element_oid], dtype=">i4").tobytes()
+        header = np.array([1, 0, self.element_oid, values.size, 1], dtype=">i4").tobytes()
+        rows = np.empty(values.size, dtype=np.dtype([("len", ">i4"), ("v", self.element)]))
+        rows["len"] = np.dtype(self.element).itemsize
+        rows["v"] = values
+        return header + rows.tobytes()
+
+
+def adapt_numpy(conn: psycopg.Connection[Any]) -> None:
+    """Let `conn` send one-dimensional NumPy arrays (int16/32/64, float64, datetime64[us]) as query parameters."""
+    conn.adapters.register_dumper(np.ndarray, _NdarrayDumper)
+
+
+def us_to_datetime64(us: npt.ArrayLike) -> npt.NDArray[np.datetime64]:
+    """Microseconds since the Unix epoch as datetime64[us], which `adapt_numpy` sends as timestamptz."""
+    return np.asarray(us, dtype=np.int64).astype("datetime64[us]")
 
 
 def fetch_arrays(

@@ -18,10 +18,21 @@ writers cannot deadlock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import psycopg
+
+from processing._pgio import adapt_numpy, fetch_arrays, us_to_datetime64
+
+_AS_ARRAYS = """
+WITH c AS ({claim})
+SELECT coalesce(array_agg(sensor_key), '{{}}'), coalesce(array_agg(quantity), '{{}}'),
+       coalesce(array_agg(width_s), '{{}}'), coalesce(array_agg(window_start), '{{}}'),
+       coalesce(array_agg(version), '{{}}')
+FROM c
+"""
 
 _CLAIM_WINDOWS = """
 UPDATE dirty_windows d
@@ -34,7 +45,7 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) c
 WHERE d.sensor_key = c.sensor_key AND d.quantity = c.quantity AND d.window_start = c.window_start
-RETURNING d.sensor_key, d.quantity, 60, d.window_start, d.version
+RETURNING d.sensor_key, d.quantity, 60 AS width_s, d.window_start, d.version
 """
 
 _RELEASE_WINDOWS = """
@@ -116,42 +127,57 @@ ON CONFLICT (sensor_key, quantity, width_s, window_start) DO UPDATE SET version 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """Claimed windows, column-wise: window i is (sensor_key[i], quantity[i], width_s[i], window_start[i])."""
+    """Claimed windows, column-wise: window i is (sensor_key[i], quantity[i], width_s[i], window_start_us[i])."""
 
-    sensor_key: list[int]
-    quantity: list[int]
-    width_s: list[int]
-    window_start: list[datetime]
-    version: list[int]
+    sensor_key: npt.NDArray[np.int32]
+    quantity: npt.NDArray[np.int16]
+    width_s: npt.NDArray[np.int32]
+    #: Window starts, microseconds since the Unix epoch.
+    window_start_us: npt.NDArray[np.int64]
+    version: npt.NDArray[np.int64]
 
     def __len__(self) -> int:
-        return len(self.sensor_key)
+        return int(self.sensor_key.size)
 
-    @classmethod
-    def from_rows(cls, rows: list[tuple[Any, ...]]) -> Claim:
-        columns = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
-        return cls(*(list(c) for c in columns))
+    @property
+    def window_start(self) -> npt.NDArray[np.datetime64]:
+        """Window starts as datetime64[us] (sent to PostgreSQL as timestamptz)."""
+        return us_to_datetime64(self.window_start_us)
+
+    def take(self, rows: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> Claim:
+        """The claimed windows selected by `rows`."""
+        return Claim(*(column[rows] for column in self._columns()))
+
+    def _columns(self) -> tuple[npt.NDArray[Any], ...]:
+        return (self.sensor_key, self.quantity, self.width_s, self.window_start_us, self.version)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "key": self.sensor_key,
+            "quantity": self.quantity,
+            "width": self.width_s,
+            "start": self.window_start,
+            "version": self.version,
+        }
+
+
+def _claim(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> Claim:
+    adapt_numpy(conn)
+    with conn.transaction():
+        key, quantity, width, start, version = fetch_arrays(conn, _AS_ARRAYS.format(claim=query), params)
+    return Claim(
+        key.astype(np.int32), quantity.astype(np.int16), width.astype(np.int32), start, version.astype(np.int64)
+    )
 
 
 def claim_windows(conn: psycopg.Connection[Any], *, worker: str, limit: int, lease_s: float) -> Claim:
     """Claim up to `limit` dirty minutes, oldest first, in a transaction of its own."""
-    with conn.transaction():
-        rows = conn.execute(_CLAIM_WINDOWS, {"lease": lease_s, "worker": worker, "limit": limit}).fetchall()
-    return Claim.from_rows(rows)
+    return _claim(conn, _CLAIM_WINDOWS, {"lease": lease_s, "worker": worker, "limit": limit})
 
 
 def release_windows(conn: psycopg.Connection[Any], claim: Claim, *, worker: str) -> None:
     """Delete the claimed minutes not re-dirtied since the claim; release the others for another round."""
-    conn.execute(
-        _RELEASE_WINDOWS,
-        {
-            "key": claim.sensor_key,
-            "quantity": claim.quantity,
-            "start": claim.window_start,
-            "version": claim.version,
-            "worker": worker,
-        },
-    )
+    conn.execute(_RELEASE_WINDOWS, {**claim.params(), "worker": worker})
 
 
 def claim_rollups(
@@ -159,10 +185,7 @@ def claim_rollups(
 ) -> Claim:
     """Claim up to `limit` hours and days whose delay has passed (any, with `due_only=False`), in a transaction of
     its own."""
-    params = {"lease": lease_s, "worker": worker, "limit": limit, "due_only": due_only}
-    with conn.transaction():
-        rows = conn.execute(_CLAIM_ROLLUPS, params).fetchall()
-    return Claim.from_rows(rows)
+    return _claim(conn, _CLAIM_ROLLUPS, {"lease": lease_s, "worker": worker, "limit": limit, "due_only": due_only})
 
 
 def release_rollups(
@@ -171,28 +194,10 @@ def release_rollups(
     """Like `release_windows`; a re-dirtied current hour or day is due again after its delay."""
     conn.execute(
         _RELEASE_ROLLUPS,
-        {
-            "key": claim.sensor_key,
-            "quantity": claim.quantity,
-            "width": claim.width_s,
-            "start": claim.window_start,
-            "version": claim.version,
-            "worker": worker,
-            "hour_delay": hour_delay_s,
-            "day_delay": day_delay_s,
-        },
+        {**claim.params(), "worker": worker, "hour_delay": hour_delay_s, "day_delay": day_delay_s},
     )
 
 
 def mark_rollups(conn: psycopg.Connection[Any], claim: Claim, *, hour_delay_s: float, day_delay_s: float) -> None:
     """Queue the hours and days of the claimed minutes (inside the transaction that stored the minutes)."""
-    conn.execute(
-        MARK_ROLLUPS,
-        {
-            "key": claim.sensor_key,
-            "quantity": claim.quantity,
-            "start": claim.window_start,
-            "hour_delay": hour_delay_s,
-            "day_delay": day_delay_s,
-        },
-    )
+    conn.execute(MARK_ROLLUPS, {**claim.params(), "hour_delay": hour_delay_s, "day_delay": day_delay_s})

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -66,20 +66,21 @@ def rollup_round(conn: psycopg.Connection[Any], settings: ProcessorSettings, *, 
         assert row is not None
         now: datetime = row[0]
         # Indices read the hours of other quantities of the same sensor: one processor per sensor at a time.
-        service_levels.lock_sensors(conn, claim.sensor_key)
+        service_levels.lock_sensors(conn, claim.sensor_key.tolist())
         has_readings = compute_windows(conn, claim)
         publish_aggregates(conn, store_windows(conn, claim, has_readings, items=MAX_ITEMS))
 
         touched: dict[int, set[datetime]] = defaultdict(set)
         pollutant_hours: dict[int, list[datetime]] = defaultdict(list)
         pollutants = set(hourly_air.pollutants())
-        for key, quantity, width, start in zip(
-            claim.sensor_key, claim.quantity, claim.width_s, claim.window_start, strict=True
+        hourly = claim.take(claim.width_s == 3600)
+        for key, quantity, start_us in zip(
+            hourly.sensor_key.tolist(), hourly.quantity.tolist(), hourly.window_start_us.tolist(), strict=True
         ):
-            if width == 3600:
-                touched[key].add(start)
-                if QUANTITIES_BY_CODE[quantity].name in pollutants:
-                    pollutant_hours[key].append(start)
+            start = datetime.fromtimestamp(start_us // 1_000_000, UTC)
+            touched[key].add(start)
+            if QUANTITIES_BY_CODE[quantity].name in pollutants:
+                pollutant_hours[key].append(start)
         sensors = load_sensors(conn, touched)
         periods = {
             (sensors[k].city, sensors[k].district, h)

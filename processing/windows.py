@@ -8,7 +8,6 @@ readings. Hour and day aggregates come from the raw readings too, so their p50/p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +18,7 @@ import psycopg
 from livinglab.domain import QUANTITIES_BY_CODE, Window
 from livinglab.events import EventType, items_payload, publish_event
 from processing._changes import upsert_changed
-from processing._pgio import fetch_arrays, stage
+from processing._pgio import adapt_numpy, fetch_arrays, stage
 from processing.aggregates import completeness, group_stats
 from processing.claims import Claim
 
@@ -65,22 +64,14 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _us(ts: Sequence[datetime]) -> npt.NDArray[np.int64]:
-    # Aligned window starts: whole seconds, so the float conversion is exact.
-    return np.array([round(t.timestamp()) for t in ts], dtype=np.int64) * 1_000_000
-
-
 def compute_windows(conn: psycopg.Connection[Any], claim: Claim) -> npt.NDArray[np.bool_]:
     """Read the claimed windows' readings, compute their aggregates and stage them in `agg_staging`.
 
     Returns, per claimed window, whether it holds readings (a window without readings has its aggregate deleted by
     `store_windows`). Windows of sensors no longer registered count as empty.
     """
-    interval_s, window, values = fetch_arrays(
-        conn,
-        READ_WINDOWS,
-        {"key": claim.sensor_key, "quantity": claim.quantity, "start": claim.window_start, "width": claim.width_s},
-    )
+    adapt_numpy(conn)
+    interval_s, window, values = fetch_arrays(conn, READ_WINDOWS, claim.params())
     index = window - 1  # ordinality is 1-based
     if index.size > 1 and bool(np.any(index[1:] < index[:-1])):
         # The readings arrive grouped by window; keep that guarantee even if a plan ever changes the order.
@@ -88,7 +79,7 @@ def compute_windows(conn: psycopg.Connection[Any], claim: Claim) -> npt.NDArray[
         index, values = index[order], values[order]
     stats = group_stats(index, values)
     present = index[stats.starts]
-    width_s = np.asarray(claim.width_s, dtype=np.int64)
+    width_s = claim.width_s.astype(np.int64)
     interval = interval_s.astype(np.int64)
     known = interval > 0
     keep = known[present]
@@ -97,10 +88,10 @@ def compute_windows(conn: psycopg.Connection[Any], claim: Claim) -> npt.NDArray[
         conn,
         "agg_staging",
         [
-            ("sensor_key", "int4", np.asarray(claim.sensor_key, dtype=np.int32)[rows]),
-            ("quantity", "int2", np.asarray(claim.quantity, dtype=np.int16)[rows]),
-            ("width_s", "int4", width_s[rows].astype(np.int32)),
-            ("window_start", "timestamptz", _us(claim.window_start)[rows]),
+            ("sensor_key", "int4", claim.sensor_key[rows]),
+            ("quantity", "int2", claim.quantity[rows]),
+            ("width_s", "int4", claim.width_s[rows]),
+            ("window_start", "timestamptz", claim.window_start_us[rows]),
             ("count", "int8", stats.count[keep]),
             ("sum", "float8", stats.sum[keep]),
             ("mean", "float8", stats.mean[keep]),
@@ -124,19 +115,11 @@ def store_windows(
     Returns, per width in seconds, the number of aggregates that changed and up to `items` of them as event items.
     """
     changed: dict[int, tuple[int, list[dict[str, Any]]]] = {}
-    widths = np.asarray(claim.width_s, dtype=np.int64)
-    for width in sorted(set(claim.width_s)):
+    for width in sorted({int(w) for w in claim.width_s}):
         table = _WINDOWS[width].table
-        empty = np.flatnonzero(~has_readings & (widths == width))
-        if empty.size:
-            conn.execute(
-                _DELETE_EMPTY.format(table=table),
-                {
-                    "key": [claim.sensor_key[i] for i in empty],
-                    "quantity": [claim.quantity[i] for i in empty],
-                    "start": [claim.window_start[i] for i in empty],
-                },
-            )
+        empty = ~has_readings & (claim.width_s == width)
+        if empty.any():
+            conn.execute(_DELETE_EMPTY.format(table=table), claim.take(empty).params())
         upsert = upsert_changed(
             table,
             ("sensor_key", "quantity", "window_start"),

@@ -119,7 +119,9 @@ def _settings(url: str, worker: str) -> dict[str, str]:
     }
 
 
-def _idle(url: str) -> bool:
+def _idle(url: str, processes: tuple[RoleProcess, ...]) -> bool:
+    for process in processes:
+        assert process.running, f"{process.name} exited:\n{process.log_tail()}"
     return rows(url, "SELECT (SELECT count(*) FROM dirty_windows) + (SELECT count(*) FROM dirty_rollups)") == [(0,)]
 
 
@@ -146,15 +148,13 @@ def test_two_processes_give_the_results_of_one(three_copies: tuple[str, str, dat
     pair = [RoleProcess("process", _settings(two, f"p{i}"), tmp_path, name=f"two-p{i}") for i in (1, 2)]
     watcher.start()
     try:
-        with started(*pair):
-            wait_until(lambda: _idle(two), timeout_s=240, interval_s=0.5)
-            for process in pair:
-                assert process.running, process.log_tail()
+        with started(*pair) as processes:
+            wait_until(lambda: _idle(two, processes), timeout_s=240, interval_s=0.5)
     finally:
         stop.set()
         watcher.join(timeout=10)
-    with started(RoleProcess("process", _settings(one, "solo"), tmp_path, name="one")):
-        wait_until(lambda: _idle(one), timeout_s=240, interval_s=0.5)
+    with started(RoleProcess("process", _settings(one, "solo"), tmp_path, name="one")) as processes:
+        wait_until(lambda: _idle(one, processes), timeout_s=240, interval_s=0.5)
 
     results_one, results_two = _results(one, cut), _results(two, cut)
     assert len(results_one["agg_1m"]) > 4500  # 3 stations x 4 quantities x ~216 readings + 2 counters x 4 x 240
