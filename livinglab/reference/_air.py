@@ -35,8 +35,10 @@ class IndexRules:
 
     #: An hourly mean is valid at `count >= min_reading_fraction * 3600 / interval_s`.
     min_reading_fraction: float
-    #: Added before the floor in half-up rounding and before AQI truncation.
+    #: Added before the floor in half-up rounding.
     rounding_epsilon: float
+    #: Added before AQI truncation (CONTRACT.md: 34.9999999 truncates to 35.0).
+    truncation_epsilon: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,7 @@ def index_rules() -> IndexRules:
     return IndexRules(
         min_reading_fraction=float(rules["hourly_mean"]["min_reading_fraction"]),
         rounding_epsilon=float(rules["rounding"]["epsilon"]),
+        truncation_epsilon=float(rules["rounding"]["truncation_epsilon"]),
     )
 
 

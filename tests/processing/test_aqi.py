@@ -93,8 +93,16 @@ def test_8_hour_means_need_6_valid_hours() -> None:
     assert math.isnan(_aqi_of("co", *[5000.0] * 5, hours=24))
 
 
-def test_truncation_adds_1e_9_first() -> None:
-    assert truncate([34.99999999999999, 35.45, 35.4999999, 9.05], 1).tolist() == [35.0, 35.4, 35.4, 9.0]
+def test_truncation_adds_a_tolerance_first() -> None:
+    # CONTRACT.md section 4: "34.9999999 is 35.0, not 34.9".
+    assert truncate([34.9999999, 34.99999999999999, 35.45, 35.499998, 9.05], 1).tolist() == [
+        35.0,
+        35.0,
+        35.4,
+        35.4,
+        9.0,
+    ]
+    assert truncate([54.9999999, 54.999998], 0).tolist() == [55.0, 54.0]
     assert index_of("pm25_24h", truncate([35.45], 1)).round().tolist() == [100]
     assert index_of("pm25_24h", [35.5]).tolist() == [101]
     assert index_of("pm25_24h", [400.0]).tolist() == [500]  # above the table: capped
