@@ -9,6 +9,7 @@ broker and the database.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 
@@ -143,6 +145,10 @@ class Platform:
         }
         if self.public_read:
             env["LIVINGLAB_PUBLIC_READ"] = "true"
+        if self.simulate and "LIVINGLAB_DASHBOARD_DISTRICTS" not in env:
+            districts = self._write_scenario_districts()
+            if districts is not None:
+                env["LIVINGLAB_DASHBOARD_DISTRICTS"] = str(districts)
         module = [sys.executable, "-m", "livinglab"]
         self._children = [
             Child("ingest", [*module, "ingest"], env),
@@ -174,6 +180,19 @@ class Platform:
         scenario = load_scenario(self.scenario)
         upsert_sensors(conn, scenario.specs)
         log.info("registered %d sensors of scenario %r", len(scenario.sensors), self.scenario)
+
+    def _write_scenario_districts(self) -> Path | None:
+        """The scenario's district outlines as GeoJSON in the data directory, for the dashboard's map."""
+        from simulators import load_scenario
+        from simulators.command import districts_geojson
+
+        document = districts_geojson(load_scenario(self.scenario))
+        if not document["features"]:
+            return None
+        path = self.settings.data_dir / "dashboard-districts.geojson"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document), encoding="utf-8")
+        return path
 
     def _supervise(self) -> int:
         while not self._stop.wait(0.5):

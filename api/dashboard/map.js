@@ -67,7 +67,8 @@ function groupBy(points, keys) {
 function layout(sensors, outlines) {
   const points = sensors.map((x) => [x.lon, x.lat]);
   for (const o of outlines ?? []) for (const ring of o.rings) points.push(...ring);
-  const proj = makeProjection(points.length ? points : [[106.8, -6.2]]);
+  // Configured outlines already frame the city; derived ones need room around the outermost sensors.
+  const proj = makeProjection(points.length ? points : [[106.8, -6.2]], { marginShare: outlines?.length ? 0.04 : 0.14 });
   let byDistrict;
   let borders = [];
   if (outlines?.length) {
@@ -117,6 +118,7 @@ export class SensorMap {
     }
     const { proj, districts, borders, derived } = this.layout;
     this.svg.setAttribute("viewBox", `0 0 ${proj.width} ${proj.height}`);
+    this.svg.dataset.outlines = derived ? "derived" : "configured";
     // viewBox units per screen pixel, so markers and labels keep their size on any screen.
     const unit = proj.width / Math.max(240, this.svg.clientWidth || 600);
     const areas = s(
