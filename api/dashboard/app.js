@@ -91,6 +91,8 @@ function byId(items) {
   return new Map(items.map((i) => [i.sensor_id, i]));
 }
 
+let chartTicket = 0;
+
 const loaders = {
   air: async () => {
     state.ispu = byId((await api.list("/v1/air/ispu", { city: state.city, limit: 1000 })).items);
@@ -113,6 +115,7 @@ const loaders = {
   },
   latest: async () => {
     if (!state.selected) return;
+    const sensorId = state.selected;
     const start = new Date(Date.now() - 30 * 60_000).toISOString();
     const { items } = await api.list(`/v1/sensors/${encodeURIComponent(state.selected)}/aggregates`, {
       window: "1m",
@@ -124,10 +127,12 @@ const loaders = {
       const old = values.get(item.quantity);
       if (!old || old.window_start <= item.window_start) values.set(item.quantity, item);
     }
-    state.latest.set(state.selected, values);
+    state.latest.set(sensorId, values);
   },
   chart: async () => {
     if (!state.selected || !state.quantity) return;
+    // Choices can change while a request is out: only the answer to the latest request is kept.
+    const ticket = ++chartTicket;
     const range = RANGES[state.range];
     const end = new Date();
     const { items } = await api.list(
@@ -135,7 +140,7 @@ const loaders = {
       { window: range.window, quantity: state.quantity, start: new Date(end - range.ms).toISOString(), limit: 1000 },
       { maxPages: range.pages },
     );
-    state.chartItems = items;
+    if (ticket === chartTicket) state.chartItems = items;
   },
 };
 
