@@ -8,7 +8,8 @@ out here, one station and one label at a time.
   sub-index by the ISPU formula over contiguous bands from 0/0, rounded half up, capped at 500; the largest is the
   ISPU and names the critical parameter.
 - AQI labelled H: PM2.5 and PM10 by NowCast over the 12 hours before H (valid with 2 of the latest 3), the others
-  by their averaging period; concentrations truncated (after adding 1e-9) and turned into an index with the 2024
+  by their averaging period; concentrations truncated (after adding a tolerance, so 34.9999999 is 35.0, as the
+  contract's example says) and turned into an index with the 2024
   breakpoints, rounded to the nearest integer; the largest names the dominant pollutant.
 """
 
@@ -53,7 +54,7 @@ class AqiValue:
     category: str | None
     dominant_pollutant: str | None
     sub_indices: dict[str, int] = field(default_factory=dict)
-    #: NowCast concentrations (ug/m3, before truncation) of PM2.5 and PM10 where valid.
+    #: NowCast concentrations of PM2.5 and PM10 where valid, truncated as the AQI table reads them (ug/m3).
     nowcast: dict[str, float] = field(default_factory=dict)
 
 
@@ -63,7 +64,7 @@ def round_half_up(value: float) -> int:
 
 def truncate(value: float, decimals: int) -> float:
     scale = 10.0**decimals
-    return math.floor((value + index_rules().rounding_epsilon) * scale) / scale
+    return math.floor((value + index_rules().truncation_epsilon) * scale) / scale
 
 
 def station_hours(series: Mapping[tuple[str, str], Series], sensor_id: str) -> dict[str, dict[int, tuple[float, int]]]:
@@ -153,17 +154,19 @@ def _pollutant_index(
         value = nowcast(valid, label_s)
         if value is None:
             return None, None
-        return aqi_index(pollutant.column, truncate(value / scale, pollutant.decimals)), value
+        concentration = truncate(value / scale, pollutant.decimals)
+        return aqi_index(pollutant.column, concentration), concentration
     mean = _mean_over(valid, label_s, pollutant.hours, pollutant.min_valid_hours)
     if mean is None:
         return None, None
-    index = aqi_index(pollutant.column, truncate(mean / scale, pollutant.decimals))
-    top = _top_index(pollutant.column)
-    if pollutant.above_range_column and index is not None and index >= top:
+    concentration = truncate(mean / scale, pollutant.decimals)
+    index = aqi_index(pollutant.column, concentration)
+    if pollutant.above_range_column and concentration > _top_concentration(pollutant.column):
+        # Above the averaging table: the latest hour on the other table, or that table's top index below it.
         latest = _mean_over(valid, label_s, 1, 1)
-        concentration = truncate(latest / scale, pollutant.decimals) if latest is not None else None
-        above = aqi_index(pollutant.above_range_column, concentration) if concentration is not None else None
-        index = max(above, top) if above is not None else top
+        hourly = truncate(latest / scale, pollutant.decimals) if latest is not None else None
+        above = aqi_index(pollutant.above_range_column, hourly) if hourly is not None else None
+        index = above if above is not None else _top_index(pollutant.column)
     if pollutant.high_index_from is not None and index is not None and index > pollutant.high_index_from:
         assert pollutant.high_hours is not None
         assert pollutant.high_min_valid_hours is not None
@@ -171,6 +174,10 @@ def _pollutant_index(
         high = aqi_index(pollutant.column, truncate(daily / scale, pollutant.decimals)) if daily is not None else None
         index = high if high is not None and high > pollutant.high_index_from else pollutant.high_index_from
     return index, None
+
+
+def _top_concentration(column: str) -> float:
+    return max(band[1] for band in aqi_table().breakpoints[column] if band is not None)
 
 
 def _top_index(column: str) -> int:

@@ -92,9 +92,10 @@ def platform_ispu(url: str) -> dict[tuple[str, int], tuple[Any, ...]]:
 
 
 def platform_aqi(url: str) -> dict[tuple[str, int], tuple[Any, ...]]:
-    """(sensor_id, hour) -> (aqi, category, dominant_pollutant, sub_indices)."""
+    """(sensor_id, hour) -> (aqi, category, dominant_pollutant, sub_indices, nowcast)."""
     query = """
-        SELECT s.sensor_id, extract(epoch FROM a.hour)::bigint, a.aqi, a.category, a.dominant_pollutant, a.sub_indices
+        SELECT s.sensor_id, extract(epoch FROM a.hour)::bigint, a.aqi, a.category, a.dominant_pollutant, a.sub_indices,
+               a.nowcast
         FROM aqi_hourly a JOIN sensors s USING (sensor_key)
     """
     return {(r[0], r[1]): tuple(r[2:]) for r in _rows(url, query)}

@@ -97,7 +97,7 @@ def test_one_accelerated_day_with_faults_matches_the_ground_truth(
     assert differences(expected_ispu, actual_ispu) == []
 
     expected_aqi = {
-        (v.sensor_id, v.hour_s): (v.aqi, v.category, v.dominant_pollutant, v.sub_indices)
+        (v.sensor_id, v.hour_s): (v.aqi, v.category, v.dominant_pollutant, v.sub_indices, v.nowcast)
         for v in truth.aqi
         if v.aqi is not None
     }

@@ -12,7 +12,7 @@ from simulators.ledger import Ledger
 from simulators.messages import Message, Reading
 from simulators.scenario import Scenario, parse_scenario
 from simulators.truth import GroundTruth, compute_ground_truth
-from simulators.truth.air import aqi_index, ispu_sub_index, nowcast, truncate
+from simulators.truth.air import aqi_at, aqi_index, ispu_sub_index, nowcast, truncate
 
 H0 = 1_795_000_000 // 86400 * 86400  # a UTC midnight
 SCENARIO = """
@@ -89,7 +89,8 @@ def test_nowcast_worked_check_and_truncation() -> None:
     hours = {H0 - i * 3600: 20.0 for i in range(1, 13)}
     assert nowcast(hours, H0) == pytest.approx(20.0)
     assert aqi_index("pm25_24h", truncate(20.0, 1)) == 71
-    assert truncate(34.9999999999, 1) == 35.0
+    assert truncate(34.9999999, 1) == 35.0  # CONTRACT.md section 4's example
+    assert truncate(34.99, 1) == 34.9
     assert nowcast({H0 - 3 * 3600: 20.0, H0 - 4 * 3600: 20.0}, H0) is None  # needs 2 of the latest 3 hours
     rising = {H0 - 3600: 40.0, H0 - 7200: 10.0}
     # w* = 10 / 40 < 0.5 -> w = 0.5: (40 + 0.5 x 10) / 1.5 = 30
@@ -101,7 +102,7 @@ def test_aqi_of_a_station(scenario: Scenario) -> None:
     by_hour = {v.hour_s: v for v in _truth(scenario, "aq-1", rows).aqi}
     value = by_hour[H0 + 12 * 3600]
     assert (value.aqi, value.category, value.dominant_pollutant) == (71, "Moderate", "pm25")
-    assert value.nowcast["pm25"] == pytest.approx(20.0)
+    assert value.nowcast["pm25"] == 20.0
 
 
 def test_traffic_flow_pcu_dj_and_los(scenario: Scenario) -> None:
@@ -137,3 +138,21 @@ def test_ground_truth_files(scenario: Scenario, tmp_path: Path) -> None:
     assert {p.name for p in tmp_path.iterdir()} == {
         "summary.json", "faults.csv", "agg_1m.csv", "agg_1h.csv", "agg_1d.csv", "ispu.csv", "aqi.csv", "traffic.csv"
     }  # fmt: skip
+
+
+def _station(quantity: str, values_ug: dict[int, float]) -> dict[str, dict[int, tuple[float, int]]]:
+    return {quantity: {H0 - h * 3600: (v, 60) for h, v in values_ug.items()}}
+
+
+def test_aqi_o3_above_the_8_hour_table_and_so2_above_200() -> None:
+    o3_ug_per_ppm = 47.9982 / 24.45 * 1000
+    high_o3 = _station("o3", dict.fromkeys(range(1, 9), 0.210 * o3_ug_per_ppm))
+    # 0.210 ppm is above the 8-hour table (0.200): the latest hour on the 1-hour table, 0.205-0.404 -> 201-300
+    assert aqi_at("aq-1", high_o3, 60, H0).sub_indices["o3"] == round(99 / 0.199 * 0.005 + 201)
+    mid_o3 = _station("o3", dict.fromkeys(range(1, 9), 0.100 * o3_ug_per_ppm))
+    assert aqi_at("aq-1", mid_o3, 60, H0).sub_indices["o3"] == round(49 / 0.019 * 0.014 + 151)
+    so2_ug_per_ppb = 64.066 / 24.45
+    one_hour = _station("so2", {1: 400 * so2_ug_per_ppb})
+    assert aqi_at("aq-1", one_hour, 60, H0).sub_indices["so2"] == 200  # above 200 without a valid 24-hour mean
+    day = _station("so2", dict.fromkeys(range(1, 25), 400 * so2_ug_per_ppb))
+    assert aqi_at("aq-1", day, 60, H0).sub_indices["so2"] == round(99 / 299 * 95 + 201)
