@@ -13,6 +13,7 @@ Two private paho hooks are overridden, each guarded so that a paho without them 
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,8 @@ class IngestClient(mqtt.Client):
         self._buffered_reads = buffered_reads and _HAS_SOCK_RECV
         self._read_buffer = b""
         self._read_pos = 0
+        #: time.monotonic() of the last bytes read from the broker (a watchdog's evidence that the link lives).
+        self.last_received_at = time.monotonic()
 
     def queue_pubacks(self, mids: Sequence[int]) -> None:
         """Acknowledge QoS 1 messages by packet id, in the given order."""
@@ -48,10 +51,13 @@ class IngestClient(mqtt.Client):
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if not self._buffered_reads:
-            return super()._sock_recv(bufsize)
+            data = super()._sock_recv(bufsize)
+            self.last_received_at = time.monotonic()
+            return data
         buffer, pos = self._read_buffer, self._read_pos
         if pos >= len(buffer):
             buffer = super()._sock_recv(max(bufsize, _READ_CHUNK))  # raises BlockingIOError when nothing is there
+            self.last_received_at = time.monotonic()
             if not buffer:
                 return buffer  # connection closed
             self._read_buffer, pos = buffer, 0

@@ -246,6 +246,23 @@ class BrokerLink:
         if self.connected.is_set():
             self.client.publish(topic, payload, qos=0, retain=False)
 
+    def check_alive(self) -> bool:
+        """Drop a connection on which the broker has been silent for 1.5x the keepalive (see `ingest.watchdog`).
+
+        paho pings after one keepalive of silence, and a live broker answers at once; paho itself gives up only a
+        whole keepalive after its ping. Returns False when the connection was dropped.
+        """
+        if not self.connected.is_set():
+            return True
+        silent_s = time.monotonic() - self.client.last_received_at
+        if silent_s < 1.5 * self.keepalive_s:
+            return True
+        self.last_error = f"no traffic from the broker for {silent_s:.1f} s (keepalive {self.keepalive_s} s)"
+        log.warning("%s; dropping the connection", self.last_error)
+        self.connected.clear()
+        self.force_reconnect()
+        return False
+
     def force_reconnect(self) -> None:
         """Drop the connection; paho reconnects, and a resumed session redelivers what was not acknowledged."""
         sock = self.client.socket()

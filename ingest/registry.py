@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from ingest.watchdog import cut_after
 from livinglab.domain import Kind
 from livinglab.storage import CHANNEL_REGISTRY, connect
 from livinglab.storage.registry import RegistryEntry, load_registry
@@ -40,8 +41,10 @@ class SensorDirectory:
         miss_interval_s: float = 0.25,
         application_name: str = "livinglab-ingest-registry",
         lookup_connection: Callable[[], psycopg.Connection[Any]] | None = None,
+        deadline_s: float = 65.0,
     ) -> None:
         self.conninfo = conninfo
+        self.deadline_s = deadline_s
         self.refresh_s = refresh_s
         self.miss_interval_s = miss_interval_s
         self.application_name = application_name
@@ -114,11 +117,13 @@ class SensorDirectory:
             for _ in conn.notifies(timeout=0.5):
                 changed = True
                 break
-            if changed or time.monotonic() - loaded_at >= self.refresh_s:
-                # More notifications may be queued; one reload covers them all.
-                for _ in conn.notifies(timeout=0.0):
-                    pass
-                self.load(conn)
-                loaded_at = time.monotonic()
-            else:
-                conn.execute("SELECT 1")  # notices a dead connection within the timeout
+            # A silent connection (a partition) would block a query forever: see `ingest.watchdog`.
+            with cut_after(self.deadline_s, lambda: conn, "registry listener"):
+                if changed or time.monotonic() - loaded_at >= self.refresh_s:
+                    # More notifications may be queued; one reload covers them all.
+                    for _ in conn.notifies(timeout=0.0):
+                        pass
+                    self.load(conn)
+                    loaded_at = time.monotonic()
+                else:
+                    conn.execute("SELECT 1")  # notices a dead connection within the timeout

@@ -27,10 +27,14 @@ from ingest.metrics import HealthReport, HealthServer, IngestMetrics
 from ingest.notices import RejectionNotices
 from ingest.registry import SensorDirectory
 from ingest.settings import IngestSettings
+from ingest.watchdog import cut_after
 from ingest.writer import BatchWriter, WriteResult
 from livinglab.storage import check_schema
 
 log = logging.getLogger(__name__)
+
+#: How long after the server's own statement_timeout a silent database connection is taken for dead.
+_CUT_GRACE_S = 5.0
 
 
 class Ingester:
@@ -53,12 +57,14 @@ class Ingester:
             application_name=f"livinglab-ingest:{settings.client_id}"[:63],
             allowed_lateness_s=settings.allowed_lateness_s,
             payload_cap_bytes=settings.rejected_payload_cap_bytes,
+            statement_timeout_ms=int(settings.database_timeout_s * 1000),
         )
         self.sensors = SensorDirectory(
             self._database_url,
             refresh_s=settings.registry_refresh_s,
             application_name=f"livinglab-ingest-registry:{settings.client_id}"[:63],
             lookup_connection=self.writer.connection,
+            deadline_s=settings.database_timeout_s + _CUT_GRACE_S,
         )
         self.builder = BatchBuilder(prefix=settings.topic_prefix, sensors=self.sensors, limits=settings.limits())
         self.link: BrokerLink | None = None
@@ -216,12 +222,17 @@ class Ingester:
         delay = 0.2
         while not self._stop.is_set():
             started = time.perf_counter()
+            deadline_s = self.settings.database_timeout_s + _CUT_GRACE_S
             try:
-                # Built again after a failure: the registry may have changed meanwhile.
-                batch = self.builder.build(messages)
-                result = self.writer.write(batch)
+                with cut_after(deadline_s, lambda: self.writer.open_connection, "batch write") as deadline:
+                    # Built again after a failure: the registry may have changed meanwhile.
+                    batch = self.builder.build(messages)
+                    result = self.writer.write(batch)
             except psycopg.Error as exc:
+                self.writer.close()  # after a deadline the connection is unusable; a new one is cheap
                 self.database_error = _describe(exc)
+                if deadline.fired:
+                    self.database_error = f"no answer within {deadline_s:.0f} s ({self.database_error})"
                 self.metrics.database_up.set(0)
                 self.metrics.database_retries.inc()
                 if isinstance(exc, psycopg.OperationalError):
@@ -240,6 +251,7 @@ class Ingester:
 
     def _housekeeping(self) -> None:
         assert self.link is not None
+        self.link.check_alive()
         self.metrics.inbox.set(len(self.inbox))
         self.metrics.broker_up.set(1 if self.link.connected.is_set() else 0)
         overflow = self.inbox.dropped_unacknowledged

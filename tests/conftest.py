@@ -21,6 +21,7 @@ import pytest
 
 from livinglab.embedded import EmbeddedPostgres, MosquittoBroker
 from tests.support.databases import create_database, create_migrated_database, drop_database, unique_name
+from tests.support.postgres import OwnPostgres, find_bindir
 
 
 @pytest.fixture(scope="session")
@@ -108,3 +109,17 @@ def own_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 @pytest.fixture
 def topic_prefix() -> str:
     return f"t{uuid.uuid4().hex[:12]}/livinglab/v1"
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    """A PostgreSQL server of the test's own (never the shared one), which the test may stop and start again."""
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) found; set LIVINGLAB_TEST_PG_BINDIR")
+    server = OwnPostgres(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()

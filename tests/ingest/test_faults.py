@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -20,7 +19,7 @@ from livinglab.embedded import MosquittoBroker, free_port
 from livinglab.storage import migrate
 from tests.ingest.conftest import register
 from tests.ingest.helpers import IngesterProcess, LoadPublisher, ingesting
-from tests.support.postgres import OwnPostgres, find_bindir
+from tests.support.postgres import OwnPostgres
 from tests.support.roles import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
@@ -97,19 +96,6 @@ def test_sigkill_three_times_during_steady_load_loses_nothing(
         code = ingester.stop()
     assert ingester.starts == 4
     assert code == 0, ingester.log()[-3000:]
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[OwnPostgres]:
-    bindir = find_bindir()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) found; set LIVINGLAB_TEST_PG_BINDIR")
-    server = OwnPostgres(bindir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 def test_a_15_second_database_outage_delays_data_and_drops_none(

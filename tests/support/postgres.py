@@ -74,10 +74,11 @@ class OwnPostgres:
         """Start the server again on the same port with the same data."""
         self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
 
-    def stop(self) -> None:
-        """Fast shutdown: open connections are cut, the data stays."""
+    def stop(self, mode: str = "fast") -> None:
+        """Shut down: `fast` cuts open connections and checkpoints; `immediate` quits at once, as a crash does (the
+        next start recovers from the WAL). The data stays."""
         if (self.pgdata / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop")
+            self._run("pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "stop")
 
     def destroy(self) -> None:
         with contextlib.suppress(subprocess.SubprocessError):

@@ -1,0 +1,71 @@
+"""Watchdogs for links that die silently: a TCP peer that stops answering without closing the connection.
+
+A network partition (or a firewall dropping a connection's packets) leaves no error to read: writes still succeed
+into the kernel's buffer, and a read simply never returns. TCP keepalive takes hours by default and does not fire
+while unacknowledged data is queued. So each side the ingester talks to gets an application-level deadline:
+
+- the broker: paho sends PINGREQ after `keepalive` seconds without traffic and gives up only one more `keepalive`
+  after that (about 2x the keepalive when messages were flowing). `BrokerLink.check_alive` drops the connection
+  after 1.5x the keepalive of silence from the broker, which always answers a PINGREQ well within that;
+- the database: `cut_after` shuts down a connection's socket when a block of database work has not finished in
+  time, so the blocked call fails at once with an OperationalError and the normal retry path (reconnect, back off,
+  write the same batch again) takes over. The server also gets that timeout as `statement_timeout`, so a server
+  that is merely slow (locks, a long COPY) cancels the statement itself and says so first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+
+def shutdown_connection(conn: psycopg.Connection[Any] | None) -> bool:
+    """Shut down the socket under a libpq connection (safe from any thread); True if there was one."""
+    if conn is None or conn.closed:
+        return False
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.OperationalError:
+        return False
+    # shutdown() acts on the socket itself, which a duplicate descriptor shares; closing the duplicate leaves
+    # libpq's own descriptor for libpq to close.
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def cut_after(seconds: float, connection: Callable[[], psycopg.Connection[Any] | None], what: str) -> Iterator[Any]:
+    """Run the block; if it is still running after `seconds`, shut down whatever connection `connection()` returns
+    then. Yields an object whose `fired` tells whether the deadline passed."""
+    state = _Deadline()
+
+    def expire() -> None:
+        state.fired = True
+        if shutdown_connection(connection()):
+            log.warning("%s: no answer from the database within %.1f s; dropping the connection", what, seconds)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield state
+    finally:
+        timer.cancel()
+
+
+class _Deadline:
+    __slots__ = ("fired",)
+
+    def __init__(self) -> None:
+        self.fired = False

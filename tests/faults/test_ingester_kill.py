@@ -1,0 +1,112 @@
+"""The ingester killed with SIGKILL under load, at random moments and at the two moments that matter most: in the
+middle of a transaction, and after a COMMIT whose acknowledgements never reached the broker.
+
+The second is hit deterministically, with no hook in the ingester: the fault proxy between ingester and broker is
+switched to blackhole, so the ingester commits what it holds and writes the PUBACKs into a link that carries
+nothing; then the ingester is killed and the held link is reset, so the broker never sees those PUBACKs and sends
+the messages again to the restarted ingester, which must store each reading once. The `duplicates` counter proves
+the point was hit: it counts redelivered readings found already stored.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from livinglab.embedded import MosquittoBroker, free_port
+from tests.faults.conftest import SENSORS, FaultTable, base_ts
+from tests.ingest.conftest import register
+from tests.ingest.helpers import IngesterProcess, LoadPublisher
+from tests.support.proxy import FaultProxy
+from tests.support.roles import scalar, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
+
+
+def health_ok(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def test_sigkill_at_random_points_and_between_commit_and_acknowledgement(
+    fresh_database_url: str, own_broker: MosquittoBroker, topic_prefix: str, tmp_path: Path, fault_table: FaultTable
+) -> None:
+    url = fresh_database_url
+    register(url, *SENSORS)
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    health_port = free_port()
+    with FaultProxy(own_broker.port) as proxy:
+        ingester = IngesterProcess(
+            tmp_path / "ingest.log",
+            database_url=url,
+            mqtt_url=proxy.url("mqtt"),
+            topic_prefix=topic_prefix,
+            client_id="ingest-killed",
+            batch_interval_ms=50,
+            health_port=health_port,
+            reconnect_max_s=1,
+        )
+
+        def restart() -> None:
+            ingester.start()
+            wait_until(lambda: health_ok(health_port), timeout_s=60)
+
+        restart()
+        load = LoadPublisher(own_broker.port, topic_prefix, SENSORS, rate_per_s=100, base_ts=base_ts()).start()
+        points = []
+
+        def duplicates() -> int:
+            return int(scalar(url, "SELECT coalesce(sum(duplicates), 0) FROM ingest_counters"))
+
+        try:
+            time.sleep(rng.uniform(0.5, 2.5))
+            ingester.kill()  # a random point
+            points.append("random")
+            restart()
+
+            with psycopg.connect(url) as blocker:
+                blocker.execute("LOCK TABLE readings IN ACCESS EXCLUSIVE MODE")
+                time.sleep(1.0)  # a batch is now inside its transaction, waiting for the lock
+                ingester.kill()
+                points.append("mid-transaction")
+            restart()
+
+            time.sleep(rng.uniform(0.5, 1.5))
+            duplicates_before = duplicates()
+            proxy.blackhole()
+            time.sleep(1.0)  # the batch in hand commits; its PUBACKs wait in the held link
+            ingester.kill()
+            proxy.reset()  # the held PUBACKs die with the link: the broker never sees them
+            proxy.pass_through()
+            points.append("after COMMIT, before the broker saw the PUBACKs")
+            restart()
+            # Readings committed before the kill come again and are found stored: the kill fell in the gap.
+            wait_until(lambda: duplicates() > duplicates_before, timeout_s=30)
+
+            time.sleep(rng.uniform(0.5, 2.5))
+            ingester.kill()
+            points.append("random")
+            restart()
+            time.sleep(2)
+        finally:
+            load.stop()
+        try:
+            fault_table.check(
+                url,
+                load,
+                "ingester SIGKILL x4 (random, mid-txn, commit-ack gap)",
+                note=f"seed {seed}; redelivered after the gap kill: {duplicates() - duplicates_before}",
+            )
+        finally:
+            code = ingester.stop()
+    assert code == 0, ingester.log()[-3000:]
+    assert len(points) == 4, points
