@@ -92,8 +92,10 @@ class RateLimit:
     """A token bucket per API key (or per client address for requests without a key).
 
     Each client may send `burst` requests at once and `rate_per_s` sustained; beyond that it gets 429 with
-    Retry-After. The key is identified by a hash of its token, unverified: a flood of made-up tokens fills its own
-    buckets, and the bucket table is bounded.
+    Retry-After. The key is identified by a hash of its token, unverified, so a made-up token would get a fresh
+    bucket: every answer 401 or 403 is therefore also charged to the client address, and an address whose
+    failures exceed the same rate gets 429 before its request reaches authentication (and the database). The
+    bucket table is bounded.
     """
 
     MAX_BUCKETS = 10_000
@@ -108,6 +110,10 @@ class RateLimit:
         for name, value in scope["headers"]:
             if name == b"authorization":
                 return "key:" + hashlib.sha256(value).hexdigest()[:24]
+        return self._address(scope)
+
+    @staticmethod
+    def _address(scope: Scope) -> str:
         client = scope.get("client")
         return f"addr:{client[0] if client else '-'}"
 
@@ -125,6 +131,11 @@ class RateLimit:
             return 0.0
         return (1.0 - bucket.tokens) / self.rate_per_s
 
+    def _exhausted(self, client: str, now: float) -> bool:
+        """Whether `client`'s bucket holds less than one token now (without taking one)."""
+        bucket = self._buckets.get(client)
+        return bucket is not None and bucket.tokens + (now - bucket.updated) * self.rate_per_s < 1.0
+
     def _evict(self, now: float) -> None:
         # Buckets that have refilled completely carry no state worth keeping.
         full_after_s = self.burst / self.rate_per_s
@@ -138,7 +149,13 @@ class RateLimit:
         if scope["type"] != "http" or self.rate_per_s <= 0 or scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
-        wait_s = self._take(self._client(scope), time.monotonic())
+        client = self._client(scope)
+        address = self._address(scope)
+        now = time.monotonic()
+        failures = "fail:" + address
+        wait_s = self._take(client, now)
+        if wait_s <= 0 and client != address and self._exhausted(failures, now):
+            wait_s = 1.0 / self.rate_per_s
         if wait_s > 0:
             response = problem_response(
                 429,
@@ -148,4 +165,10 @@ class RateLimit:
             )
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+
+        async def charge_failures(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (401, 403):
+                self._take(failures, time.monotonic())
+            await send(message)
+
+        await self.app(scope, receive, charge_failures)
