@@ -36,6 +36,7 @@ AUDITED: dict[tuple[str, str], str] = {
     ("processing/_changes.py", "old"): "built from the callers' fixed value column tuples",
     ("processing/_changes.py", "new"): "built from the callers' fixed value column tuples",
     ("processing/_changes.py", "select"): "the callers' constant SELECT texts",
+    ("processing/claims.py", "query"): "one of the module's constant claim queries, passed by its callers",
 }
 
 
