@@ -208,7 +208,7 @@ class FaultProxy:
             now = time.monotonic()
             for d in directions:
                 if d.source in ready:
-                    self._read(d, state, now)
+                    self._read(d, self._state, now)  # the mode now, not when select began: a switch applies at once
                 if state.mode is not Mode.BLACKHOLE and not self._flush(d, now):
                     return
 
