@@ -11,10 +11,13 @@ same keys (the second run is all duplicates), so benchmarks use a fresh database
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import multiprocessing as mp
 import queue
 import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +66,10 @@ class LoadResult:
     elapsed_s: float = 0.0
     by_kind: dict[str, int] = field(default_factory=dict)
     per_process: list[tuple[int, float]] = field(default_factory=list)
+    #: Wall-clock time the processes started publishing together (after loading and planning).
+    started_at: float = 0.0
+    #: Spawning the processes, loading the scenario, connecting and planning the first messages.
+    startup_s: float = 0.0
     #: Publisher processes that stopped on a broken or refused connection.
     errors: list[str] = field(default_factory=list)
 
@@ -78,7 +85,8 @@ class LoadResult:
         kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(self.by_kind.items()))
         lines = [
             f"load: {self.messages:,} messages ({self.readings:,} readings, {self.bytes:,} bytes) in "
-            f"{self.elapsed_s:,.1f} s: {self.messages_per_s:,.0f} msg/s, {self.readings_per_s:,.0f} readings/s",
+            f"{self.elapsed_s:,.1f} s: {self.messages_per_s:,.0f} msg/s, {self.readings_per_s:,.0f} readings/s"
+            f" (after {self.startup_s:,.1f} s of start-up)",
             f"  by kind: {kinds or 'none'}; processes: "
             + ", ".join(f"{n:,} msgs in {t:,.1f} s" for n, t in self.per_process),
         ]
@@ -162,20 +170,26 @@ def _worker(
     counters: Any,
     results: Any,
     stop: Any,
+    ready: Any,
 ) -> None:
     # Ctrl-C reaches the whole process group: the parent stops the workers through `stop`, in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    scenario = load_scenario(scenario_source)
-    sensors = scenario.sensors[index :: options.processes]
-    publisher = WirePublisher(url, f"{options.client_id}-{index}", qos=options.qos, window=options.window)
-    publisher.connect()
     sent = readings = size = 0
     error = ""
     by_kind: dict[str, int] = {}
     started = time.monotonic()
-    deadline = started + options.duration_s if options.duration_s else None
+    publisher: WirePublisher | None = None
     try:
-        for topic, kind, payload, n in payloads(sensors, scenario, options, start_s):
+        scenario = load_scenario(scenario_source)
+        publisher = WirePublisher(url, f"{options.client_id}-{index}", qos=options.qos, window=options.window)
+        publisher.connect()
+        # Plan the first messages, then start together: start-up is not publishing time.
+        messages = payloads(scenario.sensors[index :: options.processes], scenario, options, start_s)
+        first = next(messages, None)
+        ready.wait(timeout=300)
+        started = time.monotonic()
+        deadline = started + options.duration_s if options.duration_s else None
+        for topic, kind, payload, n in itertools.chain([first] if first else [], messages):
             if sent >= quota or stop.is_set() or (deadline and time.monotonic() >= deadline):
                 break
             publisher.publish(topic, payload)
@@ -186,13 +200,14 @@ def _worker(
             if sent % 256 == 0:
                 counters[index] = sent
         publisher.wait_acknowledged(timeout_s=120)
-    except WireError as exc:
-        error = str(exc)
+    except (OSError, WireError, threading.BrokenBarrierError) as exc:
+        error = f"publisher {index}: {exc or type(exc).__name__}"
+        ready.abort()
     finally:
         counters[index] = sent
-        publisher.close()
-        elapsed = time.monotonic() - started
-        results.put((index, sent, readings, size, error, elapsed, by_kind))
+        if publisher is not None:
+            publisher.close()
+        results.put((index, sent, readings, size, error, time.monotonic() - started, by_kind))
 
 
 def run_load(scenario_source: str, url: MqttUrl, options: LoadOptions, stop: Any = None) -> LoadResult:
@@ -205,22 +220,27 @@ def run_load(scenario_source: str, url: MqttUrl, options: LoadOptions, stop: Any
     counters = ctx.Array("q", options.processes, lock=False)
     results = ctx.Queue()
     stop_event = ctx.Event()
+    ready = ctx.Barrier(options.processes + 1)
     quotas = [options.messages // options.processes + (i < options.messages % options.processes)
               for i in range(options.processes)]  # fmt: skip
     workers = [
         ctx.Process(
             target=_worker,
-            args=(i, scenario_source, url, options, start_s, quotas[i], counters, results, stop_event),
+            args=(i, scenario_source, url, options, start_s, quotas[i], counters, results, stop_event, ready),
             name=f"livinglab-load-{i}",
         )
         for i in range(options.processes)
     ]
-    total = float(options.messages)
-    progress = Progress(total, f"load {scenario_source}", enabled=options.progress)
-    started = time.monotonic()
+    spawned = time.monotonic()
     for worker in workers:
         worker.start()
     result = LoadResult()
+    with contextlib.suppress(threading.BrokenBarrierError):  # a worker failed to start; its result says why
+        ready.wait(timeout=300)
+    started = time.monotonic()
+    result.started_at = time.time()
+    result.startup_s = started - spawned
+    progress = Progress(float(options.messages), f"load {scenario_source}", enabled=options.progress)
     pending = len(workers)
     try:
         while pending:

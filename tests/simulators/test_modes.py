@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest import Ingester, IngestSettings
-from livinglab.embedded import MosquittoBroker
+from livinglab.embedded import MosquittoBroker, free_port
 from livinglab.settings import MqttUrl
 from simulators.faults import FaultRates
 from simulators.load import LoadOptions, run_load
@@ -175,3 +175,11 @@ def test_lean_publisher_delivers_exact_bytes(mqtt_broker: MosquittoBroker, topic
     counter.close()
     assert [(t, p) for _, t, p in counter.received] == messages
     assert publisher.acknowledged == (len(messages) if qos else 0)
+
+
+def test_load_mode_reports_a_broker_it_cannot_reach() -> None:
+    url = MqttUrl.parse(f"mqtt://127.0.0.1:{free_port()}")
+    result = run_load(str(CITY), url, LoadOptions(messages=100, processes=2, progress=False))
+    assert result.messages == 0
+    assert len(result.errors) == 2
+    assert all("publisher" in error for error in result.errors)
