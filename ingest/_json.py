@@ -8,7 +8,8 @@ well formed), numbers beyond the range of a double (well-formed JSON: parsed as 
 hold them), duplicate member names (`duplicate_key`), and everything else (`invalid_json`).
 
 orjson keeps the last of duplicate members silently; `find_duplicate_key` re-scans a document for them. The decoder
-calls it only when a cheap count cannot rule duplicates out (see `ingest.decode`).
+calls it only when a cheap count cannot rule duplicates out (see `ingest.decode`), and `classify_refused` only for
+payloads orjson refused.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from ingest.outcome import Rejection, quoted, safe_text
 from livinglab.domain import RejectionReason
@@ -61,15 +60,6 @@ def find_duplicate_key(payload: bytes) -> str | None:
     return None
 
 
-def load_json(payload: bytes) -> Document | Rejection:
-    """Parse a payload, or classify why it cannot be: invalid_utf8, non_finite_value, invalid_json, duplicate_key."""
-    try:
-        return Document(orjson.loads(payload), exact=False)
-    except orjson.JSONDecodeError:
-        pass
-    return _classify_refused(payload)
-
-
 class _Scan:
     """What the slow parse saw besides the document itself."""
 
@@ -94,7 +84,8 @@ class _Scan:
         return obj
 
 
-def _classify_refused(payload: bytes) -> Document | Rejection:
+def classify_refused(payload: bytes) -> Document | Rejection:
+    """The slow path for a payload orjson refused: why it is bad, or its document (nothing repeats in it)."""
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from ingest.decode import decode_into
+from ingest.decode import PayloadDecoder
 from ingest.outcome import Rejection
 from ingest.rows import Limits, RowBuffer, Rows, check_rows
 from ingest.topics import DeviceTopic, TopicCache
@@ -100,12 +100,13 @@ class BatchBuilder:
         sensor_key = np.full(n, -1, dtype=np.int32)
         topics: list[DeviceTopic | None] = [None] * n
         parsed = [self.topics.parse(m.topic) for m in messages]
-        missing = {t.sensor_id for t in parsed if isinstance(t, DeviceTopic) and self.sensors.get(t.sensor_id) is None}
+        get = self.sensors.get
+        missing = {t.sensor_id for t in parsed if type(t) is DeviceTopic and get(t.sensor_id) is None}
         if missing:
             self.sensors.resolve_missing(missing)
         rejections: dict[int, Rejection] = {}
         rows = RowBuffer()
-        limits = self.limits
+        decode = PayloadDecoder(rows, self.limits).decode
         for i, (message, topic) in enumerate(zip(messages, parsed, strict=True)):
             if isinstance(topic, DeviceTopic):
                 topics[i] = topic
@@ -116,16 +117,9 @@ class BatchBuilder:
                 rejections[i] = rejection
                 continue
             assert entry is not None
-            rejection = decode_into(
-                message.payload,
-                kind=entry.kind,
-                received_at_s=message.received_at_s,
-                msg=i,
-                rows=rows,
-                limits=limits,
-            )
+            rejection = decode(message.payload, kind=entry.kind, received_at_s=message.received_at_s, msg=i)
             if rejection is not None:
                 rejections[i] = rejection
-        checked, failed = check_rows(rows, received_at_s, limits)
+        checked, failed = check_rows(rows, received_at_s, self.limits)
         rejections.update(failed)
         return Batch(messages, received_at_s, sensor_key, topics, checked, rejections)

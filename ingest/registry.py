@@ -40,7 +40,7 @@ class SensorDirectory:
         refresh_s: float = 30.0,
         miss_interval_s: float = 0.25,
         application_name: str = "livinglab-ingest-registry",
-        lookup_connection: Callable[[], psycopg.Connection[Any]] | None = None,
+        lookup_connection: Callable[[], psycopg.Connection[Any]] | None = None,  # default: one of its own
         deadline_s: float = 65.0,
     ) -> None:
         self.conninfo = conninfo
@@ -48,12 +48,29 @@ class SensorDirectory:
         self.refresh_s = refresh_s
         self.miss_interval_s = miss_interval_s
         self.application_name = application_name
-        self._lookup_connection = lookup_connection
+        self._lookup_connection = lookup_connection or self._own_connection
+        self._lookup_conn: psycopg.Connection[Any] | None = None
         self._entries: dict[str, RegistryEntry] = {}
         self._misses: dict[str, float] = {}
         self._loaded = threading.Event()
         self.listening = False
         self.last_error: str | None = None
+
+    def _own_connection(self) -> psycopg.Connection[Any]:
+        if self._lookup_conn is None or self._lookup_conn.closed:
+            self._lookup_conn = connect(self.conninfo, application_name=self.application_name, autocommit=True)
+        return self._lookup_conn
+
+    @property
+    def open_lookup_connection(self) -> psycopg.Connection[Any] | None:
+        """The lookup connection if one is open (for a watchdog; never connects)."""
+        return self._lookup_conn
+
+    def close(self) -> None:
+        """Close the lookup connection (the listener closes its own when `run` returns)."""
+        if self._lookup_conn is not None:
+            self._lookup_conn.close()
+            self._lookup_conn = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -77,7 +94,7 @@ class SensorDirectory:
         """
         now = time.monotonic()
         due = [i for i in sensor_ids if now - self._misses.get(i, -1e18) >= self.miss_interval_s]
-        if not due or self._lookup_connection is None:
+        if not due:
             return
         rows = self._lookup_connection().execute(_LOOKUP, (due,)).fetchall()
         if len(self._misses) > _MAX_MISSES:

@@ -1,8 +1,8 @@
 """The ingester: MQTT in, one transaction per batch, acknowledgements only after COMMIT.
 
 Threads: paho's network thread receives messages into the inbox (never blocking, see `ingest.inbox`); the batch
-thread (the one that calls `run`) takes batches from it, decodes and checks them, writes them, and only after the
-COMMIT acknowledges them and publishes rejection notices; the registry thread LISTENs for sensor changes; an
+pipeline (`ingest.pipeline`) builds batches in the thread that calls `run` and writes them in another, and only after
+the COMMIT acknowledges them and publishes rejection notices; the registry thread LISTENs for sensor changes; an
 optional HTTP thread serves /metrics and /health.
 
 Outages: when the database is down, the batch in hand is retried with backoff and nothing is acknowledged, so the
@@ -15,26 +15,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
-from ingest.batch import Batch, BatchBuilder, Message
+from ingest.batch import BatchBuilder
 from ingest.broker import BrokerLink, Protocol, probe_protocol
 from ingest.inbox import Inbox
 from ingest.metrics import HealthReport, HealthServer, IngestMetrics
 from ingest.notices import RejectionNotices
+from ingest.pipeline import BatchPipeline, describe
 from ingest.registry import SensorDirectory
 from ingest.settings import IngestSettings
-from ingest.watchdog import cut_after
-from ingest.writer import BatchWriter, WriteResult
+from ingest.watchdog import CUT_GRACE_S
+from ingest.writer import BatchWriter
 from livinglab.storage import check_schema
 
 log = logging.getLogger(__name__)
-
-#: How long after the server's own statement_timeout a silent database connection is taken for dead.
-_CUT_GRACE_S = 5.0
 
 
 class Ingester:
@@ -63,17 +60,15 @@ class Ingester:
             self._database_url,
             refresh_s=settings.registry_refresh_s,
             application_name=f"livinglab-ingest-registry:{settings.client_id}"[:63],
-            lookup_connection=self.writer.connection,
-            deadline_s=settings.database_timeout_s + _CUT_GRACE_S,
+            deadline_s=settings.database_timeout_s + CUT_GRACE_S,
         )
         self.builder = BatchBuilder(prefix=settings.topic_prefix, sensors=self.sensors, limits=settings.limits())
         self.link: BrokerLink | None = None
         self.notices: RejectionNotices | None = None
         self.health_server: HealthServer | None = None
+        self.pipeline: BatchPipeline | None = None
         self.protocol: Protocol | None = None
-        self.database_error: str | None = "not connected yet"
-        self.batches = 0
-        self._overflow_seen = 0
+        self._startup_error: str | None = "not connected yet"
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -100,15 +95,26 @@ class Ingester:
             self.notices = RejectionNotices(
                 self.settings.topic_prefix, self.link.publish, interval_s=self.settings.error_notice_interval_s
             )
+            self.pipeline = BatchPipeline(
+                self.settings,
+                inbox=self.inbox,
+                builder=self.builder,
+                writer=self.writer,
+                link=self.link,
+                notices=self.notices,
+                metrics=self.metrics,
+                stop=self._stop,
+            )
             self.link.start()
             self._ready.set()
-            self._loop()
+            self.pipeline.run()
         finally:
             if self.link is not None:
                 self.link.stop()
             self._stop.set()
             if registry_thread.is_alive():
                 registry_thread.join(timeout=10)
+            self.sensors.close()
             self.writer.close()
             if self.health_server is not None:
                 self.health_server.stop()
@@ -132,12 +138,12 @@ class Ingester:
             try:
                 conn = self.writer.connection()
                 check_schema(conn)
-                self.database_error = None
+                self._startup_error = None
                 return True
             except psycopg.OperationalError as exc:
                 self.writer.close()
-                self.database_error = _describe(exc)
-                log.warning("database not reachable (%s); retrying in %.1f s", self.database_error, delay)
+                self._startup_error = describe(exc)
+                log.warning("database not reachable (%s); retrying in %.1f s", self._startup_error, delay)
             if self._stop.wait(delay):
                 break
             delay = min(delay * 2, self.settings.database_retry_max_s)
@@ -175,106 +181,20 @@ class Ingester:
             reconnect_max_s=s.reconnect_max_s,
         )
 
-    # -- the batch loop -----------------------------------------------------------------------------------------
-
-    def _loop(self) -> None:
-        s = self.settings
-        linger_s = s.batch_interval_ms / 1000
-        while not self._stop.is_set():
-            messages = self.inbox.take(
-                max_messages=s.batch_size, max_bytes=s.batch_max_bytes, wait_s=0.25, linger_s=linger_s
-            )
-            if messages:
-                self._ingest(messages)
-            self._housekeeping()
-
-    def _ingest(self, messages: Sequence[Message]) -> None:
-        outcome = self._write(messages)
-        if outcome is None:
-            return  # stopped during an outage: the broker redelivers what was not acknowledged
-        batch, result = outcome
-        assert self.link is not None
-        assert self.notices is not None
-        self.link.acknowledge(messages)
-        now = time.time()
-        m = self.metrics
-        m.ack_lag_seconds.observe(max(0.0, now - messages[0].received_at_s))
-        m.messages.inc(len(messages))
-        m.batch_messages.observe(len(messages))
-        m.batch_readings.observe(len(batch.rows))
-        m.accepted.inc(result.inserted)
-        m.duplicates.inc(result.duplicates)
-        m.late.inc(result.late)
-        for rejection in result.rejections.values():
-            m.rejected.labels(rejection.reason.value).inc()
-        if result.rejections:
-            sent_before = self.notices.sent
-            self.notices.send(
-                (batch.topics[i], rejection, batch.received_at_s[i]) for i, rejection in result.rejections.items()
-            )
-            sent = self.notices.sent - sent_before
-            m.notices.labels("published").inc(sent)
-            m.notices.labels("suppressed").inc(len(result.rejections) - sent)
-        self.batches += 1
-
-    def _write(self, messages: Sequence[Message]) -> tuple[Batch, WriteResult] | None:
-        """Build and write a batch until it is committed; None when stopped first. Never drops the batch."""
-        delay = 0.2
-        while not self._stop.is_set():
-            started = time.perf_counter()
-            deadline_s = self.settings.database_timeout_s + _CUT_GRACE_S
-            try:
-                with cut_after(deadline_s, lambda: self.writer.open_connection, "batch write") as deadline:
-                    # Built again after a failure: the registry may have changed meanwhile.
-                    batch = self.builder.build(messages)
-                    result = self.writer.write(batch)
-            except psycopg.Error as exc:
-                self.writer.close()  # after a deadline the connection is unusable; a new one is cheap
-                self.database_error = _describe(exc)
-                if deadline.fired:
-                    self.database_error = f"no answer within {deadline_s:.0f} s ({self.database_error})"
-                self.metrics.database_up.set(0)
-                self.metrics.database_retries.inc()
-                if isinstance(exc, psycopg.OperationalError):
-                    log.warning("database unavailable (%s); retrying the batch in %.1f s", self.database_error, delay)
-                else:
-                    log.error("batch write failed (%s); retrying in %.1f s", self.database_error, delay)
-                if self._stop.wait(delay):
-                    return None
-                delay = min(delay * 2, self.settings.database_retry_max_s)
-                continue
-            self.metrics.commit_seconds.observe(time.perf_counter() - started)
-            self.database_error = None
-            self.metrics.database_up.set(1)
-            return batch, result
-        return None
-
-    def _housekeeping(self) -> None:
-        assert self.link is not None
-        self.link.check_alive()
-        self.metrics.inbox.set(len(self.inbox))
-        self.metrics.broker_up.set(1 if self.link.connected.is_set() else 0)
-        overflow = self.inbox.dropped_unacknowledged
-        if overflow != self._overflow_seen and len(self.inbox) <= self.settings.batch_size:
-            # QoS 1 messages were dropped unacknowledged. The broker still holds them and sends them again after a
-            # reconnect; reconnecting only once most of the inbox is stored guarantees progress on every round.
-            self.metrics.dropped.labels("inbox_full").inc(overflow - self._overflow_seen)
-            self._overflow_seen = overflow
-            log.warning(
-                "%d messages beyond the inbox limit were left to the broker (it sent more than the in-flight window);"
-                " reconnecting to have them sent again",
-                overflow,
-            )
-            self.link.force_reconnect()
-        dropped_qos0 = self.inbox.dropped_qos0
-        counted = self.metrics.dropped.labels("qos0_budget")
-        if dropped_qos0 > counted._value.get():
-            counted.inc(dropped_qos0 - counted._value.get())
-
     # -- health -------------------------------------------------------------------------------------------------
 
+    @property
+    def batches(self) -> int:
+        """Batches committed and acknowledged so far."""
+        return self.pipeline.batches if self.pipeline else 0
+
+    @property
+    def database_error(self) -> str | None:
+        """Why the last database operation failed, or None when it worked."""
+        return self.pipeline.database_error if self.pipeline else self._startup_error
+
     def health(self) -> HealthReport:
-        """(ok, checks) for /health: the broker link is connected and the last database operation worked."""
+        """(ok, checks) for /health: the broker link is subscribed and the last database operation worked."""
         link = self.link
         broker_ok = link is not None and link.connected.is_set() and link.subscribed.is_set()
         database_ok = self.database_error is None and (self.sensors.listening or self.sensors.last_error is None)
@@ -292,8 +212,3 @@ class Ingester:
             "batches": self.batches,
         }
         return broker_ok and database_ok, checks
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"

@@ -27,6 +27,9 @@ import psycopg
 
 log = logging.getLogger(__name__)
 
+#: How long after the server's own statement_timeout a silent database connection is taken for dead.
+CUT_GRACE_S = 5.0
+
 
 def shutdown_connection(conn: psycopg.Connection[Any] | None) -> bool:
     """Shut down the socket under a libpq connection (safe from any thread); True if there was one."""

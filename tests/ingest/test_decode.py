@@ -274,3 +274,46 @@ def test_valid_senml_packs_decode_exactly(records: list[tuple[str, float, int]])
     assert rows.value.tolist() == [v for _, v, _ in records]
     assert np.array_equal(rows.ts_us, np.array([int((NOW + t) * 1e6) for _, _, t in records]))
     assert all(math.isfinite(v) for v in rows.value.tolist())
+
+
+senml_records = st.lists(
+    st.fixed_dictionaries(
+        {
+            "n": st.sampled_from(["pm25", "pm10", "no2", "co", "temp", "rh", "sm", "x"]),
+            "v": st.integers(-5, 5) | st.floats(-5, 300),
+        },
+        optional={
+            "u": st.sampled_from(["ug/m3", "mg/m3", "ppb", "K", "Cel", "%", "bad"]),
+            "t": st.integers(-100, 100) | st.floats(-100, 100),
+            "bn": st.sampled_from(["", "urn:dev:livinglab:aq-07:", "aq:"]),
+            "bt": st.sampled_from([0, T, T * 1000, NOW + 500]),
+            "bu": st.sampled_from(["ug/m3", "ppm"]),
+        },
+    ),
+    min_size=1,
+    max_size=8,
+)
+plain_objects = st.dictionaries(
+    st.sampled_from(["pm25", "pm10", "rh", "sm", "ts"]), st.integers(-5, 5) | st.floats(-5, 300), min_size=1
+).map(lambda d: {"ts": T, **d})
+
+
+@PROPERTY_SETTINGS
+@given(senml_records | plain_objects)
+def test_the_plain_paths_decide_exactly_like_the_full_walk(document: Any) -> None:
+    from ingest.decode import PayloadDecoder
+    from ingest.rows import RowBuffer
+
+    payload = dumps(document)
+    outcomes = []
+    for plain_paths in (True, False):
+        rows = RowBuffer()
+        rejection = PayloadDecoder(rows, Limits(), plain_paths=plain_paths).decode(
+            payload, kind=Kind.AIR, received_at_s=NOW, msg=3
+        )
+        outcomes.append((rejection, rows))
+    (fast_rejection, fast_rows), (walk_rejection, walk_rows) = outcomes
+    assert (fast_rejection is None) == (walk_rejection is None)
+    if walk_rejection is not None:
+        assert fast_rejection == walk_rejection
+    assert fast_rows == walk_rows

@@ -36,11 +36,18 @@ def find_bindir() -> Path | None:
 
 
 class OwnPostgres:
-    """A throwaway cluster: `start()` once (initdb), then `stop()` / `resume()` at will, `destroy()` at the end."""
+    """A throwaway cluster: `start()` once (initdb), then `stop()` / `resume()` at will, `destroy()` at the end.
 
-    def __init__(self, bindir: Path, *, port: int | None = None) -> None:
+    `durable=False` (tests) turns fsync off; `settings` are added to postgresql.conf.
+    """
+
+    def __init__(
+        self, bindir: Path, *, port: int | None = None, durable: bool = False, settings: dict[str, str] | None = None
+    ) -> None:
         self.bindir = bindir
         self.port = port or free_port()
+        self.durable = durable
+        self.settings = settings or {}
         self.root = Path(tempfile.mkdtemp(prefix="livinglab-pg-"))
         self.pgdata = self.root / "data"
         self._user = "postgres" if os.geteuid() == 0 else None
@@ -62,11 +69,17 @@ class OwnPostgres:
             entry = pwd.getpwnam(self._user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
+        settings = {
+            "listen_addresses": LOOPBACK,
+            "port": str(self.port),
+            "unix_socket_directories": str(self.root),
+            "max_connections": "40",
+        }
+        if not self.durable:  # a test cluster: durability buys nothing and costs the shared disk
+            settings |= {"fsync": "off", "full_page_writes": "off"}
+        settings |= self.settings
         with (self.pgdata / "postgresql.conf").open("a") as conf:
-            conf.write(
-                f"listen_addresses = '{LOOPBACK}'\nport = {self.port}\nunix_socket_directories = '{self.root}'\n"
-                "max_connections = 40\nfsync = off\nfull_page_writes = off\n"
-            )
+            conf.writelines(f"{name} = '{value}'\n" for name, value in settings.items())
         self.resume()
         return self.url
 

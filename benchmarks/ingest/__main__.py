@@ -1,0 +1,315 @@
+"""Ingest benchmark: the ingester end to end beside baselines measured in the same run, on this machine.
+
+    python -m benchmarks.ingest [--messages 100000] [--packs 8000] [--rounds 2] [--quick]
+
+Everything runs on loopback: a PostgreSQL of its own (initdb in a temporary directory, fsync on, commit timestamps
+on), a Mosquitto with the shipped tuning, the ingester as `python -m livinglab ingest` with its default settings,
+and the load from several `mosquitto_pub -l` processes (one per sensor), so the publisher is not the limit.
+Baselines and the ingester take turns, round by round, so noise on a shared machine moves both.
+
+(a) Single-reading messages, QoS 1, end to end: from the start of publishing until every message is committed and
+    acknowledged (the ingester's acknowledged-message counter reaches the total), beside a paho subscriber that only
+    counts (paho acknowledges each message on receipt). Target: at least 0.8 of it.
+(b) SenML packs of 100 readings, readings/s the same way, beside binary COPY of as many rows into the same table
+    (with its primary key index), in transactions of 100,000 rows. Target: at least 0.5 of it.
+(c) The pack load of (b), fewer packs, through a naive ingester: paho, json.loads, one INSERT per reading in
+    autocommit mode. Target: the ingester at least 20x it.
+Latency: single readings at a steady rate well below capacity; `ts` is the moment each is handed to mosquitto_pub,
+    and PostgreSQL's commit timestamp of its row ends it (publish to commit).
+Peak memory: the ingester process's peak resident set (VmHWM) in runs (a) and (b).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from benchmarks.ingest import _load
+from livinglab.embedded import MosquittoBroker, free_port
+from livinglab.sensors import SensorSpec
+from livinglab.storage import migrate
+from livinglab.storage.copy import encode_binary_copy
+from livinglab.storage.registry import upsert_sensors
+from tests.support.postgres import OwnPostgres, find_bindir
+
+_RESET = "TRUNCATE readings, dirty_windows, ingest_counters, ingest_latency, rejected"
+_LATENCY = (
+    "SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP"
+    " (ORDER BY extract(epoch FROM pg_xact_commit_timestamp(xmin) - ts)) FROM readings"
+)
+
+
+def _metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.01) -> float:
+    """Poll until true; returns the wall-clock time it first was."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return time.time()
+        time.sleep(interval_s)
+    raise TimeoutError(f"{what} not reached within {timeout_s} s")
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+class Bench:
+    """The platform of one benchmark run."""
+
+    def __init__(self, work: Path, database_url: str, broker: MosquittoBroker) -> None:
+        self.work = work
+        self.database_url = database_url
+        self.broker = broker
+        self.base_ts = math.floor(time.time()) - 6 * 86400  # inside the 7-day window for the whole run
+        self.runs = 0
+
+    def reset(self, sensors: list[str]) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            conn.execute(_RESET)
+            specs = [
+                SensorSpec(sensor_id=s, city="bench", district="bench", kind="air", lat=0.0, lon=0.0) for s in sensors
+            ]
+            upsert_sensors(conn, specs)
+            conn.execute("CHECKPOINT")
+
+    def count(self) -> int:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM readings").fetchone()
+        return int(row[0]) if row else 0
+
+    @contextmanager
+    def ingester(self) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+        self.runs += 1
+        port = free_port()
+        env = {
+            "PATH": "/usr/bin:/bin:/usr/sbin",
+            "LIVINGLAB_DATABASE_URL": self.database_url,
+            "LIVINGLAB_MQTT_URL": self.broker.url,
+            "LIVINGLAB_CLIENT_ID": f"bench-ingest-{self.runs}",
+            "LIVINGLAB_HEALTH_PORT": str(port),
+            "LIVINGLAB_LOG_LEVEL": "WARNING",
+        }
+        log = (self.work / f"ingest-{self.runs}.log").open("ab")
+        process = subprocess.Popen([sys.executable, "-m", "livinglab", "ingest"], env=env, stdout=log, stderr=log)
+        try:
+            _wait(lambda: _healthy(port), 60, "ingester health", interval_s=0.1)
+            yield process, port
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            log.close()
+
+    @contextmanager
+    def consumer(self, mode: str, count: int) -> Iterator[subprocess.Popen[str]]:
+        argv = [sys.executable, "-m", "benchmarks.ingest._consumers", mode, "--port", str(self.broker.port)]
+        argv += ["--count", str(count), "--database-url", self.database_url]
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        try:
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"{mode} consumer did not subscribe")
+            yield process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            process.wait(timeout=30)
+
+
+def _consumer_last(process: subprocess.Popen[str]) -> float:
+    import json
+
+    assert process.stdout is not None
+    result: dict[str, Any] = json.loads(process.stdout.readline())
+    return float(result["last"])
+
+
+def run_single(bench: Bench, messages: int, publishers: int) -> tuple[float, float, float]:
+    """(a): (ingester msg/s, count-only baseline msg/s, ingester peak MiB)."""
+    sensors = [f"single-{i}" for i in range(publishers)]
+    files = _load.write_single_files(bench.work, sensors, messages // publishers, bench.base_ts)
+    total = sum(f.messages for f in files)
+
+    bench.reset(sensors)
+    with bench.consumer("count", total) as consumer:
+        started = _load.publish_files(bench.broker.port, files)
+        baseline = total / (_consumer_last(consumer) - started)
+
+    bench.reset(sensors)
+    with bench.ingester() as (process, port):
+        started = _load.publish_files(bench.broker.port, files)
+        done = _wait(lambda: _metric(port, "livinglab_ingest_messages_total") >= total, 300, "all messages")
+        peak = _peak_rss_mib(process.pid)
+    assert bench.count() == total, "not every reading was stored"
+    return total / (done - started), baseline, peak
+
+
+def run_packs(bench: Bench, packs: int, publishers: int) -> tuple[float, float, float]:
+    """(b): (ingester readings/s, binary COPY readings/s, ingester peak MiB)."""
+    sensors = [f"pack-{i}" for i in range(publishers)]
+    files = _load.write_pack_files(bench.work, sensors, packs // publishers, bench.base_ts)
+    readings = sum(f.readings for f in files)
+
+    bench.reset(sensors)
+    with bench.ingester() as (process, port):
+        started = _load.publish_files(bench.broker.port, files)
+        done = _wait(lambda: _metric(port, "livinglab_ingest_messages_total") >= packs, 300, "all packs")
+        peak = _peak_rss_mib(process.pid)
+    assert bench.count() == readings, "not every reading was stored"
+    ours = readings / (done - started)
+
+    bench.reset(sensors)
+    copy_rate = _copy_rate(bench, readings, len(sensors))
+    return ours, copy_rate, peak
+
+
+def _copy_rate(bench: Bench, readings: int, sensors: int, chunk: int = 100_000) -> float:
+    """Binary COPY of `readings` rows shaped like the pack load, in transactions of `chunk` rows."""
+    with psycopg.connect(bench.database_url) as conn:
+        keys = [k for (k,) in conn.execute("SELECT sensor_key FROM sensors ORDER BY sensor_key").fetchall()]
+        per_sensor = readings // sensors
+        i = np.arange(per_sensor)
+        started = time.perf_counter()
+        for key in keys[:sensors]:
+            for lo in range(0, per_sensor, chunk):
+                part = i[lo : lo + chunk]
+                n = part.size
+                ts_us = ((bench.base_ts + part * _load.STEP_S) * 1e6).astype(np.int64)
+                data = encode_binary_copy(
+                    [
+                        ("int4", np.full(n, key, dtype=np.int32)),
+                        ("int2", np.ones(n, dtype=np.int16)),
+                        ("timestamptz", ts_us),
+                        ("float8", (part % 500 + 0.25).astype(np.float64)),
+                        ("timestamptz", np.full(n, int(time.time() * 1e6), dtype=np.int64)),
+                    ]
+                )
+                with conn.cursor().copy(
+                    "COPY readings (sensor_key, quantity, ts, value, received_at) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.write(data)
+                conn.commit()
+        elapsed = time.perf_counter() - started
+    return readings / elapsed
+
+
+def run_naive(bench: Bench, packs: int, publishers: int) -> float:
+    """(c): naive ingester readings/s on the pack load."""
+    sensors = [f"naive-{i}" for i in range(publishers)]
+    files = _load.write_pack_files(bench.work, sensors, max(1, packs // publishers), bench.base_ts)
+    readings = sum(f.readings for f in files)
+    bench.reset(sensors)
+    with bench.consumer("naive", readings) as consumer:
+        started = _load.publish_files(bench.broker.port, files)
+        last = _consumer_last(consumer)
+    return readings / (last - started)
+
+
+def run_latency(bench: Bench, rate: float, seconds: float, publishers: int) -> tuple[float, float, int]:
+    """Publish-to-commit latency (p50, p99 in ms) of single readings at a steady rate, and how many there were."""
+    sensors = [f"paced-{i}" for i in range(publishers)]
+    bench.reset(sensors)
+    with bench.ingester():
+        sent = _load.publish_paced(bench.broker.port, sensors, rate, seconds)
+        _wait(lambda: bench.count() >= sent, 120, "all probes stored", interval_s=0.2)
+    with psycopg.connect(bench.database_url) as conn:
+        row = conn.execute(_LATENCY).fetchone()
+    assert row is not None
+    p50, p99 = row[0]
+    return p50 * 1000, p99 * 1000, sent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=100_000, help="(a) single-reading messages per run")
+    parser.add_argument("--packs", type=int, default=8_000, help="(b) packs of 100 readings per run")
+    parser.add_argument("--naive-packs", type=int, default=200, help="(c) packs through the naive ingester")
+    parser.add_argument("--publishers", type=int, default=4, help="mosquitto_pub processes (one sensor each)")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of (a) and (b), taking turns with baselines")
+    parser.add_argument("--latency-rate", type=float, default=2000.0, help="messages/s of the latency run")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round (a smoke run)")
+    args = parser.parse_args()
+    if args.quick:
+        args.messages, args.packs, args.naive_packs, args.rounds, args.latency_seconds = 20_000, 1_000, 40, 1, 3.0
+
+    bindir = find_bindir()
+    if bindir is None:
+        print("no PostgreSQL server binaries found (set LIVINGLAB_TEST_PG_BINDIR)", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="livinglab-bench-ingest-"))
+    server = OwnPostgres(bindir, durable=True, settings={"track_commit_timestamp": "on", "max_wal_size": "4GB"})
+    broker = MosquittoBroker(work / "mosquitto")
+    try:
+        url = server.start()
+        migrate(url)
+        broker.start()
+        bench = Bench(work, url, broker)
+        singles, packs = [], []
+        for round_ in range(1, args.rounds + 1):
+            singles.append(run_single(bench, args.messages, args.publishers))
+            print(f"round {round_} (a): ingester {singles[-1][0]:,.0f} msg/s, count-only {singles[-1][1]:,.0f} msg/s",
+                  flush=True)  # fmt: skip
+            packs.append(run_packs(bench, args.packs, args.publishers))
+            print(f"round {round_} (b): ingester {packs[-1][0]:,.0f} readings/s, COPY {packs[-1][1]:,.0f} rows/s",
+                  flush=True)  # fmt: skip
+        naive = run_naive(bench, args.naive_packs, args.publishers)
+        p50, p99, probes = run_latency(bench, args.latency_rate, args.latency_seconds, args.publishers)
+    finally:
+        broker.stop()
+        server.destroy()
+
+    med = statistics.median
+    a_ours, a_base = med(s[0] for s in singles), med(s[1] for s in singles)
+    b_ours, b_copy = med(p[0] for p in packs), med(p[1] for p in packs)
+    print()
+    print(f"Ingest benchmark: medians of {args.rounds} round(s); {args.publishers} mosquitto_pub processes")
+    print()
+    print("| figure | ingester | same-run baseline | ratio | target |")
+    print("|---|---|---|---|---|")
+    print(f"| (a) single-reading messages, QoS 1, end to end | {a_ours:,.0f} msg/s"
+          f" | paho count-only subscriber {a_base:,.0f} msg/s | {a_ours / a_base:.2f} | >= 0.8 |")
+    print(f"| (b) SenML packs of 100 readings | {b_ours:,.0f} readings/s"
+          f" | binary COPY with index {b_copy:,.0f} rows/s | {b_ours / b_copy:.2f} | >= 0.5 |")
+    print(f"| (c) the same packs | {b_ours:,.0f} readings/s"
+          f" | naive ingester (INSERT per reading) {naive:,.0f} readings/s | {b_ours / naive:.0f}x | >= 20x |")
+    print(f"| publish-to-commit latency at {args.latency_rate:,.0f} msg/s ({probes:,} readings) | p50 {p50:.0f} ms,"
+          f" p99 {p99:.0f} ms | | | |")
+    print(f"| ingester peak memory (VmHWM) | (a) {max(s[2] for s in singles):.0f} MiB,"
+          f" (b) {max(p[2] for p in packs):.0f} MiB | | | |")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

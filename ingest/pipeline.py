@@ -1,0 +1,204 @@
+"""The batch pipeline: take from the inbox, build, write, acknowledge, in two threads.
+
+The building thread takes a batch from the inbox and decodes and checks it (CPU work); the writing thread stores the
+batch before it (mostly waiting on PostgreSQL, with the GIL released), then acknowledges it and publishes its
+rejection notices. A hand-off of one batch between them keeps the order and lets decoding overlap the database.
+
+Nothing is ever dropped here: a failed build or write is retried with backoff until it succeeds or the ingester
+stops; what was not acknowledged by then, the broker delivers again.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+import psycopg
+
+from ingest.batch import Batch, BatchBuilder, Message
+from ingest.broker import BrokerLink
+from ingest.inbox import Inbox
+from ingest.metrics import IngestMetrics
+from ingest.notices import RejectionNotices
+from ingest.registry import SensorDirectory
+from ingest.settings import IngestSettings
+from ingest.watchdog import CUT_GRACE_S, cut_after
+from ingest.writer import BatchWriter, WriteResult
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def describe(exc: BaseException) -> str:
+    """An exception in one short line, for logs and /health."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+
+
+class BatchPipeline:
+    """Runs until `stop` is set; `run()` is the building thread and starts the writing thread itself."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        *,
+        inbox: Inbox,
+        builder: BatchBuilder,
+        writer: BatchWriter,
+        link: BrokerLink,
+        notices: RejectionNotices,
+        metrics: IngestMetrics,
+        stop: threading.Event,
+    ) -> None:
+        self.settings = settings
+        self.inbox = inbox
+        self.builder = builder
+        self.writer = writer
+        self.link = link
+        self.notices = notices
+        self.metrics = metrics
+        self.stop = stop
+        self.database_error: str | None = None
+        self.batches = 0
+        self._handoff: queue.Queue[tuple[Sequence[Message], Batch]] = queue.Queue(maxsize=1)
+        self._overflow_seen = 0
+
+    def run(self) -> None:
+        writing = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        writing.start()
+        try:
+            self._build_loop()
+        finally:
+            self.stop.set()
+            writing.join(timeout=60)
+
+    # -- building thread ----------------------------------------------------------------------------------------
+
+    def _build_loop(self) -> None:
+        s = self.settings
+        linger_s = s.batch_interval_ms / 1000
+        while not self.stop.is_set():
+            messages = self.inbox.take(
+                max_messages=s.batch_size, max_bytes=s.batch_max_bytes, wait_s=0.25, linger_s=linger_s
+            )
+            if messages:
+                # Building looks new sensor ids up in the database (the directory's own connection).
+                batch = self._retrying("build", partial(self.builder.build, messages), self._lookup)
+                if batch is None:
+                    return
+                while not self.stop.is_set():
+                    try:
+                        self._handoff.put((messages, batch), timeout=0.25)
+                        break
+                    except queue.Full:
+                        self._housekeeping()
+            self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        self.link.check_alive()
+        m = self.metrics
+        m.inbox.set(len(self.inbox))
+        m.broker_up.set(1 if self.link.subscribed.is_set() else 0)
+        overflow = self.inbox.dropped_unacknowledged
+        if overflow != self._overflow_seen and len(self.inbox) <= self.settings.batch_size:
+            # QoS 1 messages were dropped unacknowledged. The broker still holds them and sends them again after a
+            # reconnect; reconnecting only once most of the inbox is stored guarantees progress on every round.
+            m.dropped.labels("inbox_full").inc(overflow - self._overflow_seen)
+            self._overflow_seen = overflow
+            log.warning(
+                "%d messages beyond the inbox limit were left to the broker (it sent more than the in-flight window);"
+                " reconnecting to have them sent again",
+                overflow,
+            )
+            self.link.force_reconnect()
+        counted = m.dropped.labels("qos0_budget")
+        new = self.inbox.dropped_qos0 - counted._value.get()
+        if new > 0:
+            counted.inc(new)
+
+    # -- writing thread -----------------------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                messages, batch = self._handoff.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            started = time.perf_counter()
+            result = self._retrying("write", partial(self.writer.write, batch), self.writer)
+            if result is None:
+                return  # stopped during an outage: the broker redelivers what was not acknowledged
+            self.metrics.commit_seconds.observe(time.perf_counter() - started)
+            self.link.acknowledge(messages)
+            self._account(messages, batch, result)
+
+    def _account(self, messages: Sequence[Message], batch: Batch, result: WriteResult) -> None:
+        m = self.metrics
+        m.ack_lag_seconds.observe(max(0.0, time.time() - messages[0].received_at_s))
+        m.messages.inc(len(messages))
+        m.batch_messages.observe(len(messages))
+        m.batch_readings.observe(len(batch.rows))
+        m.accepted.inc(result.inserted)
+        m.duplicates.inc(result.duplicates)
+        m.late.inc(result.late)
+        for rejection in result.rejections.values():
+            m.rejected.labels(rejection.reason.value).inc()
+        if result.rejections:
+            sent_before = self.notices.sent
+            self.notices.send(
+                (batch.topics[i], rejection, batch.received_at_s[i]) for i, rejection in result.rejections.items()
+            )
+            sent = self.notices.sent - sent_before
+            m.notices.labels("published").inc(sent)
+            m.notices.labels("suppressed").inc(len(result.rejections) - sent)
+        self.batches += 1
+
+    # -- retries ------------------------------------------------------------------------------------------------
+
+    @property
+    def _lookup(self) -> SensorDirectory | None:
+        sensors = self.builder.sensors
+        return sensors if isinstance(sensors, SensorDirectory) else None
+
+    def _retrying(self, what: str, attempt: Callable[[], T], owner: BatchWriter | SensorDirectory | None) -> T | None:
+        """`attempt()` until it returns, backing off on database errors; None when stopped first.
+
+        A watchdog (`ingest.watchdog.cut_after`) shuts down the owner's connection if the attempt outlives the
+        database timeout, so a silent database fails into this retry loop instead of hanging it.
+        """
+        delay = 0.2
+        deadline_s = self.settings.database_timeout_s + CUT_GRACE_S
+
+        def connection() -> psycopg.Connection[Any] | None:
+            if isinstance(owner, BatchWriter):
+                return owner.open_connection
+            return owner.open_lookup_connection if owner is not None else None
+
+        while not self.stop.is_set():
+            try:
+                with cut_after(deadline_s, connection, f"batch {what}") as deadline:
+                    result = attempt()
+            except psycopg.Error as exc:
+                if owner is not None:
+                    owner.close()  # after a deadline the connection is unusable; a new one is cheap
+                self.database_error = describe(exc)
+                if deadline.fired:
+                    self.database_error = f"no answer within {deadline_s:.0f} s ({self.database_error})"
+                self.metrics.database_up.set(0)
+                self.metrics.database_retries.inc()
+                level = logging.WARNING if isinstance(exc, psycopg.OperationalError) else logging.ERROR
+                log.log(level, "batch %s failed (%s); retrying in %.1f s", what, self.database_error, delay)
+                if self.stop.wait(delay):
+                    return None
+                delay = min(delay * 2, self.settings.database_retry_max_s)
+                continue
+            self.database_error = None
+            self.metrics.database_up.set(1)
+            return result
+        return None
