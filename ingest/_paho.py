@@ -8,13 +8,17 @@ Two private paho hooks are overridden, each guarded so that a paho without them 
 - `_sock_recv` / `loop_read`: paho reads each packet with three `recv` calls (type, length, body). Reading the
   socket in 64 KiB chunks and serving packets from that buffer saves most system calls; `loop_read` keeps going
   while the buffer holds data, because `select` no longer sees it.
+- `_handle_publish`: with a publish sink set, a QoS 0 or 1 PUBLISH goes to it as (topic, payload, packet id, QoS)
+  without an `MQTTMessage` and without parsing MQTT 5 properties into a `Properties` object, which costs paho more
+  than everything else it does per message. The ingester reads no publish property. QoS 2 and topic aliases take
+  paho's own path.
 """
 
 from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -23,10 +27,14 @@ _PUBACK = 0x40
 _READ_CHUNK = 65536
 _HAS_PACKET_QUEUE = hasattr(mqtt.Client, "_packet_queue")
 _HAS_SOCK_RECV = hasattr(mqtt.Client, "_sock_recv")
+_HAS_HANDLE_PUBLISH = hasattr(mqtt.Client, "_handle_publish")
+
+#: topic (bytes), payload, packet id (0 for QoS 0), QoS
+PublishSink = Callable[[bytes, bytes, int, int], None]
 
 
 class IngestClient(mqtt.Client):
-    """paho's Client with batched PUBACKs and buffered reads."""
+    """paho's Client with batched PUBACKs, buffered reads and a lean PUBLISH path."""
 
     def __init__(self, *args: Any, buffered_reads: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -35,6 +43,11 @@ class IngestClient(mqtt.Client):
         self._read_pos = 0
         #: time.monotonic() of the last bytes read from the broker (a watchdog's evidence that the link lives).
         self.last_received_at = time.monotonic()
+        self._publish_sink: PublishSink | None = None
+
+    def set_publish_sink(self, sink: PublishSink | None) -> None:
+        """Receive QoS 0 and 1 PUBLISH packets through `sink` instead of `on_message` (see the module docstring)."""
+        self._publish_sink = sink if _HAS_HANDLE_PUBLISH else None
 
     def queue_pubacks(self, mids: Sequence[int]) -> None:
         """Acknowledge QoS 1 messages by packet id, in the given order."""
@@ -75,6 +88,37 @@ class IngestClient(mqtt.Client):
         ):
             rc = super().loop_read(1)
         return rc
+
+    def _handle_publish(self) -> Any:
+        sink = self._publish_sink
+        if sink is None:
+            return super()._handle_publish()
+        command = self._in_packet["command"]
+        packet = self._in_packet["packet"]
+        qos = (command & 0x06) >> 1
+        try:
+            end = 2 + ((packet[0] << 8) | packet[1])
+            if qos == 2 or end == 2:  # QoS 2 state, or a topic alias: paho's own path
+                return super()._handle_publish()
+            topic = bytes(packet[2:end])
+            mid = 0
+            if qos:
+                mid = (packet[end] << 8) | packet[end + 1]
+                end += 2
+            if self._protocol == mqtt.MQTTv5:
+                length, shift = 0, 0
+                while True:
+                    byte = packet[end]
+                    end += 1
+                    length |= (byte & 0x7F) << shift
+                    if not byte & 0x80:
+                        break
+                    shift += 7
+                end += length
+        except IndexError:
+            return mqtt.MQTT_ERR_PROTOCOL  # a truncated packet: paho drops the connection and reconnects
+        sink(topic, bytes(packet[end:]), mid, qos)
+        return mqtt.MQTT_ERR_SUCCESS
 
     def _sock_close(self) -> None:
         self._read_buffer, self._read_pos = b"", 0

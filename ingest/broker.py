@@ -154,6 +154,7 @@ class BrokerLink:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.set_publish_sink(self._on_publish)
 
     # -- paho callbacks (network thread) ----------------------------------------------------------------------
 
@@ -201,6 +202,14 @@ class BrokerLink:
         self.subscribed.clear()
         self.last_error = f"disconnected: {reason}"
         log.warning("disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_publish(self, topic: bytes, payload: bytes, mid: int, qos: int) -> None:
+        try:
+            text = topic.decode("utf-8")
+        except UnicodeDecodeError:  # brokers refuse such topics; never let one stop the network thread
+            text = topic.decode("utf-8", "backslashreplace")
+        self.received += 1
+        self.inbox.put(Message(text, payload, mid, qos, time.time(), self.generation))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:

@@ -5,11 +5,12 @@ broker would drop the connection. Memory is bounded instead by what the broker m
 acknowledgement: QoS 1 messages are acknowledged only after COMMIT, so no more than the in-flight window (MQTT 5
 Receive Maximum, or the broker's `max_inflight_messages` for 3.1.1 clients) should ever be unacknowledged.
 
-Brokers do not always keep to that window (Mosquitto 2.0.11 sends a whole window more for every acknowledgement once
-it has queued messages for a client), so the inbox has hard limits too, `max_messages` and `max_bytes`. A QoS 1
-message beyond them is dropped unacknowledged: the broker still holds it and sends it again after the next
-reconnect, which the service forces once the inbox has drained (see `Ingester`). QoS 0 messages carry no delivery
-promise and no flow control; beyond `max_qos0_bytes` of queued QoS 0 payload they are dropped for good.
+Brokers do not always keep to that window (Mosquitto before 2.0.13 sends up to a whole window more for every
+acknowledgement once it has queued messages for a client), so the inbox has hard limits too, `max_messages` and
+`max_bytes`. A QoS 1 message beyond them is dropped unacknowledged: the broker still holds it and sends it again
+after the next reconnect, which the pipeline forces once the inbox has drained (see `ingest.pipeline`). QoS 0
+messages carry no delivery promise and no flow control; beyond `max_qos0_bytes` of queued QoS 0 payload they are
+dropped for good.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ class BatchPipeline:
         m.messages.inc(len(messages))
         m.batch_messages.observe(len(messages))
         m.batch_readings.observe(len(batch.rows))
-        m.accepted.inc(result.inserted)
+        m.accepted.inc(result.inserted)  # after the acknowledgements: a reader of this counter may rely on that
         m.duplicates.inc(result.duplicates)
         m.late.inc(result.late)
         for rejection in result.rejections.values():

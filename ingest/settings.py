@@ -57,7 +57,7 @@ class IngestSettings(CoreSettings):
         default=5.0, ge=0, description="At most one rejection notice per device per this many seconds."
     )
     inbox_max_messages: int = Field(
-        default=0, ge=0, description="Hard limit of messages held in memory (0: twice the receive maximum)."
+        default=0, ge=0, description="Hard limit of messages held in memory (0: four times the receive maximum)."
     )
     inbox_max_bytes: int = Field(
         default=256 * 1024 * 1024, ge=1, description="Hard limit of payload bytes held in memory."
@@ -93,7 +93,7 @@ class IngestSettings(CoreSettings):
 
     @property
     def inbox_limit(self) -> int:
-        return self.inbox_max_messages or 2 * self.receive_maximum
+        return self.inbox_max_messages or 4 * self.receive_maximum
 
     def limits(self) -> Limits:
         return Limits(

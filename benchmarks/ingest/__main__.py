@@ -8,8 +8,8 @@ and the load from several `mosquitto_pub -l` processes (one per sensor), so the 
 Baselines and the ingester take turns, round by round, so noise on a shared machine moves both.
 
 (a) Single-reading messages, QoS 1, end to end: from the start of publishing until every message is committed and
-    acknowledged (the ingester's acknowledged-message counter reaches the total), beside a paho subscriber that only
-    counts (paho acknowledges each message on receipt). Target: at least 0.8 of it.
+    acknowledged (the ingester's stored-readings counter, counted after the acknowledgements, reaches the total),
+    beside a paho subscriber that only counts (paho acknowledges each message on receipt). Target: at least 0.8 of it.
 (b) SenML packs of 100 readings, readings/s the same way, beside binary COPY of as many rows into the same table
     (with its primary key index), in transactions of 100,000 rows. Target: at least 0.5 of it.
 (c) The pack load of (b), fewer packs, through a naive ingester: paho, json.loads, one INSERT per reading in
@@ -169,7 +169,7 @@ def run_single(bench: Bench, messages: int, publishers: int) -> tuple[float, flo
     bench.reset(sensors)
     with bench.ingester() as (process, port):
         started = _load.publish_files(bench.broker.port, files)
-        done = _wait(lambda: _metric(port, "livinglab_ingest_messages_total") >= total, 300, "all messages")
+        done = _wait(lambda: _metric(port, "livinglab_ingest_readings_accepted_total") >= total, 300, "all messages")
         peak = _peak_rss_mib(process.pid)
     assert bench.count() == total, "not every reading was stored"
     return total / (done - started), baseline, peak
@@ -184,7 +184,7 @@ def run_packs(bench: Bench, packs: int, publishers: int) -> tuple[float, float, 
     bench.reset(sensors)
     with bench.ingester() as (process, port):
         started = _load.publish_files(bench.broker.port, files)
-        done = _wait(lambda: _metric(port, "livinglab_ingest_messages_total") >= packs, 300, "all packs")
+        done = _wait(lambda: _metric(port, "livinglab_ingest_readings_accepted_total") >= readings, 300, "all packs")
         peak = _peak_rss_mib(process.pid)
     assert bench.count() == readings, "not every reading was stored"
     ours = readings / (done - started)
@@ -298,14 +298,22 @@ def main() -> int:
     print()
     print("| figure | ingester | same-run baseline | ratio | target |")
     print("|---|---|---|---|---|")
-    print(f"| (a) single-reading messages, QoS 1, end to end | {a_ours:,.0f} msg/s"
-          f" | paho count-only subscriber {a_base:,.0f} msg/s | {a_ours / a_base:.2f} | >= 0.8 |")
-    print(f"| (b) SenML packs of 100 readings | {b_ours:,.0f} readings/s"
-          f" | binary COPY with index {b_copy:,.0f} rows/s | {b_ours / b_copy:.2f} | >= 0.5 |")
-    print(f"| (c) the same packs | {b_ours:,.0f} readings/s"
-          f" | naive ingester (INSERT per reading) {naive:,.0f} readings/s | {b_ours / naive:.0f}x | >= 20x |")
-    print(f"| publish-to-commit latency at {args.latency_rate:,.0f} msg/s ({probes:,} readings) | p50 {p50:.0f} ms,"
-          f" p99 {p99:.0f} ms | | | |")
+    print(
+        f"| (a) single-reading messages, QoS 1, end to end | {a_ours:,.0f} msg/s"
+        f" | paho count-only subscriber {a_base:,.0f} msg/s | {a_ours / a_base:.2f} | >= 0.8 |"
+    )
+    print(
+        f"| (b) SenML packs of 100 readings | {b_ours:,.0f} readings/s"
+        f" | binary COPY with index {b_copy:,.0f} rows/s | {b_ours / b_copy:.2f} | >= 0.5 |"
+    )
+    print(
+        f"| (c) the same packs | {b_ours:,.0f} readings/s"
+        f" | naive ingester (INSERT per reading) {naive:,.0f} readings/s | {b_ours / naive:.0f}x | >= 20x |"
+    )
+    print(
+        f"| publish-to-commit latency at {args.latency_rate:,.0f} msg/s ({probes:,} readings) | p50 {p50:.0f} ms,"
+        f" p99 {p99:.0f} ms | | | |"
+    )
     print(f"| ingester peak memory (VmHWM) | (a) {max(s[2] for s in singles):.0f} MiB,"
           f" (b) {max(p[2] for p in packs):.0f} MiB | | | |")  # fmt: skip
     return 0

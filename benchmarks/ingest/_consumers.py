@@ -32,11 +32,14 @@ from benchmarks.ingest._load import PREFIX
 from livinglab.domain import QUANTITIES
 from livinglab.embedded import LOOPBACK
 
-_INSERT = "INSERT INTO readings (sensor_key, quantity, ts, value, received_at) VALUES (%s, %s, to_timestamp(%s), %s, now())"
+_INSERT = (
+    "INSERT INTO readings (sensor_key, quantity, ts, value, received_at) VALUES (%s, %s, to_timestamp(%s), %s, now())"
+)
 
 
 def _client(args: argparse.Namespace, on_message: Any, subscribed: threading.Event) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{args.mode}-{os.getpid()}", protocol=mqtt.MQTTv5)
+    client_id = f"bench-{args.mode}-{os.getpid()}"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.on_message = on_message
     client.on_subscribe = lambda *_: subscribed.set()
     client.on_connect = lambda c, *_: c.subscribe(f"{PREFIX}/+/+/+", qos=1)

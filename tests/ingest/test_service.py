@@ -327,7 +327,7 @@ def test_auto_falls_back_to_mqtt_311_on_the_embedded_amqtt_broker(
 def test_messages_a_broker_sends_beyond_the_window_come_back_after_a_reconnect(
     fresh_database_url: str, own_broker: MosquittoBroker, topic_prefix: str
 ) -> None:
-    # Mosquitto 2.0.11 sends a whole window more for each acknowledgement once messages queue up for a client: after
+    # Mosquitto before 2.0.13 sends up to a window more per acknowledgement once messages queue up for a client: after
     # the stall below it floods the ingester. The inbox keeps to its limit and gets the rest after a reconnect.
     register(fresh_database_url, "aq-1")
     t0 = _t0()
