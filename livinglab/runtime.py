@@ -114,12 +114,12 @@ class Platform:
         if self._embedded_db:
             log.info("embedded PostgreSQL in %s", self._embedded_db.pgdata)
         mqtt_url = self.settings.mqtt_url
-        mqtt_protocol = "5"
+        protocol: dict[str, str] = {}  # an external broker: the ingester's own setting (default: probe it)
         if not mqtt_url:
             self._broker = make_broker(self.settings.data_dir, port=port_or_free(1883))
             self._broker.start()
             mqtt_url = self._broker.url
-            mqtt_protocol = "5" if self._broker.speaks_mqtt5 else "3.1.1"
+            protocol["LIVINGLAB_MQTT_PROTOCOL"] = "5" if self._broker.speaks_mqtt5 else "3.1.1"
             log.info("embedded broker at %s", mqtt_url)
         applied = migrate(
             database_url, timescaledb=self.settings.timescaledb, chunk_interval=self.settings.chunk_interval
@@ -139,7 +139,7 @@ class Platform:
             **os.environ,
             "LIVINGLAB_DATABASE_URL": database_url,
             "LIVINGLAB_MQTT_URL": mqtt_url,
-            "LIVINGLAB_MQTT_PROTOCOL": mqtt_protocol,
+            **protocol,
             "LIVINGLAB_API_PORT": str(api_port),
             "LIVINGLAB_DATA_DIR": str(self.settings.data_dir),
         }
