@@ -14,6 +14,11 @@ Baselines and the ingester take turns, round by round, so noise on a shared mach
     (with its primary key index), in transactions of 100,000 rows. Target: at least 0.5 of it.
 (c) The pack load of (b), fewer packs, through a naive ingester: paho, json.loads, one INSERT per reading in
     autocommit mode. Target: the ingester at least 20x it.
+(d) A simulated city: `livinglab simulate --mode load` on the `large` scenario (3,024 air stations and traffic
+    counters, several quantities each, sensors taking turns) from several publisher processes, QoS 1, measured
+    like (a) beside the same count-only subscriber on the same load. The clock starts when the publishers start
+    together (after loading the scenario and planning); their own rate into the broker, in the baseline run, shows
+    they are not the limit. Target: as (a).
 Latency: single readings at a steady rate well below capacity; `ts` is the moment each is handed to mosquitto_pub,
     and PostgreSQL's commit timestamp of its row ends it (publish to commit).
 Peak memory: the ingester process's peak resident set (VmHWM) in runs (a) and (b).
@@ -40,9 +45,12 @@ import psycopg
 from benchmarks.ingest import _load
 from livinglab.embedded import MosquittoBroker, free_port
 from livinglab.sensors import SensorSpec
+from livinglab.settings import MqttUrl
 from livinglab.storage import migrate
 from livinglab.storage.copy import encode_binary_copy
 from livinglab.storage.registry import upsert_sensors
+from simulators.load import LoadOptions, run_load
+from simulators.scenario import load_scenario
 from tests.support.postgres import OwnPostgres, find_bindir
 
 _RESET = "TRUNCATE readings, dirty_windows, ingest_counters, ingest_latency, rejected"
@@ -224,6 +232,34 @@ def _copy_rate(bench: Bench, readings: int, sensors: int, chunk: int = 100_000) 
     return readings / elapsed
 
 
+def run_city(bench: Bench, scenario: str, messages: int, processes: int, pack: int) -> tuple[float, ...]:
+    """(d): (ingester msg/s, ingester readings/s, count-only msg/s, simulator publishing msg/s, sensors)."""
+    url = MqttUrl.parse(bench.broker.url)
+    options = LoadOptions(messages=messages, processes=processes, pack=pack, qos=1, progress=False)
+    specs = load_scenario(scenario).specs
+
+    def register() -> None:
+        bench.reset([])
+        with psycopg.connect(bench.database_url, autocommit=True) as conn:
+            upsert_sensors(conn, specs)
+
+    register()
+    with bench.consumer("count", messages) as consumer:
+        load = run_load(scenario, url, options)
+        baseline = messages / (_consumer_last(consumer) - load.started_at)
+    if load.errors or load.messages != messages:
+        raise RuntimeError(f"the simulator sent {load.messages:,} of {messages:,} messages: {load.errors}")
+    publishing = load.messages_per_s
+
+    register()
+    with bench.ingester() as (_process, port):
+        load = run_load(scenario, url, options)
+        done = _wait(lambda: _metric(port, "livinglab_ingest_readings_accepted_total") >= load.readings, 300, "city")
+    assert bench.count() == load.readings, "not every reading of the simulated city was stored"
+    elapsed = done - load.started_at
+    return messages / elapsed, load.readings / elapsed, baseline, publishing, float(len(specs))
+
+
 def run_naive(bench: Bench, packs: int, publishers: int) -> float:
     """(c): naive ingester readings/s on the pack load."""
     sensors = [f"naive-{i}" for i in range(publishers)]
@@ -259,10 +295,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="runs of (a) and (b), taking turns with baselines")
     parser.add_argument("--latency-rate", type=float, default=2000.0, help="messages/s of the latency run")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--city-messages", type=int, default=100_000, help="(d) messages per run (0: skip (d))")
+    parser.add_argument("--city-scenario", default="large", help="(d) simulator scenario")
+    parser.add_argument("--city-processes", type=int, default=2, help="(d) simulator publisher processes")
+    parser.add_argument("--city-pack", type=int, default=1, help="(d) readings per message")
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (a smoke run)")
     args = parser.parse_args()
     if args.quick:
         args.messages, args.packs, args.naive_packs, args.rounds, args.latency_seconds = 20_000, 1_000, 40, 1, 3.0
+        args.city_messages = min(args.city_messages, 20_000)
 
     bindir = find_bindir()
     if bindir is None:
@@ -276,7 +317,7 @@ def main() -> int:
         migrate(url)
         broker.start()
         bench = Bench(work, url, broker)
-        singles, packs = [], []
+        singles, packs, cities = [], [], []
         for round_ in range(1, args.rounds + 1):
             singles.append(run_single(bench, args.messages, args.publishers))
             print(f"round {round_} (a): ingester {singles[-1][0]:,.0f} msg/s, count-only {singles[-1][1]:,.0f} msg/s",
@@ -284,6 +325,11 @@ def main() -> int:
             packs.append(run_packs(bench, args.packs, args.publishers))
             print(f"round {round_} (b): ingester {packs[-1][0]:,.0f} readings/s, COPY {packs[-1][1]:,.0f} rows/s",
                   flush=True)  # fmt: skip
+            if args.city_messages:
+                cities.append(run_city(bench, args.city_scenario, args.city_messages, args.city_processes,
+                                       args.city_pack))  # fmt: skip
+                print(f"round {round_} (d): ingester {cities[-1][0]:,.0f} msg/s, count-only {cities[-1][2]:,.0f} msg/s,"
+                      f" simulator publishing {cities[-1][3]:,.0f} msg/s", flush=True)  # fmt: skip
         naive = run_naive(bench, args.naive_packs, args.publishers)
         p50, p99, probes = run_latency(bench, args.latency_rate, args.latency_seconds, args.publishers)
     finally:
@@ -310,6 +356,15 @@ def main() -> int:
         f"| (c) the same packs | {b_ours:,.0f} readings/s"
         f" | naive ingester (INSERT per reading) {naive:,.0f} readings/s | {b_ours / naive:.0f}x | >= 20x |"
     )
+    if cities:
+        d_ours, d_readings, d_base = (med(c[i] for c in cities) for i in range(3))
+        d_pub, d_sensors = med(c[3] for c in cities), int(cities[0][4])
+        print(
+            f"| (d) simulated city ({args.city_scenario}: {d_sensors:,} sensors; {args.city_processes} publisher"
+            f" processes, {args.city_pack} reading(s) a message), QoS 1, end to end | {d_ours:,.0f} msg/s"
+            f" ({d_readings:,.0f} readings/s) | paho count-only subscriber {d_base:,.0f} msg/s (simulator publishing"
+            f" {d_pub:,.0f} msg/s) | {d_ours / d_base:.2f} | >= 0.8 |"
+        )
     print(
         f"| publish-to-commit latency at {args.latency_rate:,.0f} msg/s ({probes:,} readings) | p50 {p50:.0f} ms,"
         f" p99 {p99:.0f} ms | | | |"
