@@ -51,8 +51,8 @@ def _ratio(one: float, two: float) -> str:
 
 def bench_ingest(server: str, log_dir: Path, quick: bool) -> None:
     print("\n## Ingest: backlog queued on Mosquitto, drained by N ingester processes on one shared subscription")
-    print("| messages | processes | readings | seconds | readings/s | vs 1 process | publisher msg/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| messages | processes | readings | seconds | readings/s | vs 1 process | cores busy during the drain |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     shapes = [(1, 20_000 if quick else 60_000), (100, 2_000 if quick else 6_000)]
     broker = MosquittoBroker(Path(tempfile.mkdtemp(prefix="livinglab-bench-mqtt-")))
     broker.start()
@@ -61,14 +61,14 @@ def bench_ingest(server: str, log_dir: Path, quick: bool) -> None:
             label = "1 reading" if per_message == 1 else f"SenML pack of {per_message}"
             rates = []
             for processes in (1, 2):
-                drain, publish_rate = ingest_drain(
+                drain, _publish_rate = ingest_drain(
                     server, broker, processes=processes, per_message=per_message, messages=messages, log_dir=log_dir
                 )
                 rates.append(drain.rate)
                 vs = "1.00x" if processes == 1 else _ratio(rates[0], drain.rate)
                 print(
                     f"| {label} | {processes} | {drain.items} | {drain.seconds:.2f} | {drain.rate:,.0f} | {vs} |"
-                    f" {publish_rate:,.0f} |",
+                    f" {drain.cpu.summary(drain.seconds)} |",
                     flush=True,
                 )
     finally:
@@ -77,8 +77,8 @@ def bench_ingest(server: str, log_dir: Path, quick: bool) -> None:
 
 def bench_process(server: str, log_dir: Path, quick: bool) -> None:
     print("\n## Processing: the same queued 1-minute windows computed by N processor processes")
-    print("| processes | windows | seconds | windows/s | readings/s | vs 1 process |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| processes | windows | seconds | windows/s | readings/s | vs 1 process | cores busy during the drain |")
+    print("|---:|---:|---:|---:|---:|---:|---|")
     name, url = scratch_database(server, "bench_process")
     try:
         sensors, minutes, interval_s = 100, (60 if quick else 240), 10
@@ -96,7 +96,7 @@ def bench_process(server: str, log_dir: Path, quick: bool) -> None:
             vs = "1.00x" if processes == 1 else _ratio(rates[0], drain.rate)
             print(
                 f"| {processes} | {drain.items} | {drain.seconds:.2f} | {drain.rate:,.0f} |"
-                f" {drain.rate * per_window:,.0f} | {vs} |",
+                f" {drain.rate * per_window:,.0f} | {vs} | {drain.cpu.summary(drain.seconds)} |",
                 flush=True,
             )
     finally:

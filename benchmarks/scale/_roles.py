@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from benchmarks.scale._cpu import CpuMeter, backend_pids
 from benchmarks.scale._load import create_sessions, publish_backlog, reading_messages, register_sensors
 from livinglab.embedded import MosquittoBroker
 from livinglab.settings import TimescaleMode
 from livinglab.storage import CHANNEL_DIRTY, migrate
-from tests.support.databases import create_database, create_migrated_database, drop_database, unique_name
+from tests.support.databases import create_database, drop_database, unique_name
 from tests.support.processes import RoleProcess, platform_settings, started
 
 _DIRTY_ALL = """
@@ -26,14 +28,23 @@ ON CONFLICT DO NOTHING
 
 @dataclass(frozen=True, slots=True)
 class Drain:
-    """Work done between the first and the last observation of progress."""
+    """Work done between the first and the last observation of progress, and the CPU it took."""
 
     items: int
     seconds: float
+    cpu: CpuMeter
 
     @property
     def rate(self) -> float:
         return self.items / self.seconds if self.seconds > 0 else float("nan")
+
+
+def scratch_database(server_url: str, prefix: str, timescaledb: TimescaleMode = TimescaleMode.OFF) -> tuple[str, str]:
+    """A new migrated database on `server_url`: (name, url)."""
+    name = unique_name(prefix)
+    url = create_database(server_url, name)
+    migrate(url, timescaledb=timescaledb)
+    return name, url
 
 
 def _count(conn: psycopg.Connection[Any], query: str) -> int:
@@ -41,36 +52,11 @@ def _count(conn: psycopg.Connection[Any], query: str) -> int:
     return int(row[0]) if row else 0
 
 
-def ingest_drain(
-    server_url: str, broker: MosquittoBroker, *, processes: int, per_message: int, messages: int, log_dir: Path
-) -> tuple[Drain, float]:
-    """Queue `messages` on the broker for `processes` offline ingesters on one shared subscription, start them, and
-    time the stored-readings count from its first rise to the total. Returns the drain and the publisher's rate."""
-    name = unique_name("bench_ingest")
-    url = create_migrated_database(server_url, name)
-    try:
-        sensors = register_sensors(url, 100)
-        run = uuid.uuid4().hex[:8]
-        prefix, group = f"bench{run}/livinglab/v1", f"g{run}"
-        client_ids = [f"bench-ingest-{run}-{i}" for i in range(processes)]
-        create_sessions(broker, client_ids, prefix, group)
-        backlog = reading_messages(prefix, sensors, per_message, messages)
-        publish_rate = publish_backlog(broker, backlog)
-        total = per_message * messages
-        settings = platform_settings(url, broker, prefix, LIVINGLAB_SHARED_GROUP=group, LIVINGLAB_LOG_LEVEL="WARNING")
-        roles = [
-            RoleProcess("ingest", {**settings, "LIVINGLAB_CLIENT_ID": cid}, log_dir, name=cid) for cid in client_ids
-        ]
-        with started(*roles), psycopg.connect(url, autocommit=True) as conn:
-            drain = _watch(conn, "SELECT count(*) FROM readings", total, rising=True)
-        return drain, publish_rate
-    finally:
-        drop_database(server_url, name)
-
-
-def _watch(conn: psycopg.Connection[Any], query: str, target: int, *, rising: bool, timeout_s: float = 600) -> Drain:
-    """Poll `query` until it reaches `target`; time from the first change seen."""
-    deadline = time.monotonic() + timeout_s
+def _watch(
+    conn: psycopg.Connection[Any], query: str, target: int, meter: CpuMeter, on_first: Callable[[], None]
+) -> Drain:
+    """Poll `query` until it reaches `target`. Time, and meter the CPU, from the first change seen."""
+    deadline = time.monotonic() + 900
     first_value = _count(conn, query)
     first_at: float | None = None
     while time.monotonic() < deadline:
@@ -78,17 +64,51 @@ def _watch(conn: psycopg.Connection[Any], query: str, target: int, *, rising: bo
         now = time.perf_counter()
         if first_at is None and value != first_value:
             first_value, first_at = value, now
+            on_first()
+            meter.start()
         if value == target:
+            meter.stop()
             if first_at is None or first_value == target:
                 raise RuntimeError("the work finished before it could be observed; give the benchmark more load")
-            return Drain(abs(target - first_value), now - first_at)
+            return Drain(abs(target - first_value), now - first_at, meter)
         time.sleep(0.01)
-    raise TimeoutError(f"{query!r} did not reach {target} within {timeout_s} s")
+    raise TimeoutError(f"{query!r} did not reach {target} in time")
+
+
+def ingest_drain(
+    server_url: str, broker: MosquittoBroker, *, processes: int, per_message: int, messages: int, log_dir: Path
+) -> tuple[Drain, float]:
+    """Queue `messages` on the broker for `processes` offline ingesters on one shared subscription, start them, and
+    time the stored-readings count from its first rise to the total. Returns the drain and the publisher's rate."""
+    name, url = scratch_database(server_url, "bench_ingest")
+    try:
+        sensors = register_sensors(url, 100)
+        run = uuid.uuid4().hex[:8]
+        prefix, group = f"bench{run}/livinglab/v1", f"g{run}"
+        client_ids = [f"bench-ingest-{run}-{i}" for i in range(processes)]
+        create_sessions(broker, client_ids, prefix, group)
+        publish_rate = publish_backlog(broker, reading_messages(prefix, sensors, per_message, messages))
+        settings = platform_settings(url, broker, prefix, LIVINGLAB_SHARED_GROUP=group, LIVINGLAB_LOG_LEVEL="WARNING")
+        roles = [
+            RoleProcess("ingest", {**settings, "LIVINGLAB_CLIENT_ID": cid}, log_dir, name=cid) for cid in client_ids
+        ]
+        with started(*roles), psycopg.connect(url, autocommit=True) as conn:
+            meter = CpuMeter()
+            meter.add("ingesters", [r.pid for r in roles if r.pid])
+            meter.add("broker", [broker.pid] if broker.pid else [])
+
+            def on_first() -> None:
+                meter.add("PostgreSQL", backend_pids(conn, f"%{run}"))
+
+            drain = _watch(conn, "SELECT count(*) FROM readings", per_message * messages, meter, on_first)
+        return drain, publish_rate
+    finally:
+        drop_database(server_url, name)
 
 
 def process_drain(url: str, *, processes: int, since: Any, log_dir: Path, warm_up_s: float = 5.0) -> Drain:
     """Start `processes` processors, let them warm up, queue every 1-minute window of readings at or after `since`,
-    and time the queue from its first fall to empty. Returns windows."""
+    and time the queue from its first fall to empty. Counts windows."""
     settings = platform_settings(url, None, "bench/livinglab/v1", LIVINGLAB_LOG_LEVEL="WARNING")
     run = uuid.uuid4().hex[:8]
     roles = [
@@ -100,18 +120,13 @@ def process_drain(url: str, *, processes: int, since: Any, log_dir: Path, warm_u
             conn.execute(f"TRUNCATE {table}")
         with started(*roles):
             time.sleep(warm_up_s)  # interpreter start and kernel warm-up are not throughput
+            meter = CpuMeter()
+            meter.add("processors", [r.pid for r in roles if r.pid])
+            meter.add("PostgreSQL", backend_pids(conn, f"%{run}"))
             with conn.transaction():
                 windows = conn.execute(_DIRTY_ALL, (since,)).rowcount
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_DIRTY, str(windows)))
-            drain = _watch(conn, "SELECT count(*) FROM dirty_windows", 0, rising=False)
+            drain = _watch(conn, "SELECT count(*) FROM dirty_windows", 0, meter, lambda: None)
             if not all(role.running for role in roles):
                 raise RuntimeError("a processor exited:\n" + "\n".join(r.log_tail() for r in roles))
     return drain
-
-
-def scratch_database(server_url: str, prefix: str, timescaledb: TimescaleMode = TimescaleMode.OFF) -> tuple[str, str]:
-    """A new migrated database on `server_url`: (name, url)."""
-    name = unique_name(prefix)
-    url = create_database(server_url, name)
-    migrate(url, timescaledb=timescaledb)
-    return name, url
