@@ -45,7 +45,9 @@ def parse_interval(value: object) -> str | None:
     text = value.strip()
     if text.lower() in _OFF:
         return None
-    if not _INTERVAL_RE.match(text):
+    match = _INTERVAL_RE.match(text)
+    units = [u.lower() for u in re.findall(r"[a-z]+", text, re.IGNORECASE)]
+    if not match or len({u.rstrip("s") for u in units}) != len(units):
         raise ValueError(f"{value!r} is not an interval such as '90 days' or '12 hours' (or 'off')")
     return " ".join(text.split())
 

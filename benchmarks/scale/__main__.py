@@ -25,7 +25,7 @@ import psycopg
 
 from benchmarks.scale._load import copy_readings, register_sensors
 from benchmarks.scale._roles import ingest_drain, process_drain, scratch_database
-from benchmarks.scale._size import QUERIES, SizePoint, grow
+from benchmarks.scale._size import AGGREGATION_TIMEOUT_S, QUERIES, SizePoint, grow
 from livinglab.embedded import EmbeddedPostgres, MosquittoBroker
 from livinglab.settings import TimescaleMode
 from tests.support.databases import drop_database
@@ -103,30 +103,30 @@ def bench_process(server: str, log_dir: Path, quick: bool) -> None:
         drop_database(server, name)
 
 
-def _print_size(label: str, points: list[SizePoint]) -> None:
+def _print_size(label: str, points: Iterator[SizePoint]) -> None:
     print(f"\n## Size ({label}): the same recent hour aggregated, the same queries, on a growing readings table")
     names = list(QUERIES)
-    print(
-        "| readings | table size | load + index s | recent hour: windows/s | "
-        + " | ".join(f"{n} p50/p95 ms" for n in names)
-        + " |"
-    )
-    print("|---:|---:|---:|---:|" + "---:|" * len(names))
+    header = " | ".join(f"{n} p50/p95 ms" for n in names)
+    print(f"| readings | table size | load + index s | recent hour: aggregation s | {header} |")
+    print("|---:|---:|---:|---:|" + "---:|" * len(names), flush=True)
+    measured = []
     for p in points:
         cells = " | ".join(f"{p.query_ms[n][0]:.2f} / {p.query_ms[n][1]:.2f}" for n in names)
+        aggregation = f"{p.aggregate_s:.1f}" if p.aggregate_s is not None else f"> {AGGREGATION_TIMEOUT_S:.0f}"
         print(
-            f"| {p.readings:,} | {p.table_bytes / 2**30:.2f} GiB | {p.load_s:.0f} | {p.windows / p.aggregate_s:,.0f} |"
-            f" {cells} |",
+            f"| {p.readings:,} | {p.table_bytes / 2**30:.2f} GiB | {p.load_s:.0f} | {aggregation} | {cells} |",
             flush=True,
         )
-    if len(points) > 1:
-        first, last = points[0], points[-1]
+        measured.append(p)
+    if len(measured) > 1:
+        first, last = measured[0], measured[-1]
         growth = last.readings / first.readings
-        slower = (first.windows / first.aggregate_s) / (last.windows / last.aggregate_s)
-        print(
-            f"\n{growth:.0f}x the readings: aggregation {slower:.2f}x the time; query p50 "
-            + ", ".join(f"{n} {last.query_ms[n][0] / first.query_ms[n][0]:.2f}x" for n in names)
-        )
+        if first.aggregate_s and last.aggregate_s:
+            aggregation = f"aggregation {last.aggregate_s / first.aggregate_s:.2f}x the time"
+        else:
+            aggregation = "aggregation did not finish in time"
+        queries = ", ".join(f"{n} {last.query_ms[n][0] / first.query_ms[n][0]:.2f}x" for n in names)
+        print(f"\n{growth:.0f}x the readings: {aggregation}; query p50: {queries}")
 
 
 def bench_size(server: str, mode: TimescaleMode, label: str, sizes: list[int], log_dir: Path) -> None:

@@ -53,10 +53,15 @@ def _count(conn: psycopg.Connection[Any], query: str) -> int:
 
 
 def _watch(
-    conn: psycopg.Connection[Any], query: str, target: int, meter: CpuMeter, on_first: Callable[[], None]
+    conn: psycopg.Connection[Any],
+    query: str,
+    target: int,
+    meter: CpuMeter,
+    on_first: Callable[[], None],
+    timeout_s: float = 900.0,
 ) -> Drain:
     """Poll `query` until it reaches `target`. Time, and meter the CPU, from the first change seen."""
-    deadline = time.monotonic() + 900
+    deadline = time.monotonic() + timeout_s
     first_value = _count(conn, query)
     first_at: float | None = None
     while time.monotonic() < deadline:
@@ -72,7 +77,7 @@ def _watch(
                 raise RuntimeError("the work finished before it could be observed; give the benchmark more load")
             return Drain(abs(target - first_value), now - first_at, meter)
         time.sleep(0.01)
-    raise TimeoutError(f"{query!r} did not reach {target} in time")
+    raise TimeoutError(f"{query!r} did not reach {target} within {timeout_s:.0f} s")
 
 
 def ingest_drain(
@@ -106,7 +111,9 @@ def ingest_drain(
         drop_database(server_url, name)
 
 
-def process_drain(url: str, *, processes: int, since: Any, log_dir: Path, warm_up_s: float = 5.0) -> Drain:
+def process_drain(
+    url: str, *, processes: int, since: Any, log_dir: Path, warm_up_s: float = 5.0, timeout_s: float = 900.0
+) -> Drain:
     """Start `processes` processors, let them warm up, queue every 1-minute window of readings at or after `since`,
     and time the queue from its first fall to empty. Counts windows."""
     settings = platform_settings(url, None, "bench/livinglab/v1", LIVINGLAB_LOG_LEVEL="WARNING")
@@ -126,7 +133,7 @@ def process_drain(url: str, *, processes: int, since: Any, log_dir: Path, warm_u
             with conn.transaction():
                 windows = conn.execute(_DIRTY_ALL, (since,)).rowcount
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_DIRTY, str(windows)))
-            drain = _watch(conn, "SELECT count(*) FROM dirty_windows", 0, meter, lambda: None)
+            drain = _watch(conn, "SELECT count(*) FROM dirty_windows", 0, meter, lambda: None, timeout_s)
             if not all(role.running for role in roles):
                 raise RuntimeError("a processor exited:\n" + "\n".join(r.log_tail() for r in roles))
     return drain

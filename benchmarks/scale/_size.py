@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ SENSORS = 200
 INTERVAL_S = 10
 ROWS_PER_MINUTE = SENSORS * len(SERIES_QUANTITIES) * 60 // INTERVAL_S
 RECENT_MINUTES = 60
+AGGREGATION_TIMEOUT_S = 300.0
 
 QUERIES = {
     "one series, 1 h": "SELECT ts, value FROM readings WHERE sensor_key = %(key)s AND quantity = %(q)s"
@@ -46,7 +48,7 @@ class SizePoint:
     table_bytes: int
     load_s: float
     windows: int
-    aggregate_s: float
+    aggregate_s: float | None
     query_ms: dict[str, tuple[float, float]]  # name -> (p50, p95)
 
 
@@ -76,14 +78,17 @@ def _compress_old_chunks(conn: psycopg.Connection[Any], end: datetime) -> None:
     )
 
 
-def grow(url: str, sizes: list[int], log_dir: Path, *, queries_per_point: int = 60) -> list[SizePoint]:
-    """Load up to each size in turn and measure. `url` is a migrated, empty database."""
+def grow(url: str, sizes: list[int], log_dir: Path, *, queries_per_point: int = 60) -> Iterator[SizePoint]:
+    """Load up to each size in turn and measure, yielding each point as soon as it is measured.
+
+    `url` is a migrated, empty database. Aggregation that does not finish within `AGGREGATION_TIMEOUT_S` is reported
+    as such (aggregate_s is None) and the next size is still measured.
+    """
     register_sensors(url, SENSORS, interval_s=INTERVAL_S)
     end_s = int(time.time()) // 3600 * 3600
     end = datetime.fromtimestamp(end_s, UTC)
     rng = random.Random(11)
     codes = [QUANTITIES[q].code for q in SERIES_QUANTITIES]
-    points = []
     loaded_minutes = 0
     with psycopg.connect(url, autocommit=True) as conn:
         timescaledb = uses_timescaledb(conn)
@@ -104,11 +109,10 @@ def grow(url: str, sizes: list[int], log_dir: Path, *, queries_per_point: int = 
                 _compress_old_chunks(conn, end)
             conn.execute("VACUUM ANALYZE readings")
             load_s = time.perf_counter() - started
-            stored = int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])  # type: ignore[index]
-            # The median of three runs: this machine is shared, and one run can land on someone else's burst.
-            since = end - timedelta(minutes=RECENT_MINUTES)
-            runs = [process_drain(url, processes=1, since=since, log_dir=log_dir) for _ in range(3)]
-            drain = sorted(runs, key=lambda d: d.rate)[1]
+            row = conn.execute("SELECT count(*) FROM readings").fetchone()
+            stored = int(row[0]) if row else 0
+            windows = SENSORS * len(SERIES_QUANTITIES) * RECENT_MINUTES
+            aggregate_s = _aggregate_recent_hour(url, end, log_dir)
             oldest = end - timedelta(minutes=loaded_minutes)
             params = [
                 {
@@ -120,6 +124,19 @@ def grow(url: str, sizes: list[int], log_dir: Path, *, queries_per_point: int = 
                 for _ in range(queries_per_point)
             ]
             query_ms = {name: _latencies(conn, query, params) for name, query in QUERIES.items()}
-            windows = SENSORS * len(SERIES_QUANTITIES) * RECENT_MINUTES
-            points.append(SizePoint(stored, _table_bytes(conn), load_s, windows, windows / drain.rate, query_ms))
-    return points
+            yield SizePoint(stored, _table_bytes(conn), load_s, windows, aggregate_s, query_ms)
+
+
+def _aggregate_recent_hour(url: str, end: datetime, log_dir: Path) -> float | None:
+    """Seconds one processor takes for the recent hour: the median of three runs (this machine is shared, and one
+    run can land on someone else's burst), or None when a run does not finish in time."""
+    since = end - timedelta(minutes=RECENT_MINUTES)
+    windows = SENSORS * len(SERIES_QUANTITIES) * RECENT_MINUTES
+    try:
+        runs = [
+            process_drain(url, processes=1, since=since, log_dir=log_dir, timeout_s=AGGREGATION_TIMEOUT_S)
+            for _ in range(3)
+        ]
+    except TimeoutError:
+        return None
+    return windows / sorted(runs, key=lambda d: d.rate)[1].rate

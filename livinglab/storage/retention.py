@@ -5,9 +5,9 @@ retention policies drop whole chunks of the hypertables (livinglab.storage.polic
 plain tables. Either way it trims:
 
 - `rejected` (by `received_at`) and `events` (by `created_at`; SSE clients catch up on at most that much);
-- `ingest_counters` and `ingest_latency` (by `hour`);
-- `dirty_windows` whose window is older than the readings' retention: their readings are gone, so computing them
-  would produce nothing.
+- `ingest_counters`, `ingest_latency` and `completeness_hourly` (by `hour`);
+- `dirty_windows` (and `dirty_rollups`, a day later) whose window is older than the readings' retention: their
+  readings are gone, so computing them would produce nothing.
 
 Each batch is its own short transaction (delete by `ctid` of at most `batch_rows` rows), so the job never holds
 locks for long or bloats one transaction, and it can stop between batches. Several copies may run at once: a pass
@@ -54,6 +54,7 @@ class Target:
     table: str
     column: str
     interval: str
+    margin: str = "0 seconds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,8 @@ def retention_targets(policies: StoragePolicies, *, timescaledb: bool) -> list[T
     targets: list[Target] = []
     if policies.readings is not None:
         targets.append(Target("dirty_windows", "window_start", policies.readings))
+        # An hour or day to roll up is kept while any of its readings may still be (a day is the longest window).
+        targets.append(Target("dirty_rollups", "window_start", policies.readings, margin="1 day"))
     if not timescaledb:  # TimescaleDB's retention policies drop these hypertables' chunks
         for table, column in HYPERTABLES.items():
             interval = policies.hypertable_retention(table)
@@ -77,6 +80,7 @@ def retention_targets(policies: StoragePolicies, *, timescaledb: bool) -> list[T
     if policies.counters is not None:
         targets.append(Target("ingest_counters", "hour", policies.counters))
         targets.append(Target("ingest_latency", "hour", policies.counters))
+        targets.append(Target("completeness_hourly", "hour", policies.counters))
     if policies.rejected is not None:
         targets.append(Target("rejected", "received_at", policies.rejected))
     if policies.events is not None:
@@ -96,7 +100,7 @@ def trim_table(
     The cutoff is fixed at the start, so rows that age past it while the pass runs wait for the next pass.
     """
     started = time.perf_counter()
-    row = conn.execute("SELECT now() - %s::interval", (target.interval,)).fetchone()
+    row = conn.execute("SELECT now() - %s::interval - %s::interval", (target.interval, target.margin)).fetchone()
     conn.commit()
     assert row is not None
     cutoff: datetime = row[0]
@@ -119,6 +123,13 @@ def trim_table(
     return TableResult(target.table, cutoff, deleted, duration_ms)
 
 
+def _exists(conn: psycopg.Connection[Any], table: str) -> bool:
+    # Targets name work tables of every role; a database at an older schema may lack some of them.
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
 def run_retention(
     conn: psycopg.Connection[Any],
     policies: StoragePolicies,
@@ -139,6 +150,8 @@ def run_retention(
         for target in retention_targets(policies, timescaledb=timescaledb):
             if stop is not None and stop.is_set():
                 break
+            if not _exists(conn, target.table):
+                continue
             result = trim_table(conn, target, batch_rows=batch_rows, stop=stop)
             if result.rows_deleted:
                 log.info(

@@ -119,7 +119,15 @@ def test_sensor_data_survives_when_retention_is_off(fresh_database_url: str) -> 
 
 def test_timescaledb_leaves_hypertables_to_its_policies() -> None:
     tables = {t.table for t in retention_targets(POLICIES, timescaledb=True)}
-    assert tables == {"dirty_windows", "ingest_counters", "ingest_latency", "rejected", "events"}
+    assert tables == {
+        "dirty_windows",
+        "dirty_rollups",
+        "ingest_counters",
+        "ingest_latency",
+        "completeness_hourly",
+        "rejected",
+        "events",
+    }
     tables = {t.table for t in retention_targets(POLICIES, timescaledb=False)}
     assert {"readings", "agg_1m", "agg_1h"} <= tables
 
@@ -153,7 +161,7 @@ def test_interval_settings_are_checked() -> None:
     assert settings.retention_readings is None
     assert settings.retention_events == "36 hours"
     assert StoragePolicies.from_settings(settings).compress_after == "1 day 12 hours"
-    for bad in ("90", "ninety days", "1 day; DROP TABLE readings", "-1 days"):
+    for bad in ("90", "ninety days", "1 day; DROP TABLE readings", "-1 days", "1 day 2 days"):
         with pytest.raises(ValidationError):
             CoreSettings(retention_readings=bad)
     with pytest.raises(ValidationError):
