@@ -103,7 +103,7 @@ def ingest_drain(
             meter.add("broker", [broker.pid] if broker.pid else [])
 
             def on_first() -> None:
-                meter.add("PostgreSQL", backend_pids(conn, f"%{run}"))
+                meter.add("PostgreSQL", backend_pids(conn, f"%{run}%"))
 
             drain = _watch(conn, "SELECT count(*) FROM readings", per_message * messages, meter, on_first)
         return drain, publish_rate
@@ -112,7 +112,7 @@ def ingest_drain(
 
 
 def process_drain(
-    url: str, *, processes: int, since: Any, log_dir: Path, warm_up_s: float = 5.0, timeout_s: float = 900.0
+    url: str, *, processes: int, since: Any, log_dir: Path, warm_up_s: float = 2.0, timeout_s: float = 900.0
 ) -> Drain:
     """Start `processes` processors, let them warm up, queue every 1-minute window of readings at or after `since`,
     and time the queue from its first fall to empty. Counts windows."""
@@ -123,13 +123,20 @@ def process_drain(
         for i in range(processes)
     ]
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in ("agg_1m", "agg_1h", "agg_1d", "dirty_windows", "events"):
-            conn.execute(f"TRUNCATE {table}")
+        for table in ("agg_1m", "agg_1h", "agg_1d", "dirty_windows", "dirty_rollups", "events"):
+            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+            if row and row[0]:
+                conn.execute(f"TRUNCATE {table}")
         with started(*roles):
-            time.sleep(warm_up_s)  # interpreter start and kernel warm-up are not throughput
+            # Interpreter start and kernel warm-up are not throughput: wait until every processor holds its two
+            # connections (work and LISTEN), then a little longer.
+            deadline = time.monotonic() + 120
+            while len(backend_pids(conn, f"%{run}%")) < 2 * processes and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(warm_up_s)
             meter = CpuMeter()
             meter.add("processors", [r.pid for r in roles if r.pid])
-            meter.add("PostgreSQL", backend_pids(conn, f"%{run}"))
+            meter.add("PostgreSQL", backend_pids(conn, f"%{run}%"))
             with conn.transaction():
                 windows = conn.execute(_DIRTY_ALL, (since,)).rowcount
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_DIRTY, str(windows)))

@@ -15,6 +15,12 @@ from livinglab.embedded import MosquittoBroker
 from livinglab.sensors import SensorSpec
 from livinglab.storage.registry import insert_sensor
 
+#: Work the processors have yet to do: 1-minute windows and the hours and days to roll up.
+QUEUED_WORK = "SELECT (SELECT count(*) FROM dirty_windows) + (SELECT count(*) FROM dirty_rollups)"
+#: Processor settings that compute the current hour and day at once instead of after a delay, so a test can wait
+#: for an empty queue.
+NO_ROLLUP_DELAY = {"hour_rollup_delay_s": 0.0, "day_rollup_delay_s": 0.0, "rollup_interval_s": 0.2}
+
 #: The aggregate tables and the columns that must match between two runs (`computed_at` differs by nature).
 AGGREGATE_COLUMNS = "sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95, completeness"
 
@@ -80,7 +86,7 @@ def publish_paced(
 
 def wait_settled(url: str, readings: int, *, timeout_s: float = 120.0) -> None:
     """Wait until `readings` rows are stored and the processors have no queued work left."""
-    query = "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM dirty_windows)"
+    query = f"SELECT (SELECT count(*) FROM readings), ({QUEUED_WORK})"
     deadline = time.monotonic() + timeout_s
     stored = dirty = -1
     while time.monotonic() < deadline:
@@ -88,7 +94,10 @@ def wait_settled(url: str, readings: int, *, timeout_s: float = 120.0) -> None:
         if stored >= readings and dirty == 0:
             break
         time.sleep(0.2)
-    assert (stored, dirty) == (readings, 0), f"expected {readings} readings and no queued work"
+    rejected = table_rows(url, "SELECT reason, detail FROM rejected LIMIT 5")
+    assert (stored, dirty) == (readings, 0), (
+        f"expected {readings} readings and no queued work, found {stored} and {dirty}; rejected: {rejected}"
+    )
 
 
 def _comparable(value: Any) -> Any:
@@ -103,11 +112,18 @@ def table_rows(url: str, query: str) -> list[tuple[Any, ...]]:
 
 
 def stored_results(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Everything the pipeline computed, in a comparable form: readings, every aggregate table, rejections."""
+    """Everything the pipeline computed, in a comparable form: readings, rejections, every aggregate table and the
+    hourly air indices (the service-level tallies run on a clock of their own and are left out)."""
     results = {
         "readings": table_rows(url, "SELECT sensor_key, quantity, ts, value FROM readings ORDER BY 1, 2, 3"),
         "rejected": table_rows(url, "SELECT sensor_id, reason, count(*) FROM rejected GROUP BY 1, 2 ORDER BY 1, 2"),
     }
     for table in ("agg_1m", "agg_1h", "agg_1d"):
         results[table] = table_rows(url, f"SELECT {AGGREGATE_COLUMNS} FROM {table} ORDER BY 1, 2, 3")
+    results["ispu_hourly"] = table_rows(
+        url, "SELECT sensor_key, window_end, ispu, critical_parameter, hours_valid FROM ispu_hourly ORDER BY 1, 2"
+    )
+    results["aqi_hourly"] = table_rows(
+        url, "SELECT sensor_key, hour, aqi, dominant_pollutant FROM aqi_hourly ORDER BY 1, 2"
+    )
     return results

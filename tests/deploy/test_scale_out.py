@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.pipeline import (
+    NO_ROLLUP_DELAY,
     air_sensor,
     publish,
     publish_paced,
@@ -101,6 +102,7 @@ def test_two_ingesters_and_two_processors_store_every_reading_once_through_a_cra
     run = uuid.uuid4().hex[:8]
     base_s = int(time.time()) // 60 * 60 - 3600
     common = {"LIVINGLAB_BATCH_INTERVAL_MS": "100", "LIVINGLAB_POLL_INTERVAL_S": "0.5"}
+    common |= {f"LIVINGLAB_{name.upper()}": str(value) for name, value in NO_ROLLUP_DELAY.items()}
 
     # Two ingesters on one shared subscription, each with its own fixed client id; two processors.
     prefix = f"{topic_prefix}/multi"

@@ -25,7 +25,16 @@ from livinglab.storage import migrate, uses_timescaledb
 from livinglab.storage.policies import StoragePolicies, apply_policies, policy_jobs, run_policy_jobs
 from livinglab.storage.retention import run_retention
 from processing import Processor, ProcessorSettings
-from tests.deploy.pipeline import air_sensor, publish, register, senml_pack, stored_results, wait_settled
+from tests.deploy.pipeline import (
+    NO_ROLLUP_DELAY,
+    QUEUED_WORK,
+    air_sensor,
+    publish,
+    register,
+    senml_pack,
+    stored_results,
+    wait_settled,
+)
 from tests.support.roles import running, scalar
 
 pytestmark = [pytest.mark.integration, pytest.mark.timescaledb]
@@ -120,7 +129,7 @@ def _platform(url: str, broker: MosquittoBroker, prefix: str) -> Iterator[None]:
     env: dict[str, Any] = {"database_url": url, "mqtt_url": broker.url, "topic_prefix": prefix}
     run = uuid.uuid4().hex[:8]
     ingester = Ingester(IngestSettings(**env, client_id=f"ingest-{run}", batch_interval_ms=50, max_lateness_s=40 * DAY))
-    processor = Processor(ProcessorSettings(**env, worker_id=f"process-{run}", poll_interval_s=0.5))
+    processor = Processor(ProcessorSettings(**env, worker_id=f"process-{run}", poll_interval_s=0.5, **NO_ROLLUP_DELAY))
     with running(ingester, processor):
         assert ingester.wait_connected()
         yield
@@ -145,7 +154,7 @@ def _wait_quiet(url: str, *, timeout_s: float = 120.0) -> None:
     while time.monotonic() < deadline:
         now = (
             scalar(url, "SELECT count(*) FROM readings"),
-            scalar(url, "SELECT count(*) FROM dirty_windows"),
+            scalar(url, QUEUED_WORK),
             scalar(url, "SELECT count(*) FROM rejected"),
         )
         if now == last and now[1] == 0:
