@@ -84,7 +84,7 @@ def publish_paced(
         client.loop_stop()
 
 
-def wait_settled(url: str, readings: int, *, timeout_s: float = 120.0) -> None:
+def wait_settled(url: str, readings: int, *, timeout_s: float = 240.0) -> None:
     """Wait until `readings` rows are stored and the processors have no queued work left."""
     query = f"SELECT (SELECT count(*) FROM readings), ({QUEUED_WORK})"
     deadline = time.monotonic() + timeout_s

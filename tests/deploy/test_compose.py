@@ -145,3 +145,16 @@ def test_the_image_contains_every_package(services: dict[str, dict[str, Any]]) -
     for package in packages:
         assert f"COPY {package} ./{package}" in dockerfile, package
     assert 'ENTRYPOINT ["livinglab"]' in dockerfile
+
+
+def test_the_operations_guide_names_real_settings_and_commands() -> None:
+    guide = (ROOT / "docs/operations.md").read_text()
+    known = {f"LIVINGLAB_{name.upper()}" for _, cls in settings_classes() for name in cls.model_fields}
+    named = set(re.findall(r"LIVINGLAB_[A-Z0-9_]*[A-Z0-9]\b(?!_\*)", guide))
+    assert named - known == set()
+    parser = build_parser()
+    for command in re.findall(r"`livinglab ([a-z]+(?: [a-z]+)?)[^`]*`", guide):
+        words = command.split()
+        if words[0] == "keys":
+            words = ["keys", "create", "--scope", "read"]
+        parser.parse_args(words[:1] if words[0] != "keys" else words)

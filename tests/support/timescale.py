@@ -5,21 +5,28 @@ it ends the session), so tests marked `timescaledb` start their own: `initdb` in
 loopback port, with `shared_preload_libraries=timescaledb` and telemetry off. The PostgreSQL binaries are looked up
 in `LIVINGLAB_TEST_PG_BINDIR`, then in the Debian layouts under /usr/lib and /usr/local/lib; the first whose
 installation has the extension wins. PostgreSQL refuses to run as root, so as root the server runs as `postgres`.
+The server runs as a child of the test process and ends with it, even when the test run is killed.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
+from typing import IO
+
+import psycopg
 
 from livinglab.embedded import LOOPBACK, free_port
 
+_PR_SET_PDEATHSIG = 1
 _CANDIDATES = ("/usr/lib/postgresql/*/bin", "/usr/local/lib/postgresql/*/bin", "/usr/local/pgsql/bin")
 
 
@@ -62,6 +69,11 @@ def find_timescaledb_bindir() -> tuple[Path | None, str]:
     return None, f"no PostgreSQL installation with the timescaledb extension (looked in: {where})"
 
 
+def _end_with_parent() -> None:
+    """In the server's process before exec: ask the kernel for SIGINT when the parent (the test run) dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+
+
 class TimescalePostgres:
     """`initdb` + `postgres` with TimescaleDB preloaded, in a temporary directory, on a free loopback port."""
 
@@ -80,6 +92,8 @@ class TimescalePostgres:
         self.root = Path(tempfile.mkdtemp(prefix="livinglab-tsdb-"))
         self.pgdata = self.root / "data"
         self._user = "postgres" if os.geteuid() == 0 else None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -87,10 +101,9 @@ class TimescalePostgres:
         return f"postgresql://postgres@{LOOPBACK}:{self.port}/postgres"
 
     def _run(self, *argv: str) -> None:
-        command = [str(self.bindir / argv[0]), *argv[1:]]
-        if self._user:
-            command = ["runuser", "-u", self._user, "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [str(self.bindir / argv[0]), *argv[1:]], user=self._user, check=True, capture_output=True, timeout=120
+        )
 
     def start(self) -> str:
         if self._user:
@@ -112,13 +125,41 @@ class TimescalePostgres:
         with (self.pgdata / "postgresql.conf").open("a") as conf:
             for name, value in settings.items():
                 conf.write(f"{name} = '{value}'\n")
-        self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
+        # The server is our child, not a daemon, and it gets SIGINT (fast shutdown) if this process dies: a test run
+        # that is killed leaves no server behind.
+        self._log = (self.root / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(self.bindir / "postgres"), "-D", str(self.pgdata)],
+            user=self._user,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_end_with_parent,  # runs between fork and exec: keep it a single system call
+        )
+        deadline = time.monotonic() + 60
+        while not self._accepts_connections():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not start:\n{self.log_tail()}")
+            time.sleep(0.1)
         return self.url
 
+    def _accepts_connections(self) -> bool:
+        try:
+            with psycopg.connect(self.url, connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
+
     def stop(self) -> None:
-        if (self.pgdata / "postmaster.pid").exists():
-            with contextlib.suppress(subprocess.SubprocessError):
-                self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop")
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:
