@@ -81,9 +81,14 @@ def plain_pack(
     and units) stored without the walk. Anything else, or anything that fails, takes the full walk."""
     if not records or b"\\" in payload or type(records[0]) is not dict or "ts" in records[0]:
         return False
+    uniform = _uniform_pack(rows, limits, payload, records, kind, received_at_s, msg)
+    if uniform is not None:
+        return uniform
     vocabulary = VOCABULARY[kind]
     base_name, base_time, base_unit = "", 0.0, None
     keys = colons = 0
+    # (n, u) -> (code, scale, offset, colons in n and u): a pack repeats a few names many times.
+    resolved: dict[tuple[str, Any], tuple[int, float, float, int]] = {}
     codes: list[int] = []
     scales: list[float] = []
     offsets: list[float] = []
@@ -96,6 +101,7 @@ def plain_pack(
         if not record.keys() <= _VALUE_FIELDS:
             if not record.keys() <= _PLAIN_FIELDS:
                 return False
+            resolved = {}  # base fields change what n and u resolve to
             if "bn" in record:
                 base_name = record["bn"]
                 if type(base_name) is not str:
@@ -129,34 +135,22 @@ def plain_pack(
                 return False
             offset = float(offset)
         name = record.get("n", "")
-        if type(name) is not str:
-            return False
-        if ":" in name:
-            colons += name.count(":")
-        if base_name:
-            name = base_name + name
-        entry = vocabulary.get(name.rpartition(":")[2] if ":" in name else name)
-        if entry is None:
-            return False
         unit = record.get("u", _MISSING)
-        if unit is _MISSING:
-            unit = base_unit
-        elif type(unit) is not str:
+        if type(name) is not str or (unit is not _MISSING and type(unit) is not str):
             return False
-        else:
-            colons += unit.count(":")
-        if unit is None:
-            scales.append(1.0)
-            offsets.append(0.0)
-        else:
-            converter = entry[1].get(unit)
-            if converter is None:
+        hit = resolved.get((name, unit))
+        if hit is None:
+            found = _resolve(vocabulary, base_name + name, base_unit if unit is _MISSING else unit)
+            if found is None:
                 return False
-            scales.append(converter.scale)
-            offsets.append(converter.offset)
+            hit = resolved[name, unit] = (*found, name.count(":") + (0 if unit is _MISSING else unit.count(":")))
+        code, scale, unit_offset, name_colons = hit
+        colons += name_colons
         ts = base_time + offset
         times.append(ts + received_at_s if ts < SENML_RELATIVE_LIMIT_S else ts)
-        codes.append(entry[0])
+        codes.append(code)
+        scales.append(scale)
+        offsets.append(unit_offset)
         values.append(value)
     count = len(codes)
     if not count or count > limits.max_records or payload.count(b":") != keys + colons:
@@ -166,5 +160,93 @@ def plain_pack(
     rows.scale.extend(scales)
     rows.offset.extend(offsets)
     rows.value.extend(values)
+    rows.ts.extend(times)
+    return True
+
+
+def _resolve(
+    vocabulary: dict[str, tuple[int, dict[str, Unit]]], name: str, unit: str | None
+) -> tuple[int, float, float] | None:
+    """(code, scale, offset) of a resolved SenML name and unit, or None when either is not accepted."""
+    entry = vocabulary.get(name.rpartition(":")[2])
+    if entry is None:
+        return None
+    if unit is None:
+        return entry[0], 1.0, 0.0
+    converter = entry[1].get(unit)
+    return None if converter is None else (entry[0], converter.scale, converter.offset)
+
+
+_NUMBER_TYPES = frozenset({float, int})
+_UNIT_TYPES = frozenset({str, object})
+
+
+def _uniform_pack(
+    rows: RowBuffer, limits: Limits, payload: bytes, records: list[Any], kind: Kind, received_at_s: float, msg: int
+) -> bool | None:
+    """The usual gateway pack, column by column: base fields in the first record only, then records of `n`, `u`,
+    `v`, `t` alone, with no `:` in `n` or `u`. True or False as `plain_pack`; None when the pack is not of that
+    form (the record-by-record path then decides)."""
+    head = records[0]
+    if not head.keys() <= _PLAIN_FIELDS:
+        return None
+    base_name = head.get("bn", "")
+    base_time = head.get("bt", 0.0)
+    base_unit = head.get("bu")
+    if (
+        type(base_name) is not str
+        or type(base_time) not in _NUMBER_TYPES
+        or (base_unit is not None and type(base_unit) is not str)
+        or ("bver" in head and type(head["bver"]) is not int)
+    ):
+        return None
+    head_has_value = "v" in head
+    body = records if head_has_value else records[1:]
+    if not body or (not head_has_value and ("n" in head or "u" in head or "t" in head)):
+        return None
+    if set(map(type, body)) != {dict} or not all(map(_VALUE_FIELDS.issuperset, body)):
+        return None
+    values = [r.get("v", _MISSING) for r in body]
+    offsets = [r.get("t", 0.0) for r in body]
+    names = [r.get("n", "") for r in body]
+    units = [r.get("u", _MISSING) for r in body]
+    if (
+        not set(map(type, values)) <= _NUMBER_TYPES
+        or not set(map(type, offsets)) <= _NUMBER_TYPES
+        or set(map(type, names)) != {str}
+        or not set(map(type, units)) <= _UNIT_TYPES
+    ):
+        return None
+    pairs = set(zip(names, units, strict=True))
+    if any(":" in n or (u is not _MISSING and ":" in u) for n, u in pairs):
+        return None
+    vocabulary = VOCABULARY[kind]
+    table: dict[tuple[str, Any], tuple[int, float, float]] = {}
+    for name, unit in pairs:
+        found = _resolve(vocabulary, base_name + name, base_unit if unit is _MISSING else unit)
+        if found is None:
+            return False
+        table[name, unit] = found
+    count = len(body)
+    keys = sum(map(len, body)) + (0 if head_has_value else len(head))
+    colons = base_name.count(":") + (base_unit.count(":") if base_unit else 0)
+    if count > limits.max_records or payload.count(b":") != keys + colons:
+        return False
+    base = float(base_time)
+    times = [base + t for t in offsets]
+    if base + min(offsets) < SENML_RELATIVE_LIMIT_S:  # some times are relative to the receipt
+        times = [t + received_at_s if t < SENML_RELATIVE_LIMIT_S else t for t in times]
+    if len(table) == 1:
+        code, scale, offset = next(iter(table.values()))
+        rows.code.extend([code] * count)
+        rows.scale.extend([scale] * count)
+        rows.offset.extend([offset] * count)
+    else:
+        resolved = [table[pair] for pair in zip(names, units, strict=True)]
+        rows.code.extend([r[0] for r in resolved])
+        rows.scale.extend([r[1] for r in resolved])
+        rows.offset.extend([r[2] for r in resolved])
+    rows.msg.extend([msg] * count)
+    rows.value.extend(map(float, values))
     rows.ts.extend(times)
     return True

@@ -6,6 +6,7 @@ Everything here is decided without writing anything; `ingest.writer` then stores
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,6 +20,10 @@ from ingest.rows import Limits, RowBuffer, Rows, check_rows
 from ingest.topics import DeviceTopic, TopicCache
 from livinglab.domain import RejectionReason
 from livinglab.storage.registry import RegistryEntry
+
+#: Decoding yields the GIL after this many readings or messages (about half a millisecond of work).
+_YIELD_EVERY_ROWS = 500
+_YIELD_EVERY_MESSAGES = 128
 
 
 @dataclass(slots=True)
@@ -107,7 +112,13 @@ class BatchBuilder:
         rejections: dict[int, Rejection] = {}
         rows = RowBuffer()
         decode = PayloadDecoder(rows, self.limits).decode
+        yield_at = _YIELD_EVERY_ROWS
         for i, (message, topic) in enumerate(zip(messages, parsed, strict=True)):
+            if len(rows.code) >= yield_at or not i % _YIELD_EVERY_MESSAGES:
+                # Let the writing thread have the GIL: it needs it only briefly between COPY chunks, but would
+                # otherwise wait out the interpreter's 5 ms switch interval each time, stalling the database.
+                time.sleep(0)
+                yield_at = len(rows.code) + _YIELD_EVERY_ROWS
             if isinstance(topic, DeviceTopic):
                 topics[i] = topic
             entry, rejection = self._identify(topic)

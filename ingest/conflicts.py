@@ -33,15 +33,26 @@ class Resolution:
     conflicts: dict[int, Rejection] = field(default_factory=dict)
 
 
-def contested_rows(
+def key_order(
     sensor: npt.NDArray[np.int32], quantity: npt.NDArray[np.int16], ts_us: npt.NDArray[np.int64]
+) -> npt.NDArray[np.intp]:
+    """The rows sorted by key (sensor, quantity, ts); stable, so equal keys keep their arrival order."""
+    return np.lexsort((ts_us, quantity, sensor))
+
+
+def contested_rows(
+    sensor: npt.NDArray[np.int32],
+    quantity: npt.NDArray[np.int16],
+    ts_us: npt.NDArray[np.int64],
+    order: npt.NDArray[np.intp] | None = None,
 ) -> npt.NDArray[np.bool_]:
-    """Rows whose key occurs more than once among the given rows."""
+    """Rows whose key occurs more than once among the given rows (`order`: their `key_order`, if known)."""
     n = sensor.size
     contested = np.zeros(n, dtype=np.bool_)
     if n < 2:
         return contested
-    order = np.lexsort((ts_us, quantity, sensor))
+    if order is None:
+        order = key_order(sensor, quantity, ts_us)
     s, q, t = sensor[order], quantity[order], ts_us[order]
     same_as_next = (s[1:] == s[:-1]) & (q[1:] == q[:-1]) & (t[1:] == t[:-1])
     if same_as_next.any():
@@ -59,10 +70,12 @@ def resolve_keys(
     value: npt.NDArray[np.float64],
     msg: npt.NDArray[np.int32],
     stored: Mapping[int, float] | None = None,
+    order: npt.NDArray[np.intp] | None = None,
 ) -> Resolution:
-    """Judge every row. Rows must be in message order; `stored` maps a row to the value already stored for its key."""
+    """Judge every row. Rows must be in message order; `stored` maps a row to the value already stored for its key;
+    `order` is the rows' `key_order` when the caller has it."""
     n = sensor.size
-    contested = contested_rows(sensor, quantity, ts_us)
+    contested = contested_rows(sensor, quantity, ts_us, order)
     if stored:
         contested[np.fromiter(stored.keys(), dtype=np.int64, count=len(stored))] = True
     if not contested.any():

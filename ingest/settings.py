@@ -38,7 +38,7 @@ class IngestSettings(CoreSettings):
         default=1000, ge=1, description="Messages per batch; at most half the in-flight window keeps the pipe full."
     )
     batch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1, description="Payload bytes per batch at most.")
-    batch_interval_ms: int = Field(default=100, ge=1, description="A batch closes at most this long after it opens.")
+    batch_interval_ms: int = Field(default=50, ge=1, description="A batch closes at most this long after it opens.")
     max_payload_bytes: int = Field(default=256 * 1024, ge=1, description="Larger payloads are rejected.")
     max_records_per_message: int = Field(default=10_000, ge=1, description="Readings one message may carry.")
     max_clock_skew_s: float = Field(default=120.0, ge=0, description="How far in the future a reading may be.")

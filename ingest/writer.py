@@ -23,7 +23,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ingest.batch import Batch
-from ingest.conflicts import Resolution, resolve_keys
+from ingest.conflicts import Resolution, key_order, resolve_keys
 from ingest.outcome import Rejection, safe_text
 from livinglab.quality import latency_buckets
 from livinglab.storage import CHANNEL_DIRTY, connect
@@ -97,16 +97,27 @@ def group_rows(*columns: npt.NDArray[Any]) -> tuple[list[npt.NDArray[Any]], npt.
 
     Groups are the runs of `order`: group g is `order[starts[g]:starts[g + 1]]`.
     """
-    n = columns[0].size
     order = np.lexsort(columns[::-1])
     sorted_columns = [c[order] for c in columns]
+    starts = _run_starts(sorted_columns)
+    return [c[starts] for c in sorted_columns], order, starts
+
+
+def _run_starts(sorted_columns: list[npt.NDArray[Any]]) -> npt.NDArray[np.intp]:
+    """Where each run of equal rows starts, in columns sorted so that equal rows are adjacent."""
+    n = sorted_columns[0].size
     change = np.zeros(n, dtype=np.bool_)
     if n:
         change[0] = True
         for c in sorted_columns:
             change[1:] |= c[1:] != c[:-1]
-    starts = np.flatnonzero(change)
-    return [c[starts] for c in sorted_columns], order, starts
+    return np.flatnonzero(change)
+
+
+def _distinct_sorted(*columns: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
+    """The distinct rows of columns that are already sorted (equal rows adjacent)."""
+    starts = _run_starts(list(columns))
+    return [c[starts] for c in columns]
 
 
 def _sums(values: npt.NDArray[Any], order: npt.NDArray[np.intp], starts: npt.NDArray[np.intp]) -> list[int]:
@@ -186,25 +197,30 @@ class BatchWriter:
         stored: dict[int, float] | None = None
         if through_staging and len(rows):
             stored = self._stored_values(conn, sensor, batch)
-        resolution = resolve_keys(sensor, rows.quantity, rows.ts_us, rows.value, rows.msg, stored)
+        order = key_order(sensor, rows.quantity, rows.ts_us)
+        resolution = resolve_keys(sensor, rows.quantity, rows.ts_us, rows.value, rows.msg, stored, order)
         received_s = batch.received_at_s[rows.msg]
         insert = resolution.insert
-        if insert.any():
+        # The stored rows in key order: the primary key index then takes each sensor's rows as one ascending run
+        # instead of jumping between sensors message by message (a measurably faster COPY), and the windows they
+        # touch come out grouped.
+        keep = order[insert[order]]
+        if keep.size:
             with conn.cursor().copy(_COPY_READINGS) as copy:
                 copy.write(
                     encode_binary_copy(
                         [
-                            ("int4", sensor[insert]),
-                            ("int2", rows.quantity[insert]),
-                            ("timestamptz", rows.ts_us[insert]),
-                            ("float8", rows.value[insert]),
-                            ("timestamptz", np.rint(received_s[insert] * 1e6).astype(np.int64)),
+                            ("int4", sensor[keep]),
+                            ("int2", rows.quantity[keep]),
+                            ("timestamptz", rows.ts_us[keep]),
+                            ("float8", rows.value[keep]),
+                            ("timestamptz", np.rint(received_s[keep] * 1e6).astype(np.int64)),
                         ]
                     )
                 )
         rejections = {**batch.rejections, **resolution.conflicts}
         late = self._late(rows.ts_us, received_s)
-        params, windows = self._tallies(batch, resolution, late, rejections)
+        params, windows = self._tallies(batch, resolution, keep, late, rejections)
         conn.execute(_TALLIES, params)
         if rejections:
             self._store_rejections(conn, batch, rejections)
@@ -243,7 +259,12 @@ class BatchWriter:
         return window_end_s + self.allowed_lateness_s < received_s
 
     def _tallies(
-        self, batch: Batch, resolution: Resolution, late: npt.NDArray[np.bool_], rejections: dict[int, Rejection]
+        self,
+        batch: Batch,
+        resolution: Resolution,
+        keep: npt.NDArray[np.intp],
+        late: npt.NDArray[np.bool_],
+        rejections: dict[int, Rejection],
     ) -> tuple[dict[str, Any], int]:
         rows = batch.rows
         insert = resolution.insert
@@ -251,7 +272,7 @@ class BatchWriter:
         hour_of_msg = np.floor(batch.received_at_s / 3600.0).astype(np.int64)
         params: dict[str, Any] = {"channel": CHANNEL_DIRTY}
 
-        (wk, wq, wm), _, _ = group_rows(sensor[insert], rows.quantity[insert], rows.ts_us[insert] // 60_000_000)
+        (wk, wq, wm) = _distinct_sorted(sensor[keep], rows.quantity[keep], rows.ts_us[keep] // 60_000_000)
         params.update(wk=wk.tolist(), wq=wq.tolist(), ww=(wm * 60).astype(np.float64).tolist())
         windows = int(wk.size)
         params["windows"] = windows

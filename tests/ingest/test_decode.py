@@ -293,13 +293,37 @@ senml_records = st.lists(
     min_size=1,
     max_size=8,
 )
+uniform_packs = st.tuples(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "bn": st.sampled_from(["urn:dev:livinglab:aq-07:", "aq:", ""]),
+            "bt": st.sampled_from([0, T, NOW - 10]),
+            "bu": st.sampled_from(["ug/m3", "mg/m3", "x"]),
+            "bver": st.just(10),
+            "v": st.floats(0, 50),
+        },
+    ),
+    st.lists(
+        st.fixed_dictionaries(
+            {"v": st.integers(-5, 5) | st.floats(-5, 300) | st.just("1")},
+            optional={
+                "n": st.sampled_from(["pm25", "no2", "temp", "sm", "x:y"]),
+                "u": st.sampled_from(["ug/m3", "ppb", "K", "bad"]),
+                "t": st.integers(-100, 100) | st.floats(-100, 100),
+            },
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+).map(lambda pack: [pack[0], *pack[1]])
 plain_objects = st.dictionaries(
     st.sampled_from(["pm25", "pm10", "rh", "sm", "ts"]), st.integers(-5, 5) | st.floats(-5, 300), min_size=1
 ).map(lambda d: {"ts": T, **d})
 
 
 @PROPERTY_SETTINGS
-@given(senml_records | plain_objects)
+@given(senml_records | uniform_packs | plain_objects)
 def test_the_plain_paths_decide_exactly_like_the_full_walk(document: Any) -> None:
     from ingest.decode import PayloadDecoder
     from ingest.rows import RowBuffer
