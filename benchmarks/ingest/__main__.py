@@ -40,7 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import paho.mqtt.client as mqtt
 import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.ingest import _load
 from livinglab.embedded import MosquittoBroker, free_port
@@ -138,6 +140,16 @@ class Bench:
             process.terminate()
             process.wait(timeout=30)
             log.close()
+            self._end_session(env["LIVINGLAB_CLIENT_ID"])
+
+    def _end_session(self, client_id: str) -> None:
+        """Discard an ingester's persistent session, or the broker would queue every later run's messages for it."""
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client.connect(self.broker.host, self.broker.port, clean_start=True)  # no session expiry: gone at disconnect
+        client.loop_start()
+        time.sleep(0.2)
+        client.disconnect()
+        client.loop_stop()
 
     @contextmanager
     def consumer(self, mode: str, count: int) -> Iterator[subprocess.Popen[str]]:
