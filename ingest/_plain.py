@@ -81,6 +81,8 @@ def plain_pack(
     and units) stored without the walk. Anything else, or anything that fails, takes the full walk."""
     if not records or b"\\" in payload or type(records[0]) is not dict or "ts" in records[0]:
         return False
+    if len(records) == 1:
+        return _single_record(rows, payload, records[0], kind, received_at_s, msg)
     uniform = _uniform_pack(rows, limits, payload, records, kind, received_at_s, msg)
     if uniform is not None:
         return uniform
@@ -249,4 +251,49 @@ def _uniform_pack(
     rows.msg.extend([msg] * count)
     rows.value.extend(map(float, values))
     rows.ts.extend(times)
+    return True
+
+
+def _single_record(
+    rows: RowBuffer, payload: bytes, record: dict[str, Any], kind: Kind, received_at_s: float, msg: int
+) -> bool:
+    """A pack of one record carrying its base fields, `[{"bn": ..., "bt": ..., "n": ..., "v": ...}]`: what a sensor
+    that sends each reading as it takes it publishes."""
+    if not record.keys() <= _PLAIN_FIELDS:
+        return False
+    value = record.get("v", _MISSING)
+    offset = record.get("t", 0.0)
+    base_time = record.get("bt", 0.0)
+    base_name = record.get("bn", "")
+    name = record.get("n", "")
+    unit = record.get("u", _MISSING)
+    base_unit = record.get("bu")
+    if (
+        type(value) not in _NUMBER_TYPES
+        or type(offset) not in _NUMBER_TYPES
+        or type(base_time) not in _NUMBER_TYPES
+        or type(base_name) is not str
+        or type(name) is not str
+        or (unit is not _MISSING and type(unit) is not str)
+        or (base_unit is not None and type(base_unit) is not str)
+        or ("bver" in record and type(record["bver"]) is not int)
+    ):
+        return False
+    colons = base_name.count(":") + name.count(":")
+    if unit is not _MISSING:
+        colons += unit.count(":")
+    if base_unit is not None:
+        colons += base_unit.count(":")
+    if payload.count(b":") != len(record) + colons:
+        return False
+    found = _resolve(VOCABULARY[kind], base_name + name, base_unit if unit is _MISSING else unit)
+    if found is None:
+        return False
+    ts = float(base_time) + offset
+    rows.msg.append(msg)
+    rows.code.append(found[0])
+    rows.scale.append(found[1])
+    rows.offset.append(found[2])
+    rows.value.append(float(value))
+    rows.ts.append(ts + received_at_s if ts < SENML_RELATIVE_LIMIT_S else ts)
     return True

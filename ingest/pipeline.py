@@ -68,6 +68,7 @@ class BatchPipeline:
         self.batches = 0
         self._handoff: queue.Queue[tuple[Sequence[Message], Batch]] = queue.Queue(maxsize=1)
         self._overflow_seen = 0
+        self._tallies_written_at = time.monotonic()
 
     def run(self) -> None:
         writing = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
@@ -125,15 +126,31 @@ class BatchPipeline:
     # -- writing thread -----------------------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
+        try:
+            self._write_batches()
+        finally:
+            try:
+                self.writer.flush_tallies()
+            except psycopg.Error as exc:
+                log.warning("counters of the last batches not written (%s)", describe(exc))
+
+    def _write_batches(self) -> None:
         while not self.stop.is_set():
             try:
                 messages, batch = self._handoff.get(timeout=0.25)
             except queue.Empty:
                 continue
             started = time.perf_counter()
-            result = self._retrying("write", partial(self.writer.write, batch), self.writer)
+            # Counters wait for a later batch while more work is queued (see `ingest.tallies`).
+            now = time.monotonic()
+            write_tallies = self._handoff.empty() or now - self._tallies_written_at >= self.settings.counters_flush_s
+            result = self._retrying(
+                "write", partial(self.writer.write, batch, write_tallies=write_tallies), self.writer
+            )
             if result is None:
                 return  # stopped during an outage: the broker redelivers what was not acknowledged
+            if write_tallies:
+                self._tallies_written_at = now
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
             self.link.acknowledge(messages)
             self._account(messages, batch, result)

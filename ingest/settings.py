@@ -56,6 +56,12 @@ class IngestSettings(CoreSettings):
     error_notice_interval_s: float = Field(
         default=5.0, ge=0, description="At most one rejection notice per device per this many seconds."
     )
+    counters_flush_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="Under load, per-sensor counters and latency histograms are written at most this often (always"
+        " when the ingester is idle); a crash loses at most this much of them, never readings.",
+    )
     inbox_max_messages: int = Field(
         default=0, ge=0, description="Hard limit of messages held in memory (0: four times the receive maximum)."
     )

@@ -25,7 +25,7 @@ from psycopg import errors as pg_errors
 from ingest.batch import Batch
 from ingest.conflicts import Resolution, key_order, resolve_keys
 from ingest.outcome import Rejection, safe_text
-from livinglab.quality import latency_buckets
+from ingest.tallies import Tallies, run_starts
 from livinglab.storage import CHANNEL_DIRTY, connect
 from livinglab.storage.copy import encode_binary_copy
 
@@ -42,33 +42,14 @@ CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
 """
 _COPY_STAGING = "COPY ingest_staging (idx, sensor_key, quantity, ts) FROM STDIN (FORMAT BINARY)"
 _STORED_VALUES = "SELECT s.idx, r.value FROM ingest_staging s JOIN readings r USING (sensor_key, quantity, ts)"
-# Rows are upserted in key order, so concurrent ingesters lock them in the same order and cannot deadlock.
-_TALLIES = """
+# Windows are upserted in key order, so concurrent ingesters lock them in the same order and cannot deadlock.
+_MARK_WINDOWS = """
 WITH dirty AS (
     INSERT INTO dirty_windows (sensor_key, quantity, window_start)
     SELECT k, q, to_timestamp(w) FROM unnest(%(wk)s::int4[], %(wq)s::int2[], %(ww)s::float8[]) AS d (k, q, w)
     ORDER BY k, q, w
     ON CONFLICT (sensor_key, quantity, window_start)
     DO UPDATE SET version = dirty_windows.version + 1, marked_at = now()
-), counters AS (
-    INSERT INTO ingest_counters AS c (sensor_key, hour, messages, accepted, rejected, duplicates, late, last_seen)
-    SELECT k, to_timestamp(h), m, a, r, d, l, to_timestamp(s)
-    FROM unnest(%(ck)s::int4[], %(ch)s::float8[], %(cm)s::int8[], %(ca)s::int8[], %(cr)s::int8[], %(cd)s::int8[],
-                %(cl)s::int8[], %(cs)s::float8[]) AS t (k, h, m, a, r, d, l, s)
-    ORDER BY k, h
-    ON CONFLICT (sensor_key, hour) DO UPDATE SET
-        messages = c.messages + excluded.messages,
-        accepted = c.accepted + excluded.accepted,
-        rejected = c.rejected + excluded.rejected,
-        duplicates = c.duplicates + excluded.duplicates,
-        late = c.late + excluded.late,
-        last_seen = greatest(c.last_seen, excluded.last_seen)
-), latency AS (
-    INSERT INTO ingest_latency AS l (sensor_key, hour, bucket, n)
-    SELECT k, to_timestamp(h), b, n
-    FROM unnest(%(lk)s::int4[], %(lh)s::float8[], %(lb)s::int2[], %(ln)s::int8[]) AS t (k, h, b, n)
-    ORDER BY k, h, b
-    ON CONFLICT (sensor_key, hour, bucket) DO UPDATE SET n = l.n + excluded.n
 )
 SELECT pg_notify(%(channel)s, %(windows)s::text) WHERE %(windows)s::int > 0
 """
@@ -92,38 +73,10 @@ class WriteResult:
     through_staging: bool
 
 
-def group_rows(*columns: npt.NDArray[Any]) -> tuple[list[npt.NDArray[Any]], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """Distinct rows of the given columns: (the distinct values per column, sort order, start of each group).
-
-    Groups are the runs of `order`: group g is `order[starts[g]:starts[g + 1]]`.
-    """
-    order = np.lexsort(columns[::-1])
-    sorted_columns = [c[order] for c in columns]
-    starts = _run_starts(sorted_columns)
-    return [c[starts] for c in sorted_columns], order, starts
-
-
-def _run_starts(sorted_columns: list[npt.NDArray[Any]]) -> npt.NDArray[np.intp]:
-    """Where each run of equal rows starts, in columns sorted so that equal rows are adjacent."""
-    n = sorted_columns[0].size
-    change = np.zeros(n, dtype=np.bool_)
-    if n:
-        change[0] = True
-        for c in sorted_columns:
-            change[1:] |= c[1:] != c[:-1]
-    return np.flatnonzero(change)
-
-
 def _distinct_sorted(*columns: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
     """The distinct rows of columns that are already sorted (equal rows adjacent)."""
-    starts = _run_starts(list(columns))
+    starts = run_starts(list(columns))
     return [c[starts] for c in columns]
-
-
-def _sums(values: npt.NDArray[Any], order: npt.NDArray[np.intp], starts: npt.NDArray[np.intp]) -> list[int]:
-    if not starts.size:
-        return []
-    return np.add.reduceat(values[order], starts).tolist()  # type: ignore[no-any-return]
 
 
 class BatchWriter:
@@ -145,6 +98,8 @@ class BatchWriter:
         self.payload_cap_bytes = payload_cap_bytes
         self._conn: psycopg.Connection[Any] | None = None
         self._staging_ready = False
+        #: Counters and latency counts of committed batches, not written yet (see `ingest.tallies`).
+        self.pending = Tallies()
 
     def connection(self) -> psycopg.Connection[Any]:
         """The open connection (autocommit; batches use explicit transactions), connecting when needed."""
@@ -168,15 +123,23 @@ class BatchWriter:
             self._conn.close()
             self._conn = None
 
-    def write(self, batch: Batch) -> WriteResult:
-        """Store `batch` in one transaction. Raises psycopg errors (the connection is closed when it broke)."""
+    def write(self, batch: Batch, *, write_tallies: bool = True) -> WriteResult:
+        """Store `batch` in one transaction. Raises psycopg errors (the connection is closed when it broke).
+
+        `write_tallies=False` keeps the batch's counters and latency counts in `pending` for a later batch.
+        """
         through_staging = False
         races = 0
         while True:
             conn = self.connection()
             try:
                 with conn.transaction():
-                    return self._write(conn, batch, through_staging=through_staging)
+                    result, tallies = self._write(conn, batch, through_staging=through_staging)
+                    if write_tallies:
+                        tallies = self.pending.merged(tallies)
+                        tallies.write(conn)
+                self.pending = Tallies() if write_tallies else self.pending.merged(tallies)
+                return result
             except pg_errors.UniqueViolation:
                 if through_staging:
                     races += 1
@@ -191,7 +154,17 @@ class BatchWriter:
                 self.close()
                 raise
 
-    def _write(self, conn: psycopg.Connection[Any], batch: Batch, *, through_staging: bool) -> WriteResult:
+    def flush_tallies(self) -> None:
+        """Write the pending tallies in a transaction of their own (before stopping)."""
+        if self.pending:
+            conn = self.connection()
+            with conn.transaction():
+                self.pending.write(conn)
+            self.pending = Tallies()
+
+    def _write(
+        self, conn: psycopg.Connection[Any], batch: Batch, *, through_staging: bool
+    ) -> tuple[WriteResult, Tallies]:
         rows = batch.rows
         sensor = batch.row_sensor_key
         stored: dict[int, float] | None = None
@@ -220,11 +193,21 @@ class BatchWriter:
                 )
         rejections = {**batch.rejections, **resolution.conflicts}
         late = self._late(rows.ts_us, received_s)
-        params, windows = self._tallies(batch, resolution, keep, late, rejections)
-        conn.execute(_TALLIES, params)
+        (wk, wq, wm) = _distinct_sorted(sensor[keep], rows.quantity[keep], rows.ts_us[keep] // 60_000_000)
+        windows = int(wk.size)
+        conn.execute(
+            _MARK_WINDOWS,
+            {
+                "wk": wk.tolist(),
+                "wq": wq.tolist(),
+                "ww": (wm * 60).astype(np.float64).tolist(),
+                "windows": windows,
+                "channel": CHANNEL_DIRTY,
+            },
+        )
         if rejections:
             self._store_rejections(conn, batch, rejections)
-        return WriteResult(
+        result = WriteResult(
             inserted=int(insert.sum()),
             duplicates=int(resolution.duplicate.sum()),
             late=int((late & insert).sum()),
@@ -232,6 +215,7 @@ class BatchWriter:
             rejections=rejections,
             through_staging=through_staging,
         )
+        return result, self._tallies(batch, resolution, late, rejections)
 
     def _stored_values(
         self, conn: psycopg.Connection[Any], sensor: npt.NDArray[np.int32], batch: Batch
@@ -259,49 +243,24 @@ class BatchWriter:
         return window_end_s + self.allowed_lateness_s < received_s
 
     def _tallies(
-        self,
-        batch: Batch,
-        resolution: Resolution,
-        keep: npt.NDArray[np.intp],
-        late: npt.NDArray[np.bool_],
-        rejections: dict[int, Rejection],
-    ) -> tuple[dict[str, Any], int]:
+        self, batch: Batch, resolution: Resolution, late: npt.NDArray[np.bool_], rejections: dict[int, Rejection]
+    ) -> Tallies:
         rows = batch.rows
         insert = resolution.insert
-        sensor = batch.row_sensor_key
-        hour_of_msg = np.floor(batch.received_at_s / 3600.0).astype(np.int64)
-        params: dict[str, Any] = {"channel": CHANNEL_DIRTY}
-
-        (wk, wq, wm) = _distinct_sorted(sensor[keep], rows.quantity[keep], rows.ts_us[keep] // 60_000_000)
-        params.update(wk=wk.tolist(), wq=wq.tolist(), ww=(wm * 60).astype(np.float64).tolist())
-        windows = int(wk.size)
-        params["windows"] = windows
-
-        received_s = batch.received_at_s[rows.msg[insert]]
-        latency_s = received_s - rows.ts_us[insert] / 1e6
-        (lk, lh, lb), order, starts = group_rows(
-            sensor[insert], hour_of_msg[rows.msg[insert]], latency_buckets(latency_s).astype(np.int64)
-        )
-        params.update(lk=lk.tolist(), lh=(lh * 3600).astype(np.float64).tolist(), lb=lb.tolist())
-        params["ln"] = np.diff(np.append(starts, order.size)).tolist()
-
         m = len(batch)
-        known = batch.sensor_key >= 0
-        per_msg = {
-            "cm": np.ones(m, dtype=np.int64),
-            "ca": np.bincount(rows.msg[insert], minlength=m),
-            "cr": np.zeros(m, dtype=np.int64),
-            "cd": np.bincount(rows.msg[resolution.duplicate], minlength=m),
-            "cl": np.bincount(rows.msg[insert & late], minlength=m),
-        }
+        rejected = np.zeros(m, dtype=np.int64)
         if rejections:
-            per_msg["cr"][np.fromiter(rejections, dtype=np.int64, count=len(rejections))] = 1
-        (ck, ch), order, starts = group_rows(batch.sensor_key[known], hour_of_msg[known])
-        params.update(ck=ck.tolist(), ch=(ch * 3600).astype(np.float64).tolist())
-        for name, values in per_msg.items():
-            params[name] = _sums(values[known], order, starts)
-        params["cs"] = np.maximum.reduceat(batch.received_at_s[known][order], starts).tolist() if starts.size else []
-        return params, windows
+            rejected[np.fromiter(rejections, dtype=np.int64, count=len(rejections))] = 1
+        tallies = Tallies.of_messages(
+            batch.sensor_key,
+            batch.received_at_s,
+            accepted=np.bincount(rows.msg[insert], minlength=m),
+            rejected=rejected,
+            duplicates=np.bincount(rows.msg[resolution.duplicate], minlength=m),
+            late=np.bincount(rows.msg[insert & late], minlength=m),
+        )
+        tallies.add_latency(batch.row_sensor_key[insert], batch.received_at_s[rows.msg[insert]], rows.ts_us[insert])
+        return tallies
 
     def _store_rejections(self, conn: psycopg.Connection[Any], batch: Batch, rejections: dict[int, Rejection]) -> None:
         cap = self.payload_cap_bytes

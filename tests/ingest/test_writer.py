@@ -175,3 +175,33 @@ def test_writer_is_usable_without_a_service(fresh_database_url: str) -> None:
         assert writer.connection().execute("SELECT 1").fetchone() == (1,)
     finally:
         writer.close()
+
+
+def test_counters_gathered_over_batches_add_up(harness: Harness, fresh_database_url: str) -> None:
+    register(fresh_database_url, "aq-1", "aq-2")
+    t0 = _t0()
+    batches = [
+        [message("aq-1", json.dumps({"ts": t0 + i, "pm25": 1}).encode()) for i in range(3)],
+        [message("aq-1", json.dumps({"ts": t0 + 10, "pm25": 1}).encode()), message("aq-2", b"{")],
+        [message("aq-2", json.dumps({"ts": t0, "pm25": 2}).encode())],
+    ]
+    harness.writer.write(harness.build(batches[0]), write_tallies=False)
+    harness.writer.write(harness.build(batches[1]), write_tallies=False)
+    assert rows(fresh_database_url, "SELECT count(*) FROM ingest_counters") == [(0,)]  # waiting
+    assert rows(fresh_database_url, "SELECT count(*) FROM readings") == [(4,)]  # readings never wait
+    harness.writer.write(harness.build(batches[2]))
+    assert rows(fresh_database_url, COUNTERS.replace(", extract(epoch FROM last_seen)", "")) == [
+        (1, 4, 4, 0, 0, 0),
+        (2, 2, 1, 1, 0, 0),
+    ]
+    assert rows(fresh_database_url, "SELECT sum(n) FROM ingest_latency") == [(5,)]
+    assert not harness.writer.pending
+
+
+def test_pending_counters_are_written_before_stopping(harness: Harness, fresh_database_url: str) -> None:
+    register(fresh_database_url, "aq-1")
+    harness.writer.write(
+        harness.build([message("aq-1", json.dumps({"ts": _t0(), "pm25": 1}).encode())]), write_tallies=False
+    )
+    harness.writer.flush_tallies()
+    assert rows(fresh_database_url, "SELECT messages, accepted FROM ingest_counters") == [(1, 1)]
