@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import statistics
 import subprocess
 import sys
@@ -347,6 +348,7 @@ def main() -> int:
     finally:
         broker.stop()
         server.destroy()
+        shutil.rmtree(work, ignore_errors=True)
 
     med = statistics.median
     a_ours, a_base = med(s[0] for s in singles), med(s[1] for s in singles)
