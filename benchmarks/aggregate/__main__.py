@@ -15,14 +15,11 @@ os.environ["POLARS_MAX_THREADS"] = "1"  # before polars is imported anywhere
 
 import argparse
 import platform
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import numba
 import numpy as np
 
+from benchmarks._servers import database_server
 from benchmarks.aggregate._endtoend import run_end_to_end
 from benchmarks.aggregate._peers import (
     best_of_rounds,
@@ -35,21 +32,7 @@ from benchmarks.aggregate._peers import (
     run_polars_dynamic,
     run_polars_group_by,
 )
-from livinglab.embedded import EmbeddedPostgres
 from processing import warm_up
-
-
-@contextmanager
-def database_server() -> Iterator[str]:
-    configured = os.environ.get("LIVINGLAB_TEST_DATABASE_URL")
-    if configured:
-        yield configured
-        return
-    embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="livinglab-bench-")) / "pgdata")
-    try:
-        yield embedded.start()
-    finally:
-        embedded.stop()
 
 
 def _rate(rows: int, seconds: float) -> str:

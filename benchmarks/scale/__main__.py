@@ -17,32 +17,19 @@ import argparse
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
+from benchmarks._servers import database_server, scratch_database
 from benchmarks.scale._load import copy_readings, register_sensors
-from benchmarks.scale._roles import ingest_drain, process_drain, scratch_database
+from benchmarks.scale._roles import ingest_drain, process_drain
 from benchmarks.scale._size import AGGREGATION_TIMEOUT_S, QUERIES, SizePoint, grow
-from livinglab.embedded import EmbeddedPostgres, MosquittoBroker
+from livinglab.embedded import MosquittoBroker
 from livinglab.settings import TimescaleMode
 from tests.support.databases import drop_database
 from tests.support.timescale import TimescalePostgres, find_timescaledb_bindir
-
-
-@contextmanager
-def database_server() -> Iterator[str]:
-    configured = os.environ.get("LIVINGLAB_TEST_DATABASE_URL")
-    if configured:
-        yield configured
-        return
-    embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="livinglab-bench-")) / "pgdata")
-    try:
-        yield embedded.start()
-    finally:
-        embedded.stop()
 
 
 def _ratio(one: float, two: float) -> str:

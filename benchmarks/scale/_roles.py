@@ -11,12 +11,12 @@ from typing import Any
 
 import psycopg
 
+from benchmarks._servers import scratch_database
 from benchmarks.scale._cpu import CpuMeter, backend_pids
 from benchmarks.scale._load import create_sessions, publish_backlog, reading_messages, register_sensors
 from livinglab.embedded import MosquittoBroker
-from livinglab.settings import TimescaleMode
-from livinglab.storage import CHANNEL_DIRTY, migrate
-from tests.support.databases import create_database, drop_database, unique_name
+from livinglab.storage import CHANNEL_DIRTY
+from tests.support.databases import drop_database
 from tests.support.processes import RoleProcess, platform_settings, started
 
 _DIRTY_ALL = """
@@ -37,14 +37,6 @@ class Drain:
     @property
     def rate(self) -> float:
         return self.items / self.seconds if self.seconds > 0 else float("nan")
-
-
-def scratch_database(server_url: str, prefix: str, timescaledb: TimescaleMode = TimescaleMode.OFF) -> tuple[str, str]:
-    """A new migrated database on `server_url`: (name, url)."""
-    name = unique_name(prefix)
-    url = create_database(server_url, name)
-    migrate(url, timescaledb=timescaledb)
-    return name, url
 
 
 def _count(conn: psycopg.Connection[Any], query: str) -> int:
