@@ -47,7 +47,8 @@ def positive(text: str) -> float:
 
 
 def parse_options(argv: list[str] | None = None) -> SoakOptions:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=(__doc__ or "").split("\n")[0])
+    summary_line = " ".join((__doc__ or "").split("\n\n")[0].split())
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=summary_line)
     parser.add_argument("--duration", type=duration_s, default=3600.0, help="simulated time to publish (1h)")
     parser.add_argument("--speed", type=positive, default=3.0, help="simulated seconds per second (3: 1 h in 20 min)")
     parser.add_argument("--scenario", default="large", help="shipped scenario name or YAML path (large: 3,024 sensors)")
