@@ -79,6 +79,12 @@ class IngestMetrics:
             ["outcome"],
             registry=r,
         )
+        self.replays = Counter(
+            "livinglab_ingest_replays",
+            "Rejected messages replayed on request, by outcome (`accepted` or the reason code of the new rejection).",
+            ["outcome"],
+            registry=r,
+        )
         self.inbox = Gauge("livinglab_ingest_inbox_messages", "Messages received and not yet batched.", registry=r)
         self.broker_up = Gauge("livinglab_ingest_broker_connected", "1 when connected to the broker.", registry=r)
         self.database_up = Gauge(

@@ -2,8 +2,9 @@
 
 Threads: paho's network thread receives messages into the inbox (never blocking, see `ingest.inbox`); the batch
 pipeline (`ingest.pipeline`) builds batches in the thread that calls `run` and writes them in another, and only after
-the COMMIT acknowledges them and publishes rejection notices; the registry thread LISTENs for sensor changes; an
-optional HTTP thread serves /metrics and /health.
+the COMMIT acknowledges them and publishes rejection notices; the registry thread LISTENs for sensor changes; the
+replay thread carries out requested replays of rejected messages (`ingest.replay`); an optional HTTP thread serves
+/metrics and /health.
 
 Outages: when the database is down, the batch in hand is retried with backoff and nothing is acknowledged, so the
 broker keeps the backlog (and stops sending once the in-flight window is full); when the broker is down, paho
@@ -26,6 +27,7 @@ from ingest.metrics import HealthReport, HealthServer, IngestMetrics
 from ingest.notices import RejectionNotices
 from ingest.pipeline import BatchPipeline, describe
 from ingest.registry import SensorDirectory
+from ingest.replay import ReplayWorker
 from ingest.settings import IngestSettings
 from ingest.watchdog import CUT_GRACE_S
 from ingest.writer import BatchWriter
@@ -63,6 +65,19 @@ class Ingester:
             deadline_s=settings.database_timeout_s + CUT_GRACE_S,
         )
         self.builder = BatchBuilder(prefix=settings.topic_prefix, sensors=self.sensors, limits=settings.limits())
+        self.replay = ReplayWorker(
+            BatchWriter(
+                self._database_url,
+                application_name=f"livinglab-ingest-replay:{settings.client_id}"[:63],
+                allowed_lateness_s=settings.allowed_lateness_s,
+                statement_timeout_ms=int(settings.database_timeout_s * 1000),
+            ),
+            prefix=settings.topic_prefix,
+            limits=settings.limits(),
+            metrics=self.metrics,
+            poll_s=settings.replay_poll_s,
+            deadline_s=settings.database_timeout_s + CUT_GRACE_S,
+        )
         self.link: BrokerLink | None = None
         self.notices: RejectionNotices | None = None
         self.health_server: HealthServer | None = None
@@ -76,6 +91,7 @@ class Ingester:
         registry_thread = threading.Thread(
             target=self.sensors.run, args=(self._stop,), name="ingest-registry", daemon=True
         )
+        replay_thread = threading.Thread(target=self.replay.run, args=(self._stop,), name="ingest-replay", daemon=True)
         try:
             if self.settings.health_port is not None:
                 self.health_server = HealthServer(
@@ -106,14 +122,16 @@ class Ingester:
                 stop=self._stop,
             )
             self.link.start()
+            replay_thread.start()
             self._ready.set()
             self.pipeline.run()
         finally:
             if self.link is not None:
                 self.link.stop()
             self._stop.set()
-            if registry_thread.is_alive():
-                registry_thread.join(timeout=10)
+            for thread in (registry_thread, replay_thread):
+                if thread.is_alive():
+                    thread.join(timeout=10)
             self.sensors.close()
             self.writer.close()
             if self.health_server is not None:

@@ -50,6 +50,12 @@ class IngestSettings(CoreSettings):
     rejected_payload_cap_bytes: int = Field(
         default=64 * 1024, ge=0, description="Bytes of a rejected payload kept for inspection and replay."
     )
+    replay_poll_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Requested replays of rejected messages arrive by NOTIFY at once; this often the ingester also"
+        " looks for requests it missed (made while no ingester was running).",
+    )
     registry_refresh_s: float = Field(
         default=30.0, gt=0, description="Full sensor registry reload period (changes arrive by NOTIFY at once)."
     )

@@ -113,6 +113,12 @@ class Tallies:
         for key, n in zip(zip(keys.tolist(), hours.tolist(), bucket.tolist(), strict=True), counts, strict=True):
             latency[key] = latency.get(key, 0) + n
 
+    def of_replay(self) -> Tallies:
+        """These tallies for messages replayed on request: the readings they store count (accepted, duplicates,
+        late, latency), the messages themselves do not, since they were counted (as rejected) when they arrived."""
+        counters = {key: [0, a, 0, d, lt, s] for key, (_, a, _, d, lt, s) in self.counters.items()}
+        return Tallies(counters, dict(self.latency))
+
     def merged(self, other: Tallies) -> Tallies:
         """A new Tallies holding both (neither is changed)."""
         counters = {key: list(values) for key, values in self.counters.items()}

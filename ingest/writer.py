@@ -134,7 +134,7 @@ class BatchWriter:
             conn = self.connection()
             try:
                 with conn.transaction():
-                    result, tallies = self._write(conn, batch, through_staging=through_staging)
+                    result, tallies = self.store(conn, batch, through_staging=through_staging)
                     if write_tallies:
                         tallies = self.pending.merged(tallies)
                         tallies.write(conn)
@@ -162,9 +162,14 @@ class BatchWriter:
                 self.pending.write(conn)
             self.pending = Tallies()
 
-    def _write(
-        self, conn: psycopg.Connection[Any], batch: Batch, *, through_staging: bool
+    def store(
+        self, conn: psycopg.Connection[Any], batch: Batch, *, through_staging: bool, store_rejections: bool = True
     ) -> tuple[WriteResult, Tallies]:
+        """The body of a batch's transaction, inside the caller's transaction on `conn` (this writer's connection).
+
+        Returns what was written and the batch's tallies, which the caller writes. `store_rejections=False` leaves
+        rejected messages out of `rejected` (a replay records its outcome on the stored message instead).
+        """
         rows = batch.rows
         sensor = batch.row_sensor_key
         stored: dict[int, float] | None = None
@@ -205,7 +210,7 @@ class BatchWriter:
                 "channel": CHANNEL_DIRTY,
             },
         )
-        if rejections:
+        if rejections and store_rejections:
             self._store_rejections(conn, batch, rejections)
         result = WriteResult(
             inserted=int(insert.sum()),

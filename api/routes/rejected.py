@@ -55,7 +55,10 @@ class RejectedPublic(BaseModel):
     )
     replay_requested_at: UtcDatetime | None
     replayed_at: UtcDatetime | None
-    replay_outcome: str | None = Field(description="`accepted` or the reason code of the replay's rejection.")
+    replay_outcome: str | None = Field(
+        description="`accepted` or the reason code of the replay's rejection (`payload_truncated` when only part of"
+        " the payload was kept, which the API does not let happen)."
+    )
 
 
 class RejectedListPublic(Page[RejectedPublic]):

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
@@ -158,7 +157,7 @@ def test_quality_counts_what_the_ingester_saw(platform) -> None:
     assert air["completeness_24h"] is None
 
 
-def test_rejected_messages_are_listed_and_replay_is_requested(platform, api_database_url: str) -> None:
+def test_rejected_messages_are_listed_and_replayed_by_the_ingester(platform, api_database_url: str) -> None:
     client, keys, sent = platform
     r = keys.header()
     unknown = walk(client, "/v1/rejected", {"reason": "unknown_sensor"}, r)
@@ -170,41 +169,43 @@ def test_rejected_messages_are_listed_and_replay_is_requested(platform, api_data
     assert [i["reason"] for i in nan] == ["non_finite_value"]
     assert walk(client, "/v1/rejected", {"city": "semarang", "kind": "traffic"}, r) == []
 
-    # The sensor is registered afterwards; replay is requested through the database for an ingester to carry out.
+    # The sensor is registered afterwards; the replay goes through the database to the running ingester.
     spec = {**AIR, "sensor_id": "aq-new"}
     assert client.post("/v1/sensors", json=spec, headers=keys.header("write")).status_code == 201
-    assert client.post(f"/v1/rejected/{unknown[0]['id']}/replay", headers=r).status_code == 403
-    replay = client.post(f"/v1/rejected/{unknown[0]['id']}/replay", headers=keys.header("write"))
+    rejected_id = unknown[0]["id"]
+    assert client.post(f"/v1/rejected/{rejected_id}/replay", headers=r).status_code == 403
+    replay = client.post(f"/v1/rejected/{rejected_id}/replay", headers=keys.header("write"))
     assert replay.status_code == 202
     assert replay.json()["replay_status"] == "pending"
-    pending = walk(client, "/v1/rejected", {"replay": "pending"}, r)
-    assert [i["id"] for i in pending] == [unknown[0]["id"]]
-    requested = scalar(api_database_url, "SELECT replay_requested_at FROM rejected WHERE id = %s", (unknown[0]["id"],))
+    requested = scalar(api_database_url, "SELECT replay_requested_at FROM rejected WHERE id = %s", (rejected_id,))
     assert requested is not None
 
+    done = wait_until(
+        lambda: (i := client.get(f"/v1/rejected/{rejected_id}", headers=r).json())["replay_status"] != "pending" and i,
+        timeout_s=30,
+    )
+    assert (done["replay_status"], done["replay_outcome"]) == ("accepted", "accepted")
+    assert datetime.fromisoformat(done["replayed_at"]) >= datetime.fromisoformat(done["replay_requested_at"])
+    readings = client.get("/v1/sensors/aq-new/readings", headers=r).json()["items"]
+    assert [(i["quantity"], i["value"]) for i in readings] == [("pm25", 12.0)]
+    assert [i["id"] for i in walk(client, "/v1/rejected", {"replay": "accepted"}, r)] == [rejected_id]
+    # Accepted once: never again.
+    assert client.post(f"/v1/rejected/{rejected_id}/replay", headers=keys.header("write")).status_code == 409
 
-def test_replay_outcomes_as_an_ingester_records_them(platform, api_database_url: str) -> None:
+
+def test_a_replay_rejected_again_records_the_reason_and_may_be_requested_again(platform) -> None:
     client, keys, _ = platform
-    nan = walk(client, "/v1/rejected", {"reason": "non_finite_value"}, keys.header())[0]
-    w = keys.header("write")
-    assert client.post(f"/v1/rejected/{nan['id']}/replay", headers=w).status_code == 202
-    # The ingester's side of the protocol (migration 0030): outcome and time, in one statement.
-    with psycopg.connect(api_database_url) as conn:
-        conn.execute(
-            "UPDATE rejected SET replayed_at = clock_timestamp(), replay_outcome = 'non_finite_value' WHERE id = %s",
-            (nan["id"],),
-        )
-        conn.commit()
-    again = client.get(f"/v1/rejected/{nan['id']}", headers=keys.header()).json()
-    assert again["replay_status"] == "rejected"
-    assert again["replay_outcome"] == "non_finite_value"
-    # Rejected again: it may be requested once more (after the cause is fixed); accepted: never again.
-    assert client.post(f"/v1/rejected/{nan['id']}/replay", headers=w).json()["replay_status"] == "pending"
-    with psycopg.connect(api_database_url) as conn:
-        conn.execute(
-            "UPDATE rejected SET replayed_at = clock_timestamp(), replay_outcome = 'accepted' WHERE id = %s",
-            (nan["id"],),
-        )
-        conn.commit()
-    assert [i["id"] for i in walk(client, "/v1/rejected", {"replay": "accepted"}, keys.header())] == [nan["id"]]
-    assert client.post(f"/v1/rejected/{nan['id']}/replay", headers=w).status_code == 409
+    r, w = keys.header(), keys.header("write")
+    nan = walk(client, "/v1/rejected", {"reason": "non_finite_value"}, r)[0]
+
+    def outcome() -> Any:
+        item = client.get(f"/v1/rejected/{nan['id']}", headers=r).json()
+        return item if item["replay_status"] != "pending" else None
+
+    for _ in range(2):
+        assert client.post(f"/v1/rejected/{nan['id']}/replay", headers=w).json()["replay_status"] == "pending"
+        again = wait_until(outcome, timeout_s=30)
+        assert (again["replay_status"], again["replay_outcome"]) == ("rejected", "non_finite_value")
+    assert [i["id"] for i in walk(client, "/v1/rejected", {"replay": "rejected"}, r)] == [nan["id"]]
+    # Rejected again is recorded on the message, not stored as another rejection.
+    assert len(walk(client, "/v1/rejected", {"reason": "non_finite_value"}, r)) == 1
