@@ -243,6 +243,17 @@ def test_same_results_as_plain_postgresql_through_compressed_chunks_and_retentio
     assert stored_results(tsdb)["readings"] == stored_results(plain)["readings"]
 
 
+def _job_report(url: str) -> str:
+    """What the scheduler did with each job, for a failure message."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        stats = conn.execute(
+            "SELECT job_id, last_run_status, total_runs, total_failures, next_start"
+            " FROM timescaledb_information.job_stats"
+        ).fetchall()
+        errors = conn.execute("SELECT job_id, err_message FROM timescaledb_information.job_errors").fetchall()
+    return f"job stats: {stats}; errors: {errors}"
+
+
 def test_the_scheduler_runs_the_policies_by_itself(timescale_database_url: str) -> None:
     url = timescale_database_url
     migrate(url, timescaledb=TimescaleMode.REQUIRE, chunk_interval="1 day")
@@ -261,6 +272,6 @@ def test_the_scheduler_runs_the_policies_by_itself(timescale_database_url: str) 
     deadline = time.monotonic() + 180
     while _chunks(url, "readings") != (2, 1) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _chunks(url, "readings") == (2, 1)
+    assert _chunks(url, "readings") == (2, 1), _job_report(url)
     assert scalar(url, "SELECT count(*) FROM readings") == 2 * 9 * 60
     assert scalar(url, "SELECT sum(value) FROM readings WHERE quantity = 3") == 2 * sum(range(60))

@@ -117,6 +117,10 @@ class TimescalePostgres:
             "shared_preload_libraries": "timescaledb",
             "timescaledb.telemetry_level": "off",
             "max_connections": "60",
+            # A scheduler per database plus a worker per running job: the defaults (8 worker processes) run out when
+            # several test databases live on one server, and policy jobs then wait for a free worker.
+            "max_worker_processes": "32",
+            "timescaledb.max_background_workers": "24",
             **self.extra_settings,
         }
         if not self.durable:
