@@ -37,16 +37,27 @@ def page_query(rows: sql.Composable) -> str:
     return _PAGE.format(rows=rows).as_string()
 
 
-async def json_page(conn: AsyncConnection[Any], query: str, params: dict[str, Any], limit: int) -> Response:
+async def json_page(
+    conn: AsyncConnection[Any],
+    query: str,
+    params: dict[str, Any],
+    limit: int,
+    *,
+    if_empty: Callable[[], Awaitable[object]] | None = None,
+) -> Response:
     """Answer `{"items": [...], "next_cursor": ...}` from `query`, made by `page_query(rows)`.
 
     `rows` selects `i` (the row number in page order, from 1), `item` (the item as json) and `ckey` (the cursor
     key of the item, a json array), ordered by `i` and limited to `%(_fetch)s` rows (one more than the page).
+    `if_empty` runs when the query found nothing: a route that looks its subject up inside the query (one round
+    trip instead of two) checks there whether the subject exists, and raises if not.
     """
     cur = await conn.execute(query, {**params, "_limit": limit, "_fetch": limit + 1})
     row = await cur.fetchone()
     assert row is not None
     items, last_key, fetched = row
+    if not fetched and if_empty is not None:
+        await if_empty()
     cursor = encode_cursor(json.loads(last_key)) if fetched > limit and last_key is not None else None
     body = b'{"items":' + items.encode() + b',"next_cursor":' + json.dumps(cursor).encode() + b"}"
     return Response(body, media_type="application/json")

@@ -54,7 +54,8 @@ def _query(window: Window) -> str:
             " 'completeness', a.completeness, 'final', a.window_start <= %(final_before)s) AS item,"
             " json_build_array(a.quantity, livinglab_iso(a.window_start)) AS ckey"
             " FROM {table} a JOIN quantities q ON q.code = a.quantity"
-            " WHERE a.sensor_key = %(key)s AND (%(q)s::int2 IS NULL OR a.quantity = %(q)s)"
+            " WHERE a.sensor_key = (SELECT sensor_key FROM sensors WHERE sensor_id = %(sensor_id)s)"
+            " AND (%(q)s::int2 IS NULL OR a.quantity = %(q)s)"
             " AND a.window_start >= %(start)s AND a.window_start < %(end)s"
             " AND (%(ats)s::timestamptz IS NULL OR (a.quantity, a.window_start) > (%(aq)s, %(ats)s))"
             " ORDER BY a.quantity, a.window_start LIMIT %(_fetch)s"
@@ -92,6 +93,7 @@ async def list_aggregates(
     after_q, after_ts = quantity_time_after(page)
     final_before = datetime.now(UTC) - window.width - timedelta(seconds=settings.allowed_lateness_s)
     params = {
+        "sensor_id": sensor_id,
         "q": wanted.code if wanted else None,
         "start": span.start,
         "end": span.end,
@@ -101,7 +103,7 @@ async def list_aggregates(
     }
 
     async def load(conn: AsyncConnection[Any]) -> Response:
-        params["key"] = await sensor_key(conn, sensor_id)
-        return await json_page(conn, _QUERIES[window], params, page.limit)
+        # The sensor is looked up inside the page's query; only an empty page asks whether it exists (404).
+        return await json_page(conn, _QUERIES[window], params, page.limit, if_empty=lambda: sensor_key(conn, sensor_id))
 
     return await source.get(load)
