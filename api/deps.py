@@ -3,10 +3,18 @@
 Authentication: `Authorization: Bearer <key>`. Keys are looked up by their SHA-256 hash and remembered for
 `key_cache_s` seconds, so a busy dashboard does not cost a key lookup per request; a revoked key stops working
 within that time.
+
+Deadlines: a database link that goes silent (a partition, a hung server) raises no error, and a query on it would
+wait forever, holding its request and its pool connection. Every lent connection therefore carries a deadline: the
+statement timeout plus `DEADLINE_GRACE_S`, after which its socket is shut down, the blocked query fails with an
+OperationalError (answered 503) and the pool replaces the connection. The server's own statement timeout fires
+first whenever the server can still speak, so only a silent link ever reaches the deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -20,12 +28,41 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.problems import ProblemError
 from api.settings import ApiSettings
+from livinglab.storage import shutdown_connection
 from livinglab.storage.keys import ApiKey, Scope, hash_key
+
+log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `livinglab keys create`.")
 
 #: Keys remembered at most (oldest entries go first when full).
 _KEY_CACHE_SIZE = 4096
+#: How long past its statement timeout a query may wait before its connection is taken for dead.
+DEADLINE_GRACE_S = 5.0
+#: The armed deadline of each lent connection (see `extend_deadline`).
+_deadlines: weakref.WeakKeyDictionary[AsyncConnection[Any], asyncio.TimerHandle] = weakref.WeakKeyDictionary()
+
+
+def _cut(conn: AsyncConnection[Any], after_s: float) -> None:
+    if shutdown_connection(conn):
+        log.warning("no answer from the database within %.1f s; dropping the connection", after_s)
+
+
+def arm_deadline(conn: AsyncConnection[Any], seconds: float) -> None:
+    """Shut `conn` down if it is still lent `seconds` from now (replacing any deadline it had)."""
+    disarm_deadline(conn)
+    _deadlines[conn] = asyncio.get_running_loop().call_later(seconds, _cut, conn, seconds)
+
+
+def disarm_deadline(conn: AsyncConnection[Any]) -> None:
+    handle = _deadlines.pop(conn, None)
+    if handle is not None:
+        handle.cancel()
+
+
+def extend_deadline(conn: AsyncConnection[Any], statement_timeout_s: float) -> None:
+    """For a request that raises its statement timeout (deleting a long history): a deadline to match."""
+    arm_deadline(conn, statement_timeout_s + DEADLINE_GRACE_S)
 
 
 # Dependencies are coroutines even where they do not await: FastAPI runs plain functions in a thread pool, which
@@ -50,8 +87,9 @@ class IdleCheck:
     so those cost no failed request; one cut while busy fails a single request with 503 and is replaced.
     """
 
-    def __init__(self, idle_s: float = 2.0) -> None:
+    def __init__(self, idle_s: float = 2.0, deadline_s: float = 10.0) -> None:
         self.idle_s = idle_s
+        self.deadline_s = deadline_s
         self._last_used: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
 
     def used(self, conn: AsyncConnection[Any]) -> None:
@@ -59,7 +97,11 @@ class IdleCheck:
 
     async def __call__(self, conn: AsyncConnection[Any]) -> None:
         if time.monotonic() - self._last_used.get(conn, 0.0) >= self.idle_s:
-            await AsyncConnectionPool.check_connection(conn)
+            arm_deadline(conn, self.deadline_s)
+            try:
+                await AsyncConnectionPool.check_connection(conn)
+            finally:
+                disarm_deadline(conn)
 
 
 @asynccontextmanager
@@ -67,13 +109,16 @@ async def connection(
     pool: AsyncConnectionPool, timeout_s: float, idle_check: IdleCheck
 ) -> AsyncIterator[AsyncConnection[Any]]:
     """A pooled connection in autocommit mode: reads run without a transaction to end (which would cost the pool
-    a ROLLBACK round trip per request); writes open one with `conn.transaction()`."""
+    a ROLLBACK round trip per request); writes open one with `conn.transaction()`. It carries a deadline while
+    lent (see the module docstring)."""
     async with pool.connection(timeout=timeout_s) as conn:
-        if not conn.autocommit:
-            await conn.set_autocommit(True)
+        arm_deadline(conn, idle_check.deadline_s)
         try:
+            if not conn.autocommit:
+                await conn.set_autocommit(True)
             yield conn
         finally:
+            disarm_deadline(conn)
             idle_check.used(conn)
 
 
@@ -115,9 +160,8 @@ async def _lookup_key(request: Request, token: str) -> ApiKey | None:
     hit, key = cache.get(key_hash)
     if hit:
         return key
-    settings: ApiSettings = request.app.state.settings
-    pool: AsyncConnectionPool = request.app.state.pool
-    async with pool.connection(timeout=settings.pool_timeout_s) as conn:
+    state = request.app.state
+    async with connection(state.pool, state.settings.pool_timeout_s, state.idle_check) as conn:
         cur = await conn.execute(
             "SELECT id, scope, name FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL", (key_hash,)
         )

@@ -17,34 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 
+from livinglab.storage import shutdown_connection
+
 log = logging.getLogger(__name__)
 
 #: How long after the server's own statement_timeout a silent database connection is taken for dead.
 CUT_GRACE_S = 5.0
-
-
-def shutdown_connection(conn: psycopg.Connection[Any] | None) -> bool:
-    """Shut down the socket under a libpq connection (safe from any thread); True if there was one."""
-    if conn is None or conn.closed:
-        return False
-    try:
-        fd = conn.pgconn.socket
-    except psycopg.OperationalError:
-        return False
-    # shutdown() acts on the socket itself, which a duplicate descriptor shares; closing the duplicate leaves
-    # libpq's own descriptor for libpq to close.
-    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
-        sock.shutdown(socket.SHUT_RDWR)
-        return True
-    return False
 
 
 @contextlib.contextmanager

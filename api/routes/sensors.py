@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from api.deps import ConnDep, ReadAccess, SensorsWriteAccess, SettingsDep
+from api.deps import ConnDep, ReadAccess, SensorsWriteAccess, SettingsDep, extend_deadline
 from api.pagination import encode_cursor
 from api.params import PageDep
 from api.problems import ProblemError
@@ -194,6 +194,7 @@ async def delete_sensor(conn: ConnDep, settings: SettingsDep, sensor_id: SensorI
     async with conn.transaction():
         # Deleting a long history takes longer than the per-query timeout that protects the read paths.
         await conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(settings.delete_timeout_ms)))
+        extend_deadline(conn, settings.delete_timeout_ms / 1000)
         cur = await conn.execute("DELETE FROM sensors WHERE sensor_id = %s RETURNING sensor_key", (sensor_id,))
         row = await cur.fetchone()
         if row is None:

@@ -8,6 +8,7 @@ from livinglab.storage._db import (
     connect,
     create_async_pool,
     create_pool,
+    shutdown_connection,
 )
 from livinglab.storage.migrate import check_schema, current_version, latest_version, migrate, uses_timescaledb
 
@@ -23,5 +24,6 @@ __all__ = [
     "current_version",
     "latest_version",
     "migrate",
+    "shutdown_connection",
     "uses_timescaledb",
 ]

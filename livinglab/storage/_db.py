@@ -7,6 +7,9 @@ pool of dead connections.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +24,29 @@ CHANNEL_EVENTS = "livinglab_events"
 CHANNEL_REGISTRY = "livinglab_registry"
 #: NOTIFY channel: the API asked for rejected messages to be replayed (payload: the `rejected.id`).
 CHANNEL_REPLAY = "livinglab_replay"
+
+
+#: Seconds a pool waits for a new connection to be established (libpq waits forever by default, and a server that
+#: accepts TCP but never answers, behind a silent link, would hold the pool's connection attempts for good).
+POOL_CONNECT_TIMEOUT_S = 10
+
+
+def shutdown_connection(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None) -> bool:
+    """Shut down the socket under a libpq connection, so a call blocked on it fails at once with an
+    OperationalError (a link that went silent: a partition, a hung peer). Safe from any thread; True if there was a
+    socket to shut down."""
+    if conn is None or conn.closed:
+        return False
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.OperationalError:
+        return False
+    # shutdown() acts on the socket itself, which a duplicate descriptor shares; closing the duplicate leaves
+    # libpq's own descriptor for libpq to close.
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+        return True
+    return False
 
 
 def _options(application_name: str, statement_timeout_ms: int | None) -> dict[str, Any]:
@@ -62,7 +88,7 @@ def create_pool(
         name=name,
         min_size=min_size,
         max_size=max_size,
-        kwargs=_options(f"livinglab-{name}", statement_timeout_ms),
+        kwargs={**_options(f"livinglab-{name}", statement_timeout_ms), "connect_timeout": POOL_CONNECT_TIMEOUT_S},
         check=ConnectionPool.check_connection,
         open=False,
         reconnect_timeout=float("inf"),
@@ -87,7 +113,7 @@ def create_async_pool(
         name=name,
         min_size=min_size,
         max_size=max_size,
-        kwargs=_options(f"livinglab-{name}", statement_timeout_ms),
+        kwargs={**_options(f"livinglab-{name}", statement_timeout_ms), "connect_timeout": POOL_CONNECT_TIMEOUT_S},
         check=check,
         open=False,
         reconnect_timeout=float("inf"),
