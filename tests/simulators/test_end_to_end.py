@@ -112,5 +112,7 @@ def test_one_accelerated_day_with_faults_matches_the_ground_truth(
         )
         for t in truth.traffic
     }  # fmt: skip
-    assert len(expected_traffic) >= 2 * 24
+    # Two counters over a day (25 clock hours, the first and last partly): an outage (up to 3 hours) can leave whole
+    # hours of a counter without a reading, and the other faults take a few more.
+    assert len(expected_traffic) >= 2 * 20
     assert differences(expected_traffic, platform_traffic(url)) == []
