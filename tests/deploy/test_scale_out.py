@@ -123,6 +123,9 @@ def test_two_ingesters_and_two_processors_store_every_reading_once_through_a_cra
         try:
             # Crash one ingester in the middle of the load, with a batch in flight, and bring the same id back.
             wait_until(lambda: scalar(multi, "SELECT count(*) FROM readings") >= TOTAL_READINGS // 4, timeout_s=60)
+            # Kill while the broker has messages out to it that it has not acknowledged (between its batches it can
+            # have none, and then the kill would test nothing).
+            in_flight = wait_until(lambda: broker.unacknowledged(client_ids[0]), timeout_s=30, interval_s=0.01)
             ingesters[0].kill()
             time.sleep(1.0)
             ingesters[0].start()
@@ -153,5 +156,5 @@ def test_two_ingesters_and_two_processors_store_every_reading_once_through_a_cra
     # in flight: the broker sent them again (DUP) to the same client id when it came back, and none is doubled.
     sent = broker.publishes_sent()
     assert all(sent.get(cid, 0) > 0 for cid in client_ids), sent
-    assert broker.publishes_sent(redelivered=True).get(client_ids[0], 0) > 0
+    assert broker.publishes_sent(redelivered=True).get(client_ids[0], 0) > 0, f"{in_flight} in flight at the kill"
     assert set(worker_ids) <= claims.seen, claims.seen

@@ -90,6 +90,16 @@ class DebugLoggingBroker(MosquittoBroker):
                 counts[client] = counts.get(client, 0) + 1
         return counts
 
+    def unacknowledged(self, client_id: str) -> int:
+        """QoS 1 messages the broker sent to `client_id` and has no PUBACK for yet (from its log, so far)."""
+        sent = acked = 0
+        for line in self.debug_log.read_text(errors="replace").splitlines():
+            if f"Sending PUBLISH to {client_id} " in line:
+                sent += 1
+            elif f"Received PUBACK from {client_id} " in line:
+                acked += 1
+        return sent - acked
+
     def has_subscribed(self, client_id: str) -> bool:
         """Whether the broker received a SUBSCRIBE from `client_id` (since it started logging)."""
         log = self.debug_log
