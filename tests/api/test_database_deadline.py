@@ -6,7 +6,7 @@ up, nothing is forwarded, so neither the server's statement timeout nor the kern
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -22,17 +22,11 @@ pytestmark = pytest.mark.integration
 STATEMENT_TIMEOUT_MS = 1000
 
 
-def _through(url: str, proxy: FaultProxy) -> str:
-    parts = urlsplit(url)
-    user = parts.netloc.rpartition("@")[0]
-    return urlunsplit((parts.scheme, f"{user}@127.0.0.1:{proxy.port}", parts.path, parts.query, parts.fragment))
-
-
 def test_a_silent_database_gets_503_and_the_api_recovers(api_database_url: str, keys: Keys) -> None:
     with (
         FaultProxy(int(urlsplit(api_database_url).port or 5432)) as proxy,
         serving(
-            _through(api_database_url, proxy),
+            proxy.route(api_database_url),
             statement_timeout_ms=STATEMENT_TIMEOUT_MS,
             response_cache_s=0,
         ) as base,

@@ -8,7 +8,7 @@ the link heals, every acknowledged reading is stored once.
 from __future__ import annotations
 
 import time
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -26,12 +26,6 @@ KEEPALIVE_S = 5
 DATABASE_TIMEOUT_S = 2.0
 #: The ingester drops a silent database connection this long after it sent a query (timeout + its grace).
 DATABASE_DEADLINE_S = DATABASE_TIMEOUT_S + 5.0
-
-
-def _through(url: str, proxy: FaultProxy) -> str:
-    parts = urlsplit(url)
-    user = parts.netloc.rpartition("@")[0]
-    return urlunsplit((parts.scheme, f"{user}@127.0.0.1:{proxy.port}", parts.path, parts.query, parts.fragment))
 
 
 def _detect(broken: float, is_detected: object, timeout_s: float) -> float:
@@ -98,7 +92,7 @@ def test_database_link(
     register(fresh_database_url, *SENSORS)
     with FaultProxy(int(urlsplit(fresh_database_url).port or 5432)) as proxy:
         settings = {
-            "database_url": _through(fresh_database_url, proxy),
+            "database_url": proxy.route(fresh_database_url),
             "mqtt_url": own_broker.url,
             "topic_prefix": topic_prefix,
             "client_id": f"ingest-{topic_prefix[:13]}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -31,6 +32,12 @@ TRAFFIC = {
     "city_population": 10_000_000,
 }
 _mids = itertools.count(1)
+
+
+def ten_minutes_ago() -> float:
+    """The start of the minute ten minutes ago: readings at that time plus a few seconds share one window, and are
+    neither in the future nor too old."""
+    return math.floor(time.time() / 60) * 60 - 600
 
 
 def register(url: str, *sensor_ids: str, traffic: Sequence[str] = ()) -> None:

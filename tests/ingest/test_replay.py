@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 
@@ -17,7 +16,7 @@ from livinglab.embedded import MosquittoBroker
 from livinglab.sensors import SensorSpec
 from livinglab.storage import CHANNEL_REPLAY
 from livinglab.storage.registry import insert_sensor
-from tests.ingest.conftest import AIR, PREFIX, Harness, message, register, rows
+from tests.ingest.conftest import AIR, PREFIX, Harness, message, register, rows, ten_minutes_ago
 from tests.ingest.helpers import ingesting, publish_all
 from tests.support.roles import scalar, wait_until
 
@@ -25,10 +24,6 @@ pytestmark = pytest.mark.integration
 
 OUTCOMES = "SELECT sensor_id, reason, replay_outcome, replayed_at IS NOT NULL FROM rejected ORDER BY id"
 READINGS = "SELECT s.sensor_id, r.value FROM readings r JOIN sensors s USING (sensor_key) ORDER BY 1, 2"
-
-
-def _t0() -> float:
-    return math.floor(time.time() / 60) * 60 - 600
 
 
 def _execute(url: str, statement: str) -> None:
@@ -53,7 +48,7 @@ def test_a_replay_decodes_again_with_the_current_registry_and_records_each_outco
 ) -> None:
     url = fresh_database_url
     register(url, "aq-1")
-    t0 = _t0()
+    t0 = ten_minutes_ago()
     received = time.time() - 5
     messages = [
         message("aq-late", json.dumps({"ts": t0, "pm25": 12.5, "pm10": 30}).encode(), received_at_s=received),
@@ -113,7 +108,7 @@ def test_a_replay_decodes_again_with_the_current_registry_and_records_each_outco
 
 def test_two_ingesters_replaying_at_once_carry_out_each_request_once(harness: Harness, fresh_database_url: str) -> None:
     url = fresh_database_url
-    t0 = _t0()
+    t0 = ten_minutes_ago()
     n = 600
     harness.writer.write(
         harness.build([message(f"aq-{i % 30}", json.dumps({"ts": t0 + i, "pm25": i}).encode()) for i in range(n)])
@@ -152,7 +147,7 @@ def test_the_ingester_replays_on_notification_and_finds_requests_made_while_it_w
         "replay_poll_s": 3600,  # only a notification, or the pass at start, can find a request here
     }
     topic = f"{topic_prefix}/jakarta/air/aq-new"
-    t0 = _t0()
+    t0 = ten_minutes_ago()
     with ingesting(**settings):
         publish_all(mqtt_broker.port, [(topic, json.dumps({"ts": t0, "pm25": 1}).encode())])
         wait_until(lambda: scalar(url, "SELECT count(*) FROM rejected") == 1)

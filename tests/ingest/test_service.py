@@ -4,7 +4,6 @@ after COMMIT, registry changes, notices, metrics and health, bounded memory whil
 from __future__ import annotations
 
 import json
-import math
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ from livinglab.embedded import AmqttBroker, MosquittoBroker
 from livinglab.sensors import SensorSpec
 from livinglab.settings import MqttUrl
 from livinglab.storage.registry import insert_sensor
-from tests.ingest.conftest import AIR, register, rows
+from tests.ingest.conftest import AIR, register, rows, ten_minutes_ago
 from tests.ingest.helpers import Notices, ingesting, publish_all
 from tests.ingest.mqtt_spy import MqttSpy
 from tests.support.roles import scalar, wait_until
@@ -30,10 +29,6 @@ COUNTERS = (
     "SELECT s.sensor_id, (c.messages, c.accepted, c.rejected, c.duplicates)::text"
     " FROM ingest_counters c JOIN sensors s USING (sensor_key)"
 )
-
-
-def _t0() -> float:
-    return math.floor(time.time() / 60) * 60 - 600
 
 
 def _settings(url: str, broker: MosquittoBroker, prefix: str, **extra: Any) -> dict[str, Any]:
@@ -51,7 +46,7 @@ def test_every_reason_code_end_to_end_and_the_good_readings_all_stored(
     fresh_database_url: str, mqtt_broker: MosquittoBroker, topic_prefix: str
 ) -> None:
     register(fresh_database_url, "aq-1", "aq-2", traffic=["tc-1"])
-    t0 = _t0()
+    t0 = ten_minutes_ago()
     air, traffic = f"{topic_prefix}/jakarta/air", f"{topic_prefix}/jakarta/traffic"
     senml = [{"bn": "urn:dev:livinglab:aq-1:", "bt": t0 + 60, "n": "no2", "u": "ppb", "v": 24.45}]
     good = [
@@ -141,7 +136,7 @@ def test_acknowledgements_leave_only_after_commit(
     fresh_database_url: str, mqtt_broker: MosquittoBroker, topic_prefix: str
 ) -> None:
     register(fresh_database_url, "aq-1")
-    t0 = _t0()
+    t0 = ten_minutes_ago()
     seen_at_ack: list[int] = []
 
     def check_committed(payload: bytes) -> None:
@@ -177,14 +172,14 @@ def test_a_sensor_registered_a_moment_ago_is_accepted(
     register(fresh_database_url, "aq-0")
     topic = f"{topic_prefix}/jakarta/air/aq-new"
     with ingesting(**_settings(fresh_database_url, mqtt_broker, topic_prefix, registry_refresh_s=3600)) as ingester:
-        publish_all(mqtt_broker.port, [(topic, json.dumps({"ts": _t0(), "pm25": 1}).encode())])
+        publish_all(mqtt_broker.port, [(topic, json.dumps({"ts": ten_minutes_ago(), "pm25": 1}).encode())])
         wait_until(
             lambda: scalar(fresh_database_url, "SELECT count(*) FROM rejected WHERE reason = 'unknown_sensor'") == 1
         )
         # Through the registry functions (as the API does): committed, NOTIFY sent, published right away.
         with psycopg.connect(fresh_database_url) as conn:
             insert_sensor(conn, SensorSpec.model_validate({"sensor_id": "aq-new", **AIR}))
-        publish_all(mqtt_broker.port, [(topic, json.dumps({"ts": _t0() + 1, "pm25": 1}).encode())])
+        publish_all(mqtt_broker.port, [(topic, json.dumps({"ts": ten_minutes_ago() + 1, "pm25": 1}).encode())])
         wait_until(lambda: scalar(fresh_database_url, "SELECT count(*) FROM readings") == 1)
         wait_until(lambda: ingester.sensors.get("aq-new") is not None)
         # Behind the registry's back (no NOTIFY): the miss itself triggers a lookup.
@@ -194,7 +189,8 @@ def test_a_sensor_registered_a_moment_ago_is_accepted(
                 " ('aq-quiet', 'jakarta', 'Menteng', 'air', 'aq-quiet', 0, 0)"
             )
         publish_all(
-            mqtt_broker.port, [(f"{topic_prefix}/jakarta/air/aq-quiet", json.dumps({"ts": _t0(), "pm25": 2}).encode())]
+            mqtt_broker.port,
+            [(f"{topic_prefix}/jakarta/air/aq-quiet", json.dumps({"ts": ten_minutes_ago(), "pm25": 2}).encode())],
         )
         wait_until(lambda: scalar(fresh_database_url, "SELECT count(*) FROM readings") == 2)
     assert scalar(fresh_database_url, "SELECT count(*) FROM rejected") == 1
@@ -240,7 +236,7 @@ def test_metrics_and_health_follow_the_broker(
         publish_all(
             own_broker.port,
             [
-                (f"{topic_prefix}/jakarta/air/aq-1", json.dumps({"ts": _t0(), "pm25": 1}).encode()),
+                (f"{topic_prefix}/jakarta/air/aq-1", json.dumps({"ts": ten_minutes_ago(), "pm25": 1}).encode()),
                 (f"{topic_prefix}/jakarta/air/aq-1", b"{"),
             ],
         )
@@ -272,7 +268,7 @@ def test_memory_stays_within_the_in_flight_window_while_the_database_stalls(
     fresh_database_url: str, own_broker: MosquittoBroker, topic_prefix: str
 ) -> None:
     register(fresh_database_url, "aq-1")
-    t0 = _t0()
+    t0 = ten_minutes_ago()
     settings = _settings(fresh_database_url, own_broker, topic_prefix, receive_maximum=50, batch_size=20, keepalive_s=5)
     with ingesting(**settings) as ingester, psycopg.connect(fresh_database_url) as blocker:
         blocker.execute("LOCK TABLE readings IN ACCESS EXCLUSIVE MODE")
@@ -309,7 +305,7 @@ def test_auto_falls_back_to_mqtt_311_on_the_embedded_amqtt_broker(
         settings = {"database_url": fresh_database_url, "mqtt_url": amqtt.url, "topic_prefix": topic_prefix}
         with ingesting(**settings, mqtt_protocol="auto") as ingester:
             assert ingester.protocol == "3.1.1"
-            t0 = _t0()
+            t0 = ten_minutes_ago()
             publish_all(
                 amqtt.port,
                 [
@@ -330,7 +326,7 @@ def test_messages_a_broker_sends_beyond_the_window_come_back_after_a_reconnect(
     # Mosquitto before 2.0.13 sends up to a window more per acknowledgement once messages queue up for a client: after
     # the stall below it floods the ingester. The inbox keeps to its limit and gets the rest after a reconnect.
     register(fresh_database_url, "aq-1")
-    t0 = _t0()
+    t0 = ten_minutes_ago()
     settings = _settings(
         fresh_database_url, own_broker, topic_prefix, receive_maximum=20, batch_size=10, inbox_max_messages=40
     )

@@ -12,7 +12,7 @@ import pytest
 from ingest.writer import BatchWriter
 from livinglab.quality import LATENCY_BUCKET_EDGES_S
 from livinglab.storage import CHANNEL_DIRTY
-from tests.ingest.conftest import Harness, message, register, rows
+from tests.ingest.conftest import Harness, message, register, rows, ten_minutes_ago
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +29,9 @@ COUNTERS = (
 REJECTED = "SELECT topic, city, kind, sensor_id, sensor_key, reason, payload, payload_size FROM rejected ORDER BY id"
 
 
-def _t0() -> float:
-    """The start of a minute ten minutes ago: readings at t0 + k stay in one window."""
-    return math.floor(time.time() / 60) * 60 - 600
-
-
 def test_a_batch_lands_in_one_transaction_with_its_tallies(harness: Harness, fresh_database_url: str) -> None:
     register(fresh_database_url, "aq-1", "aq-2")
-    t0 = _t0()
+    t0 = ten_minutes_ago()
     received = time.time()
     messages = [
         message("aq-1", json.dumps({"ts": t0, "pm25": 10, "pm10": 20}).encode(), received_at_s=received),
@@ -81,7 +76,7 @@ def test_a_batch_lands_in_one_transaction_with_its_tallies(harness: Harness, fre
 
 def test_resending_a_batch_stores_nothing_new_and_counts_duplicates(harness: Harness, fresh_database_url: str) -> None:
     register(fresh_database_url, "aq-1")
-    t0 = _t0()
+    t0 = ten_minutes_ago()
     payloads = [json.dumps({"ts": t0 + i, "pm25": i}).encode() for i in range(50)]
     first = harness.writer.write(harness.build([message("aq-1", p) for p in payloads]))
     again = harness.writer.write(harness.build([message("aq-1", p) for p in payloads]))
@@ -96,7 +91,7 @@ def test_resending_a_batch_stores_nothing_new_and_counts_duplicates(harness: Har
 
 def test_a_conflicting_value_rejects_its_whole_message(harness: Harness, fresh_database_url: str) -> None:
     register(fresh_database_url, "aq-1")
-    t0 = _t0()
+    t0 = ten_minutes_ago()
     harness.writer.write(harness.build([message("aq-1", json.dumps({"ts": t0, "pm25": 5}).encode())]))
     batch = harness.build(
         [
@@ -118,7 +113,7 @@ def test_a_conflicting_value_rejects_its_whole_message(harness: Harness, fresh_d
 
 def test_new_readings_bump_a_dirty_window_a_processor_holds(harness: Harness, fresh_database_url: str) -> None:
     register(fresh_database_url, "aq-1")
-    t0 = _t0()
+    t0 = ten_minutes_ago()
     harness.writer.write(harness.build([message("aq-1", json.dumps({"ts": t0, "pm25": 5}).encode())]))
     harness.writer.write(harness.build([message("aq-1", json.dumps({"ts": t0 + 5, "pm25": 5}).encode())]))
     assert rows(fresh_database_url, "SELECT version FROM dirty_windows") == [(2,)]
@@ -143,7 +138,7 @@ def test_device_text_with_nul_and_lone_surrogates_cannot_fail_a_batch(
     harness: Harness, fresh_database_url: str
 ) -> None:
     register(fresh_database_url, "aq-1")
-    t0 = _t0()
+    t0 = ten_minutes_ago()
     messages = [
         message("aq-1", json.dumps({"ts": t0, "pm25": 1}).encode()),
         message("aq-1", json.dumps({"ts": t0, "pm\u0000": 1}).encode()),
@@ -161,7 +156,7 @@ def test_device_text_with_nul_and_lone_surrogates_cannot_fail_a_batch(
 
 def test_a_broken_connection_raises_and_the_next_write_reconnects(harness: Harness, fresh_database_url: str) -> None:
     register(fresh_database_url, "aq-1")
-    batch = harness.build([message("aq-1", json.dumps({"ts": _t0(), "pm25": 1}).encode())])
+    batch = harness.build([message("aq-1", json.dumps({"ts": ten_minutes_ago(), "pm25": 1}).encode())])
     with psycopg.connect(fresh_database_url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (harness.writer.connection().info.backend_pid,))
     with pytest.raises(psycopg.OperationalError):
@@ -179,7 +174,7 @@ def test_writer_is_usable_without_a_service(fresh_database_url: str) -> None:
 
 def test_counters_gathered_over_batches_add_up(harness: Harness, fresh_database_url: str) -> None:
     register(fresh_database_url, "aq-1", "aq-2")
-    t0 = _t0()
+    t0 = ten_minutes_ago()
     batches = [
         [message("aq-1", json.dumps({"ts": t0 + i, "pm25": 1}).encode()) for i in range(3)],
         [message("aq-1", json.dumps({"ts": t0 + 10, "pm25": 1}).encode()), message("aq-2", b"{")],
@@ -201,7 +196,7 @@ def test_counters_gathered_over_batches_add_up(harness: Harness, fresh_database_
 def test_pending_counters_are_written_before_stopping(harness: Harness, fresh_database_url: str) -> None:
     register(fresh_database_url, "aq-1")
     harness.writer.write(
-        harness.build([message("aq-1", json.dumps({"ts": _t0(), "pm25": 1}).encode())]), write_tallies=False
+        harness.build([message("aq-1", json.dumps({"ts": ten_minutes_ago(), "pm25": 1}).encode())]), write_tallies=False
     )
     harness.writer.flush_tallies()
     assert rows(fresh_database_url, "SELECT messages, accepted FROM ingest_counters") == [(1, 1)]

@@ -26,6 +26,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 from livinglab.embedded import LOOPBACK
 
@@ -124,6 +125,14 @@ class FaultProxy:
     def url(self, scheme: str, userinfo: str = "") -> str:
         """`scheme://[userinfo@]127.0.0.1:port` for a client that should go through the proxy."""
         return f"{scheme}://{userinfo + '@' if userinfo else ''}{LOOPBACK}:{self.port}"
+
+    def route(self, url: str) -> str:
+        """`url` (a database or broker URL pointing at the proxy's target) with its host and port replaced by the
+        proxy's, keeping the scheme, user, path and query."""
+        parts = urlsplit(url)
+        user = parts.netloc.rpartition("@")[0]
+        netloc = f"{user}@{LOOPBACK}:{self.port}" if user else f"{LOOPBACK}:{self.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
     def close(self) -> None:
         self._closing.set()
