@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from ingest.watchdog import cut_after
+from ingest.watchdog import cut_after, listen_until_stopped
 from livinglab.domain import Kind
 from livinglab.storage import CHANNEL_REGISTRY, connect
 from livinglab.storage.registry import RegistryEntry, load_registry
@@ -110,22 +110,27 @@ class SensorDirectory:
 
     def run(self, stop: threading.Event) -> None:
         """LISTEN and reload until `stop` is set; reconnects with backoff when the database goes away."""
-        delay = 0.5
-        while not stop.is_set():
+
+        def serve(conn: psycopg.Connection[Any]) -> None:
+            self.load(conn)
+            self.listening, self.last_error = True, None
             try:
-                with connect(self.conninfo, application_name=self.application_name, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL_REGISTRY}")
-                    self.load(conn)
-                    self.listening, self.last_error, delay = True, None, 0.5
-                    self._listen(conn, stop)
-            except psycopg.Error as exc:
-                self.last_error = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
-                log.warning("registry listener: %s; retrying in %.1f s", self.last_error, delay)
+                self._listen(conn, stop)
             finally:
                 self.listening = False
-            if stop.wait(delay):
-                return
-            delay = min(delay * 2, 10.0)
+
+        def failed(error: str) -> None:
+            self.last_error = error
+
+        listen_until_stopped(
+            self.conninfo,
+            channel=CHANNEL_REGISTRY,
+            application_name=self.application_name,
+            stop=stop,
+            serve=serve,
+            failed=failed,
+            what="registry listener",
+        )
 
     def _listen(self, conn: psycopg.Connection[Any], stop: threading.Event) -> None:
         loaded_at = time.monotonic()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -33,10 +32,10 @@ from psycopg import errors as pg_errors
 from ingest.batch import BatchBuilder, Message
 from ingest.metrics import IngestMetrics
 from ingest.rows import Limits
-from ingest.watchdog import cut_after
+from ingest.watchdog import cut_after, listen_until_stopped
 from ingest.writer import BatchWriter
 from livinglab.domain import Kind
-from livinglab.storage import CHANNEL_REPLAY, connect
+from livinglab.storage import CHANNEL_REPLAY
 from livinglab.storage.registry import RegistryEntry
 
 log = logging.getLogger(__name__)
@@ -108,21 +107,24 @@ class ReplayWorker:
 
     def run(self, stop: threading.Event) -> None:
         """LISTEN for requests and carry them out; reconnects with backoff when the database goes away."""
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                conninfo, name = self.writer.conninfo, self.writer.application_name
-                with connect(conninfo, application_name=name, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL_REPLAY}")
-                    self.last_error, delay = None, 0.5
-                    self._serve(conn, stop)
-            except psycopg.Error as exc:
-                self.writer.close()
-                self.last_error = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
-                log.warning("replay: %s; retrying in %.1f s", self.last_error, delay)
-            if stop.wait(delay):
-                break
-            delay = min(delay * 2, 10.0)
+
+        def serve(conn: psycopg.Connection[Any]) -> None:
+            self.last_error = None
+            self._serve(conn, stop)
+
+        def failed(error: str) -> None:
+            self.writer.close()
+            self.last_error = error
+
+        listen_until_stopped(
+            self.writer.conninfo,
+            channel=CHANNEL_REPLAY,
+            application_name=self.writer.application_name,
+            stop=stop,
+            serve=serve,
+            failed=failed,
+            what="replay",
+        )
         self.writer.close()
 
     def _serve(self, listener: psycopg.Connection[Any], stop: threading.Event) -> None:
@@ -188,7 +190,7 @@ class ReplayWorker:
                     outcomes[rejected_id] = PAYLOAD_TRUNCATED
                     continue
                 ids.append(rejected_id)
-                messages.append(Message(topic, payload, 0, 1, _seconds(received_at)))
+                messages.append(Message(topic, payload, 0, 1, received_at.timestamp()))
             if messages:
                 sensors = _Registry(conn, _sensor_ids(messages))
                 batch = BatchBuilder(prefix=self.prefix, sensors=sensors, limits=self.limits).build(messages)
@@ -205,10 +207,6 @@ class ReplayWorker:
         accepted = sum(1 for o in outcomes.values() if o == "accepted")
         log.info("replayed %d rejected messages: %d accepted", len(outcomes), accepted)
         return len(claimed)
-
-
-def _seconds(received_at: datetime) -> float:
-    return received_at.timestamp()
 
 
 def _sensor_ids(messages: list[Message]) -> list[str]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from livinglab.storage import shutdown_connection
+from livinglab.storage import connect, shutdown_connection
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +56,32 @@ class _Deadline:
 
     def __init__(self) -> None:
         self.fired = False
+
+
+def listen_until_stopped(
+    conninfo: str,
+    *,
+    channel: str,
+    application_name: str,
+    stop: threading.Event,
+    serve: Callable[[psycopg.Connection[Any]], None],
+    failed: Callable[[str], None],
+    what: str,
+) -> None:
+    """Connect, LISTEN on `channel` and run `serve(conn)` on the connection until `stop` is set. A database error
+    ends the connection: `failed(description)` is called and the loop reconnects after a backoff (0.5 s, doubling
+    to 10 s, back to 0.5 s once LISTEN works again)."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            with connect(conninfo, application_name=application_name, autocommit=True) as conn:
+                conn.execute(f"LISTEN {channel}")
+                delay = 0.5
+                serve(conn)
+        except psycopg.Error as exc:
+            error = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+            failed(error)
+            log.warning("%s: %s; retrying in %.1f s", what, error, delay)
+        if stop.wait(delay):
+            return
+        delay = min(delay * 2, 10.0)
