@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from livinglab.storage import connect, shutdown_connection
 
@@ -75,7 +76,7 @@ def listen_until_stopped(
     while not stop.is_set():
         try:
             with connect(conninfo, application_name=application_name, autocommit=True) as conn:
-                conn.execute(f"LISTEN {channel}")
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                 delay = 0.5
                 serve(conn)
         except psycopg.Error as exc:
