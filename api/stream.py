@@ -94,6 +94,8 @@ class StreamOptions:
     heartbeat_s: float
     max_backlog: int
     types: Collection[str] | None
+    #: The cities whose events the client may see (`Access.cities_param`); None: every event.
+    cities: list[str] | None = None
 
 
 async def _latest_id(pool: AsyncConnectionPool) -> int:
@@ -133,7 +135,8 @@ async def event_stream(
         after = last_event_id
     yield f"retry: 3000\n: connected, last event id {after}\n\n"
     while True:
-        rows = await _events_after(pool, after, options.types)
+        # Events do not name their city yet: a client limited to cities gets none rather than another city's.
+        rows = await _events_after(pool, after, options.types) if options.cities is None else []
         for event_id, event_type, data in rows:
             yield format_event(event_id, event_type, data)
             after = event_id

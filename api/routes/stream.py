@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from api.deps import ReadAccess, SettingsDep
+from api.access import ReadAccessDep
+from api.deps import SettingsDep
 from api.problems import ProblemError
 from api.schemas import COMMON_RESPONSES
 from api.stream import StreamOptions, event_stream
@@ -20,11 +21,11 @@ router = APIRouter(prefix="/v1", tags=["live updates"], responses=COMMON_RESPONS
 @router.get(
     "/stream",
     summary="Live updates (Server-Sent Events)",
-    dependencies=[ReadAccess],
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "An endless event stream."}},
 )
 async def stream(
+    access: ReadAccessDep,
     request: Request,
     settings: SettingsDep,
     types: Annotated[
@@ -57,7 +58,7 @@ async def stream(
             raise ProblemError(400, "Last-Event-ID must be an event id (an integer)") from None
         if resume < 0:
             raise ProblemError(400, "Last-Event-ID must not be negative")
-    options = StreamOptions(settings.sse_heartbeat_s, settings.sse_max_backlog, wanted)
+    options = StreamOptions(settings.sse_heartbeat_s, settings.sse_max_backlog, wanted, access.cities_param())
     metrics = request.app.state.metrics
 
     async def body() -> AsyncIterator[str]:
