@@ -365,7 +365,7 @@ def _add_simulate(sub: Any) -> None:
         description="Play a city scenario over MQTT. Messages are deterministic for the seed; faults are injected at "
         "configurable rates and every one is counted in the summary (and in the ground truth, if asked for).",
     )
-    sim.add_argument("--scenario", default="demo", help="a shipped scenario (demo, large) or a YAML path")
+    sim.add_argument("--scenario", default="demo", help="a shipped scenario (demo, large, two-cities) or a YAML path")
     sim.add_argument(
         "--mode",
         choices=["realtime", "accelerated", "backfill", "load"],
