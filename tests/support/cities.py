@@ -43,7 +43,8 @@ class TwoCities:
 def _spec(sensor_id: str, city: str, number: int, kind: str) -> SensorSpec:
     lat, lon = CENTRES[city]
     district = DISTRICTS[city][(number // 2) % 2]
-    position = {"lat": lat + 0.01 * number, "lon": lon + 0.012 * (number % 3)}
+    # A city's counter stands a little east of its station, so both markers show on a map.
+    position = {"lat": lat + 0.01 * number, "lon": lon + 0.012 * (number % 3) + (0.004 if kind == "traffic" else 0)}
     base = seed.air(sensor_id, city, district) if kind == "air" else seed.traffic(sensor_id, city, district)
     return base.model_copy(update=position)
 
