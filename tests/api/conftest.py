@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from api import ApiSettings, create_app
 from livinglab.storage.keys import Scope, create_key
+from tests.support.cities import TwoCities, seed_two_cities
 from tests.support.databases import create_database, drop_database, unique_name
 
 
@@ -68,6 +69,20 @@ def api_client(database_url: str, **settings: Any) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def client(api_database_url: str) -> Iterator[TestClient]:
     with api_client(api_database_url) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def two_cities(api_database_url: str) -> TwoCities:
+    """The module's database seeded with two cities (tests/support/cities.py)."""
+    with psycopg.connect(api_database_url) as conn:
+        return seed_two_cities(conn)
+
+
+@pytest.fixture(scope="module")
+def cities_client(api_database_url: str, two_cities: TwoCities) -> Iterator[TestClient]:
+    """A client of the two cities, without the response cache (each check reads what the one before wrote)."""
+    with api_client(api_database_url, response_cache_s=0) as c:
         yield c
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from ingest import Ingester, IngestSettings
 from livinglab.settings import MqttUrl
 from livinglab.storage.registry import upsert_sensors
 from simulators.faults import FaultRates
@@ -31,6 +32,14 @@ def register(url: str, scenario: Scenario) -> None:
     with psycopg.connect(url) as conn:
         upsert_sensors(conn, scenario.specs)
         conn.commit()
+
+
+def ingester(database_url: str, broker_url: str, prefix: str) -> Ingester:
+    """An ingester of the topics under `prefix` (not started), with a client id of its own."""
+    settings = IngestSettings(
+        database_url=database_url, mqtt_url=broker_url, topic_prefix=prefix, client_id=f"ingest-{prefix[:13]}"
+    )
+    return Ingester(settings)
 
 
 def simulate(scenario: Scenario, broker_url: str, prefix: str, **options: Any) -> Ledger:

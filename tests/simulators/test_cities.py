@@ -10,7 +10,6 @@ import numpy as np
 import psycopg
 import pytest
 
-from ingest import Ingester, IngestSettings
 from livinglab.embedded import MosquittoBroker
 from livinglab.errors import ConfigurationError
 from livinglab.storage.keys import Scope, create_key
@@ -20,7 +19,7 @@ from simulators.plan import Period
 from simulators.run import Mode
 from simulators.scenario import load_scenario, parse_scenario
 from tests.api.conftest import api_client, walk
-from tests.simulators.platform import expected_readings, register, simulate, stored_readings
+from tests.simulators.platform import expected_readings, ingester, register, simulate, stored_readings
 from tests.support.roles import running, scalar, wait_until
 
 JAKARTA_AIR = "{sensor_id: aq-1, kind: air, district: A, lat: 0.5, lon: 0.5}"
@@ -80,15 +79,9 @@ def test_two_cities_through_broker_and_ingester_reach_a_limited_key_apart(
     scenario = load_scenario("two-cities")
     register(fresh_database_url, scenario)
     end = time.time() // 60 * 60
-    settings = IngestSettings(
-        database_url=fresh_database_url,
-        mqtt_url=mqtt_broker.url,
-        topic_prefix=topic_prefix,
-        client_id=f"ingest-{topic_prefix[:13]}",
-    )
-    ingester = Ingester(settings)
-    with running(ingester):
-        assert ingester.wait_connected()
+    ingest = ingester(fresh_database_url, mqtt_broker.url, topic_prefix)
+    with running(ingest):
+        assert ingest.wait_connected()
         ledger = simulate(scenario, mqtt_broker.url, topic_prefix, mode=Mode.BACKFILL, period=Period(end - 3600, end))
         wait_until(
             lambda: scalar(fresh_database_url, "SELECT count(*) FROM readings") >= ledger.readings_stored, timeout_s=60

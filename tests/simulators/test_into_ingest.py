@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from ingest import Ingester, IngestSettings
 from livinglab.domain import RejectionReason
 from livinglab.embedded import MosquittoBroker
 from simulators.plan import Period
@@ -16,6 +15,7 @@ from tests.simulators.platform import (
     FAULTS,
     city,
     expected_readings,
+    ingester,
     register,
     rejected_by_reason,
     simulate,
@@ -32,15 +32,9 @@ def test_backfill_with_faults_stores_and_rejects_exactly_what_the_ledger_expects
     scenario = city()
     register(fresh_database_url, scenario)
     end = time.time() // 60 * 60
-    settings = IngestSettings(
-        database_url=fresh_database_url,
-        mqtt_url=mqtt_broker.url,
-        topic_prefix=topic_prefix,
-        client_id=f"ingest-{topic_prefix[:13]}",
-    )
-    ingester = Ingester(settings)
-    with running(ingester):
-        assert ingester.wait_connected()
+    ingest = ingester(fresh_database_url, mqtt_broker.url, topic_prefix)
+    with running(ingest):
+        assert ingest.wait_connected()
         ledger = simulate(
             scenario, mqtt_broker.url, topic_prefix, mode=Mode.BACKFILL, period=Period(end - 6 * 3600, end),
             rates=FAULTS, seed=3,
