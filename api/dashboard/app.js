@@ -111,9 +111,13 @@ const loaders = {
     state.quality = byId((await api.list("/v1/quality/sensors", { city: state.city, limit: 1000 })).items);
   },
   rejections: async () => {
-    const { items, truncated } = await api.list("/v1/rejected", { city: state.city, limit: 500 }, { maxPages: 10 });
+    const { items, truncated } = await api.list("/v1/rejected", { limit: 500 }, { maxPages: 10 });
     const counts = new Map();
-    for (const item of items) counts.set(item.reason, (counts.get(item.reason) ?? 0) + 1);
+    // The chosen city's, and those whose topic names no city (a key that sees them sees every city: they are
+    // shown whichever city is chosen).
+    for (const item of items) {
+      if (item.city === state.city || item.city === null) counts.set(item.reason, (counts.get(item.reason) ?? 0) + 1);
+    }
     state.rejections = { counts, truncated };
   },
   latest: async () => {
