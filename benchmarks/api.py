@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not installed (Debian: apt install wrk)", file=sys.stderr)
         return 2
 
-    from tests.support.databases import create_database, drop_database, unique_name
+    from livinglab.launch import create_database, drop_database, unique_name
 
     name = unique_name("llbench_api")
     url = create_database(args.database_url, name)

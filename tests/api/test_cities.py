@@ -31,7 +31,7 @@ import pytest
 
 from api import ApiSettings, create_app
 from api.access import OPEN_PATHS
-from tests.api.server import serving
+from tests.support.api import serving
 from tests.support.cities import CITY_A, CITY_B, TwoCities, seed_two_cities
 
 pytestmark = pytest.mark.integration

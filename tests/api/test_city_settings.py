@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from livinglab.storage.cities import ServiceTargets, all_city_targets, city_targets
 from livinglab.storage.keys import Scope, create_key
-from tests.api.conftest import assert_problem, walk
+from tests.support.api import assert_problem, walk
 from tests.support.cities import CENTRES, CITY_A, CITY_B, TwoCities
 
 pytestmark = pytest.mark.integration

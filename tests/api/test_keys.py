@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import assert_problem, walk
+from tests.support.api import assert_problem, walk
 from tests.support.cities import CITY_A, CITY_B, TwoCities
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.api.server import serving
+from livinglab.launch import create_database, drop_database, unique_name
 from tests.browser.conftest import Dashboard
+from tests.support.api import serving
 from tests.support.cities import CITY_A, CITY_B, DISTRICTS, TwoCities, seed_two_cities
-from tests.support.databases import create_database, drop_database, unique_name
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

@@ -18,9 +18,11 @@ from simulators.devices import DAY_S, simulate_day
 from simulators.plan import Period
 from simulators.run import Mode
 from simulators.scenario import load_scenario, parse_scenario
-from tests.api.conftest import api_client, walk
-from tests.simulators.platform import expected_readings, ingester, register, simulate, stored_readings
-from tests.support.roles import running, scalar, wait_until
+from tests.support.api import api_client, walk
+from tests.support.ingest import ingesting
+from tests.support.roles import scalar, wait_until
+from tests.support.sensors import register
+from tests.support.simulation import expected_readings, simulate, stored_readings
 
 JAKARTA_AIR = "{sensor_id: aq-1, kind: air, district: A, lat: 0.5, lon: 0.5}"
 
@@ -77,11 +79,10 @@ def test_two_cities_through_broker_and_ingester_reach_a_limited_key_apart(
     fresh_database_url: str, mqtt_broker: MosquittoBroker, topic_prefix: str
 ) -> None:
     scenario = load_scenario("two-cities")
-    register(fresh_database_url, scenario)
+    register(fresh_database_url, scenario.specs)
     end = time.time() // 60 * 60
-    ingest = ingester(fresh_database_url, mqtt_broker.url, topic_prefix)
-    with running(ingest):
-        assert ingest.wait_connected()
+    own = {"topic_prefix": topic_prefix, "client_id": f"ingest-{topic_prefix[:13]}"}
+    with ingesting(database_url=fresh_database_url, mqtt_url=mqtt_broker.url, **own):
         ledger = simulate(scenario, mqtt_broker.url, topic_prefix, mode=Mode.BACKFILL, period=Period(end - 3600, end))
         wait_until(
             lambda: scalar(fresh_database_url, "SELECT count(*) FROM readings") >= ledger.readings_stored, timeout_s=60

@@ -7,21 +7,14 @@ import time
 
 import pytest
 
+from ingest import Ingester, IngestSettings
 from livinglab.domain import RejectionReason
 from livinglab.embedded import MosquittoBroker
 from simulators.plan import Period
 from simulators.run import Mode
-from tests.simulators.platform import (
-    FAULTS,
-    city,
-    expected_readings,
-    ingester,
-    register,
-    rejected_by_reason,
-    simulate,
-    stored_readings,
-)
 from tests.support.roles import running, scalar, wait_until
+from tests.support.sensors import register
+from tests.support.simulation import FAULTS, city, expected_readings, rejected_by_reason, simulate, stored_readings
 
 pytestmark = pytest.mark.integration
 
@@ -30,11 +23,17 @@ def test_backfill_with_faults_stores_and_rejects_exactly_what_the_ledger_expects
     fresh_database_url: str, mqtt_broker: MosquittoBroker, topic_prefix: str
 ) -> None:
     scenario = city()
-    register(fresh_database_url, scenario)
+    register(fresh_database_url, scenario.specs)
     end = time.time() // 60 * 60
-    ingest = ingester(fresh_database_url, mqtt_broker.url, topic_prefix)
-    with running(ingest):
-        assert ingest.wait_connected()
+    settings = IngestSettings(
+        database_url=fresh_database_url,
+        mqtt_url=mqtt_broker.url,
+        topic_prefix=topic_prefix,
+        client_id=f"ingest-{topic_prefix[:13]}",
+    )
+    ingester = Ingester(settings)
+    with running(ingester):
+        assert ingester.wait_connected()
         ledger = simulate(
             scenario, mqtt_broker.url, topic_prefix, mode=Mode.BACKFILL, period=Period(end - 6 * 3600, end),
             rates=FAULTS, seed=3,

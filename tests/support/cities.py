@@ -18,6 +18,7 @@ from livinglab.sensors import SensorSpec
 from livinglab.storage.cities import set_city_targets
 from livinglab.storage.keys import Scope, create_key
 from tests.api import seed
+from tests.support import sensors
 
 CITY_A = "jakarta"
 CITY_B = "bandung"
@@ -45,7 +46,7 @@ def _spec(sensor_id: str, city: str, number: int, kind: str) -> SensorSpec:
     district = DISTRICTS[city][(number // 2) % 2]
     # A city's counter stands a little east of its station, so both markers show on a map.
     position = {"lat": lat + 0.01 * number, "lon": lon + 0.012 * (number % 3) + (0.004 if kind == "traffic" else 0)}
-    base = seed.air(sensor_id, city, district) if kind == "air" else seed.traffic(sensor_id, city, district)
+    base = sensors.air(sensor_id, city, district) if kind == "air" else sensors.traffic(sensor_id, city, district)
     return base.model_copy(update=position)
 
 
@@ -62,7 +63,7 @@ def seed_two_cities(conn: psycopg.Connection[Any], now: datetime | None = None) 
             sensor_id = f"{prefix}-{number:02d}"
             specs.append(_spec(sensor_id, city, number, kind))
             stored.sensors[sensor_id] = city
-    ids = seed.register(conn, specs)
+    ids = sensors.register(conn, specs)
     for spec in specs:
         key = ids[spec.sensor_id]
         quantity = 1 if spec.kind.value == "air" else 102

@@ -1,4 +1,5 @@
-"""Helpers of the simulator's platform tests: run a simulation into a real broker and read back the database."""
+"""Simulation helpers: a small city, high fault rates, a simulation run into a real broker, and what the database
+holds afterwards."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ from typing import Any
 
 import psycopg
 
-from ingest import Ingester, IngestSettings
 from livinglab.settings import MqttUrl
-from livinglab.storage.registry import upsert_sensors
 from simulators.faults import FaultRates
 from simulators.ledger import Ledger
 from simulators.run import RunOptions, Simulation
@@ -26,20 +25,6 @@ FAULTS = FaultRates.parse(
 
 def city() -> Scenario:
     return load_scenario(str(CITY))
-
-
-def register(url: str, scenario: Scenario) -> None:
-    with psycopg.connect(url) as conn:
-        upsert_sensors(conn, scenario.specs)
-        conn.commit()
-
-
-def ingester(database_url: str, broker_url: str, prefix: str) -> Ingester:
-    """An ingester of the topics under `prefix` (not started), with a client id of its own."""
-    settings = IngestSettings(
-        database_url=database_url, mqtt_url=broker_url, topic_prefix=prefix, client_id=f"ingest-{prefix[:13]}"
-    )
-    return Ingester(settings)
 
 
 def simulate(scenario: Scenario, broker_url: str, prefix: str, **options: Any) -> Ledger:
