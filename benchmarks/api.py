@@ -15,8 +15,9 @@ What it does, in one run:
 3. per route, server and key: the most requests per second it sustains with `--connections` concurrent clients
    (closed loop) and the p50/p99 latency at that load; then the p50/p99 latency when paced at half that rate. The
    trivial route `GET /v1/version` (a constant, no key, no database) is measured the same way on the same server,
-   first and last. Each route runs with a read key of every city and, right after it, a read key limited to Jakarta
-   on the same URLs (Jakarta's data), so the cost of the city rule shows as the ratio of the two.
+   first and last. Each route runs with a read key of every city and a read key limited to Jakarta on the same URLs
+   (Jakarta's data), in `--rounds` alternating rounds of half `--duration-s` each (ABBA order, so a shared machine
+   getting busier or quieter shifts both alike); the cost of the city rule shows as the ratio of the two rates.
 
 The aggregates runs rotate over 172 sensors' URLs; the others repeat one URL, as polling dashboards do. The data
 routes go through authentication (a read key, cached after its first check), the rate limiter (with a
@@ -31,6 +32,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -228,6 +230,16 @@ def start_server(url: str, extra_env: dict[str, str]) -> tuple[subprocess.Popen[
         time.sleep(0.2)
 
 
+def combine(runs: list[Run]) -> Run:
+    """Runs of the same load as one: the mean rate, the median p50 and p99, every error."""
+    return Run(
+        rate=statistics.fmean(r.rate for r in runs),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        errors=sum(r.errors for r in runs),
+    )
+
+
 def paced(base: str, paths: list[str], target_rate: float, *, duration_s: float, key: str) -> Run:
     """About `target_rate` requests/s: clients that each wait `_THINK_MS` between requests (a closed loop with think
     time; the achieved rate is measured and printed, not assumed)."""
@@ -246,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--duration-s", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16, help="concurrent clients for the maximum rate")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternating rounds of half --duration-s each, per key, for each route"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian: apt install wrk)", file=sys.stderr)
@@ -309,17 +324,37 @@ def main(argv: list[str] | None = None) -> int:
             )
             return full, paced(server_base, paths, full.rate / 2, duration_s=args.duration_s, key=key)
 
+        def measure_keys(server_base: str, paths: list[str]) -> dict[str, tuple[Run, Run]]:
+            """Both keys in alternating rounds (ABBA), so a machine that gets busier or quieter during the
+            measurement shifts both alike; each key's rate is the mean over its rounds."""
+            rounds: dict[str, list[Run]] = {label: [] for label in keys}
+            for i in range(args.rounds):
+                order = list(keys.items()) if i % 2 == 0 else list(reversed(keys.items()))
+                for label, each in order:
+                    rounds[label].append(
+                        run_wrk(
+                            server_base,
+                            paths,
+                            connections=args.connections,
+                            duration_s=args.duration_s / 2,
+                            think_ms=0,
+                            key=each,
+                        )
+                    )
+            measured = {}
+            for label, each in keys.items():
+                full = combine(rounds[label])
+                measured[label] = full, paced(server_base, paths, full.rate / 2, duration_s=args.duration_s, key=each)
+            return measured
+
         trivial_label = "GET /v1/version (trivial)"
         results: dict[str, tuple[Run, Run]] = {trivial_label: measure(base, routes[trivial_label])}
         for label, paths in routes.items():
             if label == trivial_label:
                 continue
             for config, (_, server_base) in servers.items():
-                # A short unrecorded run per key first, so the first key measured does not warm up for the second.
-                for each in keys.values():
-                    run_wrk(server_base, paths, connections=args.connections, duration_s=1, think_ms=0, key=each)
-                for key_label, each in keys.items():
-                    results[f"{label}, {config}, {key_label}"] = measure(server_base, paths, each)
+                for key_label, pair in measure_keys(server_base, paths).items():
+                    results[f"{label}, {config}, {key_label}"] = pair
         # The baseline again at the end, to see drift on a shared machine.
         results[trivial_label + " again"] = measure(base, routes[trivial_label])
 
