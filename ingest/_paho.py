@@ -8,8 +8,8 @@ Two private paho hooks are overridden, each guarded so that a paho without them 
 - `_sock_recv` / `loop_read`: paho reads each packet with three `recv` calls (type, length, body). Reading the
   socket in 64 KiB chunks and serving packets from that buffer saves most system calls; `loop_read` keeps going
   while the buffer holds data, because `select` no longer sees it.
-- `_handle_publish`: with a publish sink set, a QoS 0 or 1 PUBLISH goes to it as (topic, payload, packet id, QoS)
-  without an `MQTTMessage` and without parsing MQTT 5 properties into a `Properties` object, which costs paho more
+- `_handle_publish`: with a publish sink set, a QoS 0 or 1 PUBLISH goes to it as (topic, payload, packet id, QoS,
+  retain flag) without an `MQTTMessage` and without parsing MQTT 5 properties into a `Properties` object, which costs paho more
   than everything else it does per message. The ingester reads no publish property. QoS 2 and topic aliases take
   paho's own path.
 """
@@ -29,8 +29,8 @@ _HAS_PACKET_QUEUE = hasattr(mqtt.Client, "_packet_queue")
 _HAS_SOCK_RECV = hasattr(mqtt.Client, "_sock_recv")
 _HAS_HANDLE_PUBLISH = hasattr(mqtt.Client, "_handle_publish")
 
-#: topic (bytes), payload, packet id (0 for QoS 0), QoS
-PublishSink = Callable[[bytes, bytes, int, int], None]
+#: topic (bytes), payload, packet id (0 for QoS 0), QoS, retain flag (set when the broker sends a retained message)
+PublishSink = Callable[[bytes, bytes, int, int, bool], None]
 
 
 class IngestClient(mqtt.Client):
@@ -117,7 +117,7 @@ class IngestClient(mqtt.Client):
                 end += length
         except IndexError:
             return mqtt.MQTT_ERR_PROTOCOL  # a truncated packet: paho drops the connection and reconnects
-        sink(topic, bytes(packet[end:]), mid, qos)
+        sink(topic, bytes(packet[end:]), mid, qos, bool(command & 0x01))
         return mqtt.MQTT_ERR_SUCCESS
 
     def _sock_close(self) -> None:

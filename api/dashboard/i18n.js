@@ -216,6 +216,7 @@ const INDICATORS = {
 
 const REASONS = {
   id: {
+    retained_message: "pesan tersimpan (retained)",
     topic_invalid: "topik tidak valid",
     unknown_sensor: "sensor tidak terdaftar",
     kind_mismatch: "jenis tidak cocok",
@@ -233,6 +234,7 @@ const REASONS = {
     conflicting_duplicate: "duplikat bertentangan",
   },
   en: {
+    retained_message: "retained message",
     topic_invalid: "invalid topic",
     unknown_sensor: "unknown sensor",
     kind_mismatch: "kind mismatch",
