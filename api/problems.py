@@ -101,7 +101,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         # A time that does not parse is a bad date like one out of range (api.params.utc_instant): 400, not 422.
-        dates = bool(errors) and all(e["type"].startswith(_DATE_ERRORS) for e in errors)
+        dates = bool(errors) and all(str(e.get("type", "")).startswith(_DATE_ERRORS) for e in exc.errors())
         detail = "a time is not an ISO 8601 date-time with an offset" if dates else "the request has invalid parameters"
         return problem_response(400 if dates else 422, detail, instance=request.url.path, errors=errors)
 

@@ -46,8 +46,9 @@ class ApiSettings(CoreSettings):
         "the client, for rate limiting by address; empty: the header is ignored and the peer address counts.",
     )
     max_header_bytes: int = Field(
-        default=16 * 1024, ge=1024, description="Largest request line plus headers; beyond: 431 and the connection "
-        "is closed."
+        default=16 * 1024,
+        ge=1024,
+        description="Largest request line plus headers; beyond: 431 and the connection is closed.",
     )
     max_header_count: int = Field(default=100, ge=10, description="Most request headers; beyond: 431.")
     request_head_timeout_s: float = Field(

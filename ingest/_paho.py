@@ -8,8 +8,8 @@ Two private paho hooks are overridden, each guarded so that a paho without them 
 - `_sock_recv` / `loop_read`: paho reads each packet with three `recv` calls (type, length, body). Reading the
   socket in 64 KiB chunks and serving packets from that buffer saves most system calls; `loop_read` keeps going
   while the buffer holds data, because `select` no longer sees it.
-- `_handle_publish`: with a publish sink set, a QoS 0 or 1 PUBLISH goes to it as (topic, payload, packet id, QoS,
-  retain flag) without an `MQTTMessage` and without parsing MQTT 5 properties into a `Properties` object, which costs paho more
+- `_handle_publish`: with a publish sink set, a QoS 0 or 1 PUBLISH goes to it as (topic, payload, packet id, QoS)
+  without an `MQTTMessage` and without parsing MQTT 5 properties into a `Properties` object, which costs paho more
   than everything else it does per message. The ingester reads no publish property. QoS 2 and topic aliases take
   paho's own path.
 """
