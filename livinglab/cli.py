@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from livinglab.brokeraccess.command import BrokerAdminSettings, add_mqtt_commands
 from livinglab.errors import LivinglabError
 from livinglab.logs import configure_logging
 from livinglab.settings import CoreSettings
@@ -218,6 +219,7 @@ def settings_classes() -> list[tuple[str, type[CoreSettings]]]:
         ("api", ApiSettings),
         ("simulate", SimulatorSettings),
         ("retention", RetentionSettings),
+        ("mqtt", BrokerAdminSettings),
     ]
 
 
@@ -301,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     retention.set_defaults(func=cmd_retention)
 
     _add_simulate(sub)
+    add_mqtt_commands(sub)
     return parser
 
 
