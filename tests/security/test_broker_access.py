@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -32,12 +31,10 @@ from livinglab.brokeraccess.credentials import issue_device, remove_client, set_
 from livinglab.brokeraccess.dynsec import BrokerAccessError, new_password
 from livinglab.domain import Kind
 from livinglab.embedded import LOOPBACK, MOSQUITTO_TUNING, MosquittoBroker, free_port
-from livinglab.sensors import SensorSpec
 from livinglab.settings import MqttUrl
-from livinglab.storage.registry import insert_sensor
-from tests.ingest.conftest import rows
 from tests.ingest.helpers import ingesting
 from tests.support.databases import create_database, drop_database, unique_name
+from tests.support.registered import fetch_rows, register_sensors
 from tests.support.roles import scalar, wait_until
 
 pytestmark = pytest.mark.integration
@@ -139,12 +136,7 @@ def platform(
     url = create_database(pg_server_url, name, template=template_database)
     broker = ShippedBroker(tmp_path_factory.mktemp("shipped") / "mosquitto")
     try:
-        with psycopg.connect(url) as conn:
-            for sensor_id, (city, kind) in SENSORS.items():
-                extra = {"road_type": "4/2-T", "lanes": 2, "road_function": "arteri_sekunder", "city_population": 1}
-                spec = {"sensor_id": sensor_id, "city": city, "district": "d", "kind": kind, "lat": 0, "lon": 0}
-                insert_sensor(conn, SensorSpec.model_validate({**spec, **(extra if kind == "traffic" else {})}))
-            conn.commit()
+        register_sensors(url, SENSORS)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIVINGLAB_")}
         env["LIVINGLAB_DATABASE_URL"] = url
         broker.state_dir.mkdir(parents=True)
@@ -281,7 +273,7 @@ def test_each_credential_reaches_only_its_own_topics(platform: Platform) -> None
             client.close()
     assert {s: platform.readings(s) for s in SENSORS} == expected
     assert platform.rejected() == rejected  # refused by the broker: not even a rejection reached the ingester
-    values = rows(platform.database_url, "SELECT value FROM readings WHERE value BETWEEN 1001 AND 1010")
+    values = fetch_rows(platform.database_url, "SELECT value FROM readings WHERE value BETWEEN 1001 AND 1010")
     assert sorted(v for (v,) in values) == [1001.0, 1006.0, 1007.0, 1008.0]  # what may arrive, and nothing else
 
 
