@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from livinglab.resilience import DatabasePolicy
 from livinglab.settings import CoreSettings
 
 
@@ -103,3 +104,7 @@ class ApiSettings(CoreSettings):
     @property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(e, strict=False) for e in self.trusted_proxies.split(",") if e)
+
+    def database_policy(self) -> DatabasePolicy:
+        """The API's deadlines: its requests' statement timeout, and the grace every role uses."""
+        return DatabasePolicy(timeout_s=self.statement_timeout_ms / 1000, grace_s=self.database_grace_s)

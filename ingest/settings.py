@@ -89,12 +89,6 @@ class IngestSettings(CoreSettings):
     reconnect_min_s: float = Field(default=0.5, gt=0, description="First delay before reconnecting to the broker.")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest delay between broker reconnects.")
     database_retry_max_s: float = Field(default=10.0, gt=0, description="Longest delay between database retries.")
-    database_timeout_s: float = Field(
-        default=60.0,
-        gt=0,
-        description="A batch write (or registry query) still unanswered after this long is cancelled by the server"
-        " (statement_timeout); 5 s later the connection is dropped as dead and the batch retried on a new one.",
-    )
     health_port: int | None = Field(default=None, ge=0, le=65535, description="Serve /metrics and /health here.")
     health_host: str = Field(default="127.0.0.1", description="Address of the /metrics and /health server.")
 

@@ -32,10 +32,10 @@ from livinglab.brokeraccess.dynsec import BrokerAccessError, new_password
 from livinglab.domain import Kind
 from livinglab.embedded import LOOPBACK, MOSQUITTO_TUNING, MosquittoBroker, free_port
 from livinglab.settings import MqttUrl
-from tests.ingest.helpers import ingesting
 from tests.support.databases import create_database, drop_database, unique_name
-from tests.support.registered import fetch_rows, register_sensors
-from tests.support.roles import scalar, wait_until
+from tests.support.ingest import ingesting
+from tests.support.roles import rows, scalar, wait_until
+from tests.support.sensors import air, register, traffic
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +136,7 @@ def platform(
     url = create_database(pg_server_url, name, template=template_database)
     broker = ShippedBroker(tmp_path_factory.mktemp("shipped") / "mosquitto")
     try:
-        register_sensors(url, SENSORS)
+        register(url, *(air(s, c) if k == "air" else traffic(s, c) for s, (c, k) in SENSORS.items()))
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIVINGLAB_")}
         env["LIVINGLAB_DATABASE_URL"] = url
         broker.state_dir.mkdir(parents=True)
@@ -273,7 +273,7 @@ def test_each_credential_reaches_only_its_own_topics(platform: Platform) -> None
             client.close()
     assert {s: platform.readings(s) for s in SENSORS} == expected
     assert platform.rejected() == rejected  # refused by the broker: not even a rejection reached the ingester
-    values = fetch_rows(platform.database_url, "SELECT value FROM readings WHERE value BETWEEN 1001 AND 1010")
+    values = rows(platform.database_url, "SELECT value FROM readings WHERE value BETWEEN 1001 AND 1010")
     assert sorted(v for (v,) in values) == [1001.0, 1006.0, 1007.0, 1008.0]  # what may arrive, and nothing else
 
 

@@ -23,9 +23,9 @@ from pydantic import TypeAdapter, ValidationError
 from api import ApiSettings, create_app
 from api.params import EARLIEST, LATEST
 from livinglab.storage.keys import Scope, create_key
-from tests.api import seed
-from tests.api.server import serving
+from tests.support.api import serving
 from tests.support.databases import create_database, drop_database, unique_name
+from tests.support.sensors import air, register
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +131,7 @@ def database(pg_server_url: str, template_database: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def admin_headers(database: str) -> dict[str, str]:
     with psycopg.connect(database) as conn:
-        seed.register(conn, [seed.air("aq-1", "jakarta", "Menteng")])
+        register(conn, air("aq-1"))
         key = create_key(conn, Scope.ADMIN, name="dates")
         conn.commit()
     return {"Authorization": f"Bearer {key}"}

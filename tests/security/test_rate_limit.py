@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from livinglab.storage.keys import Scope, create_key
-from tests.api.server import serving
+from tests.support.api import serving
 from tests.support.databases import create_database, drop_database, unique_name
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,10 @@ import pytest
 
 from livinglab.embedded import MosquittoBroker
 from livinglab.storage.keys import Scope, create_key
-from tests.api.server import serving
-from tests.ingest.helpers import ingesting, publish_all
-from tests.support.registered import fetch_rows, register_sensors
-from tests.support.roles import scalar, wait_until
+from tests.support.api import serving
+from tests.support.ingest import ingesting, publish_all
+from tests.support.roles import rows, scalar, wait_until
+from tests.support.sensors import register
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ AIR = "livinglab/v1/jakarta/air"
 
 def test_the_rejected_payload_quota_holds_under_a_storm(own_broker: MosquittoBroker, fresh_database_url: str) -> None:
     url = fresh_database_url
-    register_sensors(url, {"aq-1": ("jakarta", "air"), "aq-2": ("jakarta", "air")})
+    register(url, "aq-1", "aq-2")
     storm = [(f"{AIR}/aq-1", b"{" + b"x" * (200 * 1024)) for _ in range(100)]  # invalid_json, 200 KiB each
     neighbour = [(f"{AIR}/aq-2", b'{"ts": 1, "pm25": "x"') for _ in range(3)]
     unparsable = [(f"{AIR}/AQ-{i}", b"{" + b"y" * (100 * 1024)) for i in range(20)]  # topic_invalid, city jakarta
@@ -40,7 +40,7 @@ def test_the_rejected_payload_quota_holds_under_a_storm(own_broker: MosquittoBro
         wait_until(lambda: ingester.metrics.payloads_dropped._value.get() == 96 + 16)
         dropped_bytes = ingester.metrics.payload_bytes_dropped._value.get()
 
-    by_sensor = fetch_rows(
+    by_sensor = rows(
         url,
         "SELECT coalesce(sensor_id, '-'), payload_dropped, count(*), sum(octet_length(payload)), min(payload_size)"
         " FROM rejected GROUP BY 1, 2 ORDER BY 1, 2",
@@ -53,13 +53,13 @@ def test_the_rejected_payload_quota_holds_under_a_storm(own_broker: MosquittoBro
         ("aq-2", False, 3, 3 * len(neighbour[0][1]), len(neighbour[0][1])),
     ]
     assert dropped_bytes == (96 + 16) * CAP
-    assert fetch_rows(url, "SELECT reason, count(*) FROM rejected GROUP BY 1 ORDER BY 1") == [
+    assert rows(url, "SELECT reason, count(*) FROM rejected GROUP BY 1 ORDER BY 1") == [
         ("invalid_json", 103),
         ("topic_invalid", 20),
     ]
     assert scalar(url, "SELECT sum(messages) FROM rejected_drops") == 96
-    keys = dict(fetch_rows(url, "SELECT sensor_id, sensor_key FROM sensors"))
-    assert fetch_rows(url, "SELECT quota_key, kept_bytes, dropped_messages FROM rejected_quota ORDER BY 1") == [
+    keys = dict(rows(url, "SELECT sensor_id, sensor_key FROM sensors"))
+    assert rows(url, "SELECT quota_key, kept_bytes, dropped_messages FROM rejected_quota ORDER BY 1") == [
         ("city:jakarta", 4 * CAP, 16),
         (f"sensor:{keys['aq-1']}", QUOTA, 96),
         (f"sensor:{keys['aq-2']}", 3 * len(neighbour[0][1]), 0),

@@ -15,9 +15,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from livinglab.embedded import LOOPBACK, MosquittoBroker
-from tests.ingest.helpers import ingesting, mqtt_client
-from tests.support.registered import fetch_rows, register_sensors
-from tests.support.roles import scalar, wait_until
+from tests.support.ingest import ingesting, mqtt_client
+from tests.support.roles import rows, scalar, wait_until
+from tests.support.sensors import register
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def _publish_retained(port: int, topic: str, payload: bytes) -> None:
 def test_a_retained_relative_time_reading_is_stored_once(
     retaining_broker: MosquittoBroker, fresh_database_url: str
 ) -> None:
-    register_sensors(fresh_database_url, {"aq-1": ("jakarta", "air")})
+    register(fresh_database_url, "aq-1")
     topic = "livinglab/v1/jakarta/air/aq-1"
     # A SenML reading with a relative time (bt + t below 2**28): stored again it would land at a new time.
     payload = json.dumps([{"n": "pm25", "u": "ug/m3", "v": 21.5, "t": -5}]).encode()
@@ -64,7 +64,7 @@ def test_a_retained_relative_time_reading_is_stored_once(
             wait_until(lambda: second.batches >= 1)
             counted = second.metrics.rejected.labels("retained_message")._value.get()
     assert scalar(fresh_database_url, "SELECT count(*) FROM readings") == 1
-    assert fetch_rows(fresh_database_url, "SELECT reason, sensor_id, payload FROM rejected") == [
+    assert rows(fresh_database_url, "SELECT reason, sensor_id, payload FROM rejected") == [
         ("retained_message", "aq-1", payload)
     ]
     assert counted == 1
