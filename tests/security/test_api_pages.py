@@ -14,9 +14,9 @@ import pytest
 
 from api.routes.dashboard import ASSETS_DIR, SECURITY_HEADERS
 from api.routes.docs import ASSETS
+from livinglab.launch import create_database, drop_database, unique_name
 from livinglab.storage.keys import Scope, create_key
 from tests.support.api import serving
-from tests.support.databases import create_database, drop_database, unique_name
 
 pytestmark = pytest.mark.integration
 

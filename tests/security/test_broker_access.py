@@ -31,8 +31,8 @@ from livinglab.brokeraccess.credentials import issue_device, remove_client, set_
 from livinglab.brokeraccess.dynsec import BrokerAccessError, new_password
 from livinglab.domain import Kind
 from livinglab.embedded import LOOPBACK, MOSQUITTO_TUNING, MosquittoBroker, free_port
+from livinglab.launch import create_database, drop_database, unique_name
 from livinglab.settings import MqttUrl
-from tests.support.databases import create_database, drop_database, unique_name
 from tests.support.ingest import ingesting
 from tests.support.roles import rows, scalar, wait_until
 from tests.support.sensors import air, register, traffic

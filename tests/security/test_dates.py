@@ -22,9 +22,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from api import ApiSettings, create_app
 from api.params import EARLIEST, LATEST
+from livinglab.launch import create_database, drop_database, unique_name
 from livinglab.storage.keys import Scope, create_key
 from tests.support.api import serving
-from tests.support.databases import create_database, drop_database, unique_name
 from tests.support.sensors import air, register
 
 pytestmark = pytest.mark.integration

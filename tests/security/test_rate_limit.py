@@ -13,9 +13,9 @@ import httpx
 import psycopg
 import pytest
 
+from livinglab.launch import create_database, drop_database, unique_name
 from livinglab.storage.keys import Scope, create_key
 from tests.support.api import serving
-from tests.support.databases import create_database, drop_database, unique_name
 
 pytestmark = pytest.mark.integration
 
