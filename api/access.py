@@ -55,8 +55,20 @@ from api.problems import ProblemError
 from api.settings import ApiSettings
 from livinglab.storage.keys import SELECT_LIVE_KEY, ApiKey, Scope, api_key, hash_key
 
-#: Routes anyone may call without a key: they serve no city's data.
-OPEN_PATHS = frozenset({"/", "/metrics", "/v1/health", "/v1/version", "/dashboard/districts.json"})
+#: Routes anyone may call without a key: they serve no city's data (the dashboard and the API documentation pages
+#: and their assets, probes and metrics).
+OPEN_PATHS = frozenset(
+    {
+        "/",
+        "/dashboard/districts.json",
+        "/docs",
+        "/docs/init.js",
+        "/docs/assets/{name}",
+        "/metrics",
+        "/v1/health",
+        "/v1/version",
+    }
+)
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `livinglab keys create`.")
 #: Keys remembered at most (oldest entries go first when full).
