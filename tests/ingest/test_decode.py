@@ -377,6 +377,6 @@ def test_names_resolved_in_one_pack_do_not_leak_into_the_next() -> None:
     ]
     outcomes = [decoder.decode(dumps(p), kind=Kind.AIR, received_at_s=NOW, msg=i) for i, p in enumerate(packs)]
     assert outcomes[:2] == [None, None]
-    assert outcomes[2] is not None and outcomes[2].reason is R.UNKNOWN_QUANTITY  # "aqpm25"
+    assert outcomes[2] is not None
+    assert outcomes[2].reason is R.UNKNOWN_QUANTITY  # "aqpm25"
     assert [v * scale for v, scale in zip(rows.value, rows.scale, strict=True)] == pytest.approx([40.0, 40.0])
-
