@@ -1,6 +1,6 @@
 """Ingest benchmark: the ingester end to end beside baselines measured in the same run, on this machine.
 
-    python -m benchmarks.ingest [--messages 100000] [--packs 8000] [--rounds 2] [--quick]
+    python -m benchmarks.ingest [--messages 100000] [--packs 8000] [--rounds 2] [--quick] [--no-ablation]
 
 Everything runs on loopback: a PostgreSQL of its own (initdb in a temporary directory, fsync on, commit timestamps
 on), a Mosquitto with the shipped tuning, the ingester as `python -m livinglab ingest` with its default settings,
@@ -22,12 +22,19 @@ Baselines and the ingester take turns, round by round, so noise on a shared mach
 Latency: single readings at a steady rate well below capacity; `ts` is the moment each is handed to mosquitto_pub,
     and PostgreSQL's commit timestamp of its row ends it (publish to commit).
 Peak memory: the ingester process's peak resident set (VmHWM) in runs (a) and (b).
+Ablation, so that each fast path keeps its place by a measured gain:
+- paho hooks (`ingest/_paho.py`): load (a) again, in the same rounds, through ingesters with one hook turned off
+  (`LIVINGLAB_PAHO_HOOKS`) and with all of them off (paho's own paths): msg/s, and the ingester's CPU time (all
+  its threads, user and system) per message from the start of publishing to the last commit.
+- decoder plain paths (`ingest/_plain.py`): the build step's CPU time per message on each load shape, with every
+  path on, with that shape's path off and with the full walk alone (`benchmarks/ingest/_decoding.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -45,7 +52,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from benchmarks.ingest import _load
+from benchmarks.ingest import _decoding, _load
+from ingest._paho import PAHO_HOOKS
 from livinglab.embedded import MosquittoBroker, free_port
 from livinglab.sensors import SensorSpec
 from livinglab.settings import MqttUrl
@@ -89,6 +97,12 @@ def _wait(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s
     raise TimeoutError(f"{what} not reached within {timeout_s} s")
 
 
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds a process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -121,7 +135,7 @@ class Bench:
         return int(row[0]) if row else 0
 
     @contextmanager
-    def ingester(self) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    def ingester(self, paho_hooks: str | None = None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         self.runs += 1
         port = free_port()
         env = {
@@ -132,6 +146,8 @@ class Bench:
             "LIVINGLAB_HEALTH_PORT": str(port),
             "LIVINGLAB_LOG_LEVEL": "WARNING",
         }
+        if paho_hooks is not None:
+            env["LIVINGLAB_PAHO_HOOKS"] = paho_hooks
         log = (self.work / f"ingest-{self.runs}.log").open("ab")
         process = subprocess.Popen([sys.executable, "-m", "livinglab", "ingest"], env=env, stdout=log, stderr=log)
         try:
@@ -176,8 +192,8 @@ def _consumer_last(process: subprocess.Popen[str]) -> float:
     return float(result["last"])
 
 
-def run_single(bench: Bench, messages: int, publishers: int) -> tuple[float, float, float]:
-    """(a): (ingester msg/s, count-only baseline msg/s, ingester peak MiB)."""
+def run_single(bench: Bench, messages: int, publishers: int) -> tuple[float, float, float, float]:
+    """(a): (ingester msg/s, count-only baseline msg/s, ingester peak MiB, ingester CPU us per message)."""
     sensors = [f"single-{i}" for i in range(publishers)]
     files = _load.write_single_files(bench.work, sensors, messages // publishers, bench.base_ts)
     total = sum(f.messages for f in files)
@@ -187,13 +203,36 @@ def run_single(bench: Bench, messages: int, publishers: int) -> tuple[float, flo
         started = _load.publish_files(bench.broker.port, files)
         baseline = total / (_consumer_last(consumer) - started)
 
+    rate, peak, cpu_us = run_single_ingester(bench, sensors, files)
+    return rate, baseline, peak, cpu_us
+
+
+def run_single_ingester(
+    bench: Bench, sensors: list[str], files: list[_load.LoadFile], paho_hooks: str | None = None
+) -> tuple[float, float, float]:
+    """Load (a) through one ingester: (msg/s, peak MiB, CPU us per message)."""
+    total = sum(f.messages for f in files)
     bench.reset(sensors)
-    with bench.ingester() as (process, port):
+    with bench.ingester(paho_hooks) as (process, port):
+        cpu_before = _cpu_s(process.pid)
         started = _load.publish_files(bench.broker.port, files)
         done = _wait(lambda: _metric(port, "livinglab_ingest_readings_accepted_total") >= total, 300, "all messages")
+        cpu = _cpu_s(process.pid) - cpu_before
         peak = _peak_rss_mib(process.pid)
     assert bench.count() == total, "not every reading was stored"
-    return total / (done - started), baseline, peak
+    return total / (done - started), peak, cpu / total * 1e6
+
+
+def run_hooks_off(bench: Bench, messages: int, publishers: int) -> dict[str, tuple[float, float]]:
+    """Load (a) through ingesters with one paho hook off, and with all off: {hook: (msg/s, CPU us per message)}."""
+    sensors = [f"single-{i}" for i in range(publishers)]
+    files = _load.write_single_files(bench.work, sensors, messages // publishers, bench.base_ts)
+    results = {}
+    for off in (*sorted(PAHO_HOOKS), "all"):
+        hooks = "none" if off == "all" else ",".join(sorted(PAHO_HOOKS - {off}))
+        rate, _, cpu_us = run_single_ingester(bench, sensors, files, hooks)
+        results[off] = (rate, cpu_us)
+    return results
 
 
 def run_packs(bench: Bench, packs: int, publishers: int) -> tuple[float, float, float]:
@@ -313,6 +352,7 @@ def main() -> int:
     parser.add_argument("--city-processes", type=int, default=2, help="(d) simulator publisher processes")
     parser.add_argument("--city-pack", type=int, default=1, help="(d) readings per message")
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (a smoke run)")
+    parser.add_argument("--no-ablation", action="store_true", help="skip the rows with a fast path turned off")
     args = parser.parse_args()
     if args.quick:
         args.messages, args.packs, args.naive_packs, args.rounds, args.latency_seconds = 20_000, 1_000, 40, 1, 3.0
@@ -330,11 +370,15 @@ def main() -> int:
         migrate(url)
         broker.start()
         bench = Bench(work, url, broker)
-        singles, packs, cities = [], [], []
+        singles, packs, cities, hooks_off = [], [], [], []
         for round_ in range(1, args.rounds + 1):
             singles.append(run_single(bench, args.messages, args.publishers))
             print(f"round {round_} (a): ingester {singles[-1][0]:,.0f} msg/s, count-only {singles[-1][1]:,.0f} msg/s",
                   flush=True)  # fmt: skip
+            if not args.no_ablation:
+                hooks_off.append(run_hooks_off(bench, args.messages, args.publishers))
+                rates = ", ".join(f"{hook} {rate:,.0f} msg/s" for hook, (rate, _) in hooks_off[-1].items())
+                print(f"round {round_} (a) with one paho hook off: {rates}", flush=True)
             packs.append(run_packs(bench, args.packs, args.publishers))
             print(f"round {round_} (b): ingester {packs[-1][0]:,.0f} readings/s, COPY {packs[-1][1]:,.0f} rows/s",
                   flush=True)  # fmt: skip
@@ -349,6 +393,7 @@ def main() -> int:
         broker.stop()
         server.destroy()
         shutil.rmtree(work, ignore_errors=True)
+    paths = [] if args.no_ablation else _decoding.measure_paths(rounds=5 if args.quick else 25)
 
     med = statistics.median
     a_ours, a_base = med(s[0] for s in singles), med(s[1] for s in singles)
@@ -385,7 +430,40 @@ def main() -> int:
     )
     print(f"| ingester peak memory (VmHWM) | (a) {max(s[2] for s in singles):.0f} MiB,"
           f" (b) {max(p[2] for p in packs):.0f} MiB | | | |")  # fmt: skip
+    if hooks_off:
+        print_hooks_off(a_ours, med(s[3] for s in singles), hooks_off)
+    if paths:
+        print_paths_off(paths)
     return 0
+
+
+def print_hooks_off(rate: float, cpu_us: float, runs: list[dict[str, tuple[float, float]]]) -> None:
+    """The paho-hook ablation table: load (a) with each hook off, beside all hooks on, medians of the rounds."""
+    med = statistics.median
+    print()
+    print("paho hooks (load (a), the same rounds): each turned off, beside all on")
+    print()
+    print("| paho hooks | msg/s | vs all on | ingester CPU per message | vs all on |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| all on | {rate:,.0f} | 1.00 | {cpu_us:.1f} us | 1.00 |")
+    for hook in runs[0]:
+        off_rate, off_cpu = med(r[hook][0] for r in runs), med(r[hook][1] for r in runs)
+        label = "all off (paho's own paths)" if hook == "all" else f"`{hook}` off"
+        print(f"| {label} | {off_rate:,.0f} | {off_rate / rate:.2f} | {off_cpu:.1f} us | {off_cpu / cpu_us:.2f} |")
+
+
+def print_paths_off(paths: list[_decoding.PathCost]) -> None:
+    """The decoder ablation table (see `benchmarks.ingest._decoding`)."""
+    print()
+    print("decoder plain paths: build-step CPU per message (best of the rounds, 1,000-message batches)")
+    print()
+    print("| load shape | plain path | all paths on | that path off | walk alone |")
+    print("|---|---|---:|---:|---:|")
+    for cost in paths:
+        print(
+            f"| {cost.shape} | `{cost.path}` | {cost.on_us:.2f} us | {cost.off_us:.2f} us"
+            f" ({cost.off_us / cost.on_us:.2f}x) | {cost.walk_us:.2f} us |"
+        )
 
 
 if __name__ == "__main__":

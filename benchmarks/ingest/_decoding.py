@@ -15,11 +15,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from ingest import batch as batch_module
 from ingest._plain import PLAIN_PATHS
 from ingest.batch import BatchBuilder, Message
-from ingest.decode import PayloadDecoder
-from ingest.rows import Limits, RowBuffer
+from ingest.rows import Limits
 from livinglab.domain import Kind
 from livinglab.storage.registry import RegistryEntry
 from simulators.messages import senml_payload
@@ -72,19 +70,10 @@ def _shapes(now: float, messages: int) -> list[tuple[str, str, list[bytes]]]:
 
 def _build_us(messages: list[Message], paths: Collection[str]) -> float:
     """CPU microseconds per message of one build of `messages` with these plain paths."""
-    builder = BatchBuilder(prefix="livinglab/v1", sensors=_Registry(), limits=Limits())
-
-    def decoder(rows: RowBuffer, limits: Limits) -> PayloadDecoder:
-        return PayloadDecoder(rows, limits, paths=frozenset(paths))
-
-    original = batch_module.PayloadDecoder
-    batch_module.PayloadDecoder = decoder  # type: ignore[assignment,misc]
-    try:
-        started = time.thread_time()
-        built = builder.build(messages)
-        elapsed = time.thread_time() - started
-    finally:
-        batch_module.PayloadDecoder = original  # type: ignore[misc]
+    builder = BatchBuilder(prefix="livinglab/v1", sensors=_Registry(), limits=Limits(), plain_paths=frozenset(paths))
+    started = time.thread_time()
+    built = builder.build(messages)
+    elapsed = time.thread_time() - started
     if built.rejections:
         raise RuntimeError(f"the benchmark load was rejected: {next(iter(built.rejections.values()))}")
     return elapsed / len(messages) * 1e6
@@ -108,13 +97,9 @@ def measure_paths(rounds: int = 15, messages: int = 1000) -> list[PathCost]:
 
 def main() -> None:
     """Print the table on its own: `python -m benchmarks.ingest._decoding`."""
-    print("| load shape | plain path | build step, all paths on | that path off | walk alone |")
-    print("|---|---|---:|---:|---:|")
-    for cost in measure_paths():
-        print(
-            f"| {cost.shape} | `{cost.path}` | {cost.on_us:.2f} us/msg | {cost.off_us:.2f} us/msg"
-            f" ({cost.off_us / cost.on_us:.2f}x) | {cost.walk_us:.2f} us/msg |"
-        )
+    from benchmarks.ingest.__main__ import print_paths_off
+
+    print_paths_off(measure_paths())
 
 
 if __name__ == "__main__":
