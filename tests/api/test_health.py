@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from livinglab.embedded import MosquittoBroker, free_port
-from tests.api.conftest import api_client
+from tests.support.api import api_client
 
 pytestmark = pytest.mark.integration
 
