@@ -135,26 +135,11 @@ def plain_pack(
         if not record.keys() <= _VALUE_FIELDS:
             if not record.keys() <= _PLAIN_FIELDS:
                 return False
-            if "bn" in record:
-                base_name = record["bn"]
-                if type(base_name) is not str:
-                    return False
-                colons += base_name.count(":")
-            if "bt" in record:
-                base_time = record["bt"]
-                if type(base_time) is not float:
-                    if type(base_time) is not int:
-                        return False
-                    base_time = float(base_time)
-            if "bu" in record:
-                base_unit = record["bu"]
-                if type(base_unit) is not str:
-                    return False
-                colons += base_unit.count(":")
-            if "bver" in record:
-                version = record["bver"]
-                if type(version) is not int or senml_version_problem(version) is not None:
-                    return False
+            base = _plain_base(record, base_name, base_time, base_unit)
+            if base is None:
+                return False
+            base_name, base_time, base_unit, base_colons = base
+            colons += base_colons
         value = record.get("v", _MISSING)
         if value is _MISSING:
             if "n" in record or "u" in record or "t" in record:
@@ -198,6 +183,30 @@ def plain_pack(
     rows.value.extend(values)
     rows.ts.extend(times)
     return True
+
+
+def _plain_base(
+    record: dict[str, Any], name: str, time_s: float, unit: str | None
+) -> tuple[str, float, str | None, int] | None:
+    """(bn, bt, bu) after a record's base fields, and the colons in the strings it holds; None when a base field is
+    not plain (a string in `bn` and `bu`, a number in `bt`, a readable integer in `bver`)."""
+    name = record.get("bn", name)
+    time_s = record.get("bt", time_s)
+    new_unit = record.get("bu", _MISSING)
+    version = record.get("bver", SENML_VERSION)
+    if (
+        type(name) is not str
+        or (type(time_s) is not float and type(time_s) is not int)
+        or (new_unit is not _MISSING and type(new_unit) is not str)
+        or type(version) is not int
+        or senml_version_problem(version) is not None
+    ):
+        return None
+    colons = name.count(":") if "bn" in record else 0
+    if new_unit is not _MISSING:
+        unit = new_unit
+        colons += new_unit.count(":")
+    return name, float(time_s), unit, colons
 
 
 def _resolve(

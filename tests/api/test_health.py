@@ -31,10 +31,8 @@ def guarded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquit
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "api", "secret"], check=True)
     broker = MosquittoBroker(directory / "state", password_file=passwords)
     broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    yield broker  # pytest resumes here for the teardown, whatever the tests did
+    broker.stop()
 
 
 @pytest.fixture

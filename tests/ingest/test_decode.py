@@ -303,7 +303,7 @@ senml_records = st.lists(
             "t": st.integers(-100, 100) | st.floats(-100, 100),
             "bn": st.sampled_from(["", "urn:dev:livinglab:aq-07:", "aq:", "x"]),
             "bt": st.sampled_from([0, T, T * 1000, NOW + 500]),
-            "bu": st.sampled_from(["ug/m3", "ppm"]),
+            "bu": st.sampled_from(["ug/m3", "ppm", None]),
             "bver": BVERS,
         },
     ),
@@ -315,7 +315,7 @@ uniform_packs = st.tuples(
         {},
         optional={
             "bn": st.sampled_from(["urn:dev:livinglab:aq-07:", "aq:", "", "x"]),
-            "bt": st.sampled_from([0, T, NOW - 10]),
+            "bt": st.sampled_from([0, T, NOW - 10, None, True]),
             "bu": st.sampled_from(["ug/m3", "mg/m3", "x"]),
             "bver": BVERS,
             "v": st.floats(0, 50),

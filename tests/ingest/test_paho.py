@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest._paho import PAHO_HOOKS, IngestClient, check_paho
 from ingest.batch import Message
-from ingest.broker import BrokerLink, Protocol
+from ingest.broker import BrokerLink, Protocol, _remaining_length
 from ingest.inbox import Inbox
 from livinglab.errors import ConfigurationError
 from livinglab.settings import MqttUrl
@@ -34,15 +34,6 @@ TOPIC = b"livinglab/v1/c/air/s1"
 _TOPIC_ALIAS = 0x23
 _USER_PROPERTY = 0x26
 _CONTENT_TYPE = 0x03
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def _string(data: bytes) -> bytes:
@@ -70,10 +61,10 @@ class Publish:
     def encode(self, mid: int, v5: bool) -> bytes:
         body = _string(self.topic) + (struct.pack("!H", mid) if self.qos else b"")
         if v5:
-            body += _varint(len(self.properties)) + self.properties
+            body += _remaining_length(len(self.properties)) + self.properties
         body += self.payload
         header = 0x30 | (0x08 if self.dup else 0) | (self.qos << 1) | (0x01 if self.retain else 0)
-        return bytes([header]) + _varint(len(body)) + body
+        return bytes([header]) + _remaining_length(len(body)) + body
 
 
 def _packets(v5: bool) -> list[Publish]:
@@ -199,7 +190,7 @@ def _receive(protocol: Protocol, packets: list[Publish], hooks: frozenset[str]) 
         link.stop()
         broker.close()
     assert broker.error is None, broker.error
-    pubacks = b"".join(bytes([h]) + _varint(len(b)) + b for h, b in broker.received if h >> 4 == 4)
+    pubacks = b"".join(bytes([h]) + _remaining_length(len(b)) + b for h, b in broker.received if h >> 4 == 4)
     return messages, pubacks
 
 
