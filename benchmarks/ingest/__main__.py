@@ -23,9 +23,10 @@ Latency: single readings at a steady rate well below capacity; `ts` is the momen
     and PostgreSQL's commit timestamp of its row ends it (publish to commit).
 Peak memory: the ingester process's peak resident set (VmHWM) in runs (a) and (b).
 Ablation, so that each fast path keeps its place by a measured gain:
-- paho hooks (`ingest/_paho.py`): load (a) again, in the same rounds, through ingesters with one hook turned off
-  (`LIVINGLAB_PAHO_HOOKS`) and with all of them off (paho's own paths): msg/s, and the ingester's CPU time (all
-  its threads, user and system) per message from the start of publishing to the last commit.
+- paho hooks (`ingest/_paho.py`): in each round, the messages of load (a) queued by the broker while an ingester
+  was away, then drained by it, with all hooks on, one turned off (`LIVINGLAB_PAHO_HOOKS`) and all off (paho's
+  own paths). With the backlog waiting the ingester is the limit, not the publishers: msg/s, and the ingester's
+  CPU time (all its threads, user and system) per message, from its first stored readings to the last.
 - decoder plain paths (`ingest/_plain.py`): the build step's CPU time per message on each load shape, with every
   path on, with that shape's path off and with the full walk alone (`benchmarks/ingest/_decoding.py`).
 """
@@ -136,14 +137,16 @@ class Bench:
         return int(row[0]) if row else 0
 
     @contextmanager
-    def ingester(self, paho_hooks: str | None = None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    def ingester(
+        self, paho_hooks: str | None = None, *, client_id: str | None = None, keep_session: bool = False
+    ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         self.runs += 1
         port = free_port()
         env = {
             "PATH": "/usr/bin:/bin:/usr/sbin",
             "LIVINGLAB_DATABASE_URL": self.database_url,
             "LIVINGLAB_MQTT_URL": self.broker.url,
-            "LIVINGLAB_CLIENT_ID": f"bench-ingest-{self.runs}",
+            "LIVINGLAB_CLIENT_ID": client_id or f"bench-ingest-{self.runs}",
             "LIVINGLAB_HEALTH_PORT": str(port),
             "LIVINGLAB_LOG_LEVEL": "WARNING",
         }
@@ -158,7 +161,8 @@ class Bench:
             process.terminate()
             process.wait(timeout=30)
             log.close()
-            self._end_session(env["LIVINGLAB_CLIENT_ID"])
+            if not keep_session:
+                self._end_session(env["LIVINGLAB_CLIENT_ID"])
 
     def _end_session(self, client_id: str) -> None:
         """Discard an ingester's persistent session, or the broker would queue every later run's messages for it."""
@@ -193,8 +197,8 @@ def _consumer_last(process: subprocess.Popen[str]) -> float:
     return float(result["last"])
 
 
-def run_single(bench: Bench, messages: int, publishers: int) -> tuple[float, float, float, float]:
-    """(a): (ingester msg/s, count-only baseline msg/s, ingester peak MiB, ingester CPU us per message)."""
+def run_single(bench: Bench, messages: int, publishers: int) -> tuple[float, float, float]:
+    """(a): (ingester msg/s, count-only baseline msg/s, ingester peak MiB)."""
     sensors = [f"single-{i}" for i in range(publishers)]
     files = _load.write_single_files(bench.work, sensors, messages // publishers, bench.base_ts)
     total = sum(f.messages for f in files)
@@ -204,35 +208,49 @@ def run_single(bench: Bench, messages: int, publishers: int) -> tuple[float, flo
         started = _load.publish_files(bench.broker.port, files)
         baseline = total / (_consumer_last(consumer) - started)
 
-    rate, peak, cpu_us = run_single_ingester(bench, sensors, files)
-    return rate, baseline, peak, cpu_us
-
-
-def run_single_ingester(
-    bench: Bench, sensors: list[str], files: list[_load.LoadFile], paho_hooks: str | None = None
-) -> tuple[float, float, float]:
-    """Load (a) through one ingester: (msg/s, peak MiB, CPU us per message)."""
-    total = sum(f.messages for f in files)
     bench.reset(sensors)
-    with bench.ingester(paho_hooks) as (process, port):
-        cpu_before = _cpu_s(process.pid)
+    with bench.ingester() as (process, port):
         started = _load.publish_files(bench.broker.port, files)
         done = _wait(lambda: _metric(port, "livinglab_ingest_readings_accepted_total") >= total, 300, "all messages")
-        cpu = _cpu_s(process.pid) - cpu_before
         peak = _peak_rss_mib(process.pid)
     assert bench.count() == total, "not every reading was stored"
-    return total / (done - started), peak, cpu / total * 1e6
+    return total / (done - started), baseline, peak
+
+
+def run_backlog(bench: Bench, sensors: list[str], files: list[_load.LoadFile], paho_hooks: str) -> tuple[float, float]:
+    """Load (a) queued by the broker while the ingester was away, then drained by it: (msg/s, CPU us per message).
+
+    With the whole load waiting at the broker the ingester is the limit, not the publishers, so msg/s is its
+    capacity and CPU per message is not diluted by idle time. Both are taken from the first moment the ingester
+    reports stored readings (after start-up) to the last.
+    """
+    total = sum(f.messages for f in files)
+    bench.reset(sensors)
+    client_id = f"bench-backlog-{bench.runs + 1}"
+    with bench.ingester(paho_hooks, client_id=client_id, keep_session=True):
+        pass  # subscribed once: the broker now queues for the session
+    _load.publish_files(bench.broker.port, files)
+    accepted = "livinglab_ingest_readings_accepted_total"
+    with bench.ingester(paho_hooks, client_id=client_id) as (process, port):
+        first_at = _wait(lambda: _metric(port, accepted) > 0, 60, "first readings", interval_s=0.005)
+        cpu_first, first = _cpu_s(process.pid), _metric(port, accepted)
+        done = _wait(lambda: _metric(port, accepted) >= total, 300, "backlog drained", interval_s=0.05)
+        cpu = _cpu_s(process.pid) - cpu_first
+    assert bench.count() == total, "not every reading was stored"
+    drained = total - first
+    if drained < total / 2:
+        raise RuntimeError(f"only {drained:,.0f} of {total:,} messages left to measure after start-up")
+    return drained / (done - first_at), cpu / drained * 1e6
 
 
 def run_hooks_off(bench: Bench, messages: int, publishers: int) -> dict[str, tuple[float, float]]:
-    """Load (a) through ingesters with one paho hook off, and with all off: {hook: (msg/s, CPU us per message)}."""
+    """Backlogs of load (a) drained with all paho hooks on, each one off, and all off: {variant: (msg/s, CPU us)}."""
     sensors = [f"single-{i}" for i in range(publishers)]
     files = _load.write_single_files(bench.work, sensors, messages // publishers, bench.base_ts)
     results = {}
-    for off in (*sorted(PAHO_HOOKS), "all"):
-        hooks = "none" if off == "all" else ",".join(sorted(PAHO_HOOKS - {off}))
-        rate, _, cpu_us = run_single_ingester(bench, sensors, files, hooks)
-        results[off] = (rate, cpu_us)
+    for variant in ("on", *sorted(PAHO_HOOKS), "all"):
+        hooks = {"on": PAHO_HOOKS, "all": frozenset()}.get(variant, PAHO_HOOKS - {variant})
+        results[variant] = run_backlog(bench, sensors, files, ",".join(sorted(hooks)) or "none")
     return results
 
 
@@ -354,10 +372,12 @@ def main() -> int:
     parser.add_argument("--city-pack", type=int, default=1, help="(d) readings per message")
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (a smoke run)")
     parser.add_argument("--no-ablation", action="store_true", help="skip the rows with a fast path turned off")
+    parser.add_argument("--backlog-messages", type=int, default=100_000, help="messages of each paho-hook backlog")
     args = parser.parse_args()
     if args.quick:
         args.messages, args.packs, args.naive_packs, args.rounds, args.latency_seconds = 20_000, 1_000, 40, 1, 3.0
         args.city_messages = min(args.city_messages, 20_000)
+        args.backlog_messages = min(args.backlog_messages, 50_000)
 
     bindir, reason = find_bindir(configured_bindir())
     if bindir is None:
@@ -377,9 +397,9 @@ def main() -> int:
             print(f"round {round_} (a): ingester {singles[-1][0]:,.0f} msg/s, count-only {singles[-1][1]:,.0f} msg/s",
                   flush=True)  # fmt: skip
             if not args.no_ablation:
-                hooks_off.append(run_hooks_off(bench, args.messages, args.publishers))
+                hooks_off.append(run_hooks_off(bench, args.backlog_messages, args.publishers))
                 rates = ", ".join(f"{hook} {rate:,.0f} msg/s" for hook, (rate, _) in hooks_off[-1].items())
-                print(f"round {round_} (a) with one paho hook off: {rates}", flush=True)
+                print(f"round {round_} backlog of (a), paho hooks: {rates}", flush=True)
             packs.append(run_packs(bench, args.packs, args.publishers))
             print(f"round {round_} (b): ingester {packs[-1][0]:,.0f} readings/s, COPY {packs[-1][1]:,.0f} rows/s",
                   flush=True)  # fmt: skip
@@ -432,24 +452,24 @@ def main() -> int:
     print(f"| ingester peak memory (VmHWM) | (a) {max(s[2] for s in singles):.0f} MiB,"
           f" (b) {max(p[2] for p in packs):.0f} MiB | | | |")  # fmt: skip
     if hooks_off:
-        print_hooks_off(a_ours, med(s[3] for s in singles), hooks_off)
+        print_hooks_off(hooks_off)
     if paths:
         print_paths_off(paths)
     return 0
 
 
-def print_hooks_off(rate: float, cpu_us: float, runs: list[dict[str, tuple[float, float]]]) -> None:
-    """The paho-hook ablation table: load (a) with each hook off, beside all hooks on, medians of the rounds."""
+def print_hooks_off(runs: list[dict[str, tuple[float, float]]]) -> None:
+    """The paho-hook ablation table: backlogs of load (a) drained with each hook off, beside all on (medians)."""
     med = statistics.median
+    rate, cpu_us = med(r["on"][0] for r in runs), med(r["on"][1] for r in runs)
     print()
-    print("paho hooks (load (a), the same rounds): each turned off, beside all on")
+    print(f"paho hooks: a backlog of load (a) drained by the ingester, medians of {len(runs)} round(s)")
     print()
     print("| paho hooks | msg/s | vs all on | ingester CPU per message | vs all on |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| all on | {rate:,.0f} | 1.00 | {cpu_us:.1f} us | 1.00 |")
-    for hook in runs[0]:
-        off_rate, off_cpu = med(r[hook][0] for r in runs), med(r[hook][1] for r in runs)
-        label = "all off (paho's own paths)" if hook == "all" else f"`{hook}` off"
+    for variant in runs[0]:
+        off_rate, off_cpu = med(r[variant][0] for r in runs), med(r[variant][1] for r in runs)
+        label = {"on": "all on", "all": "all off (paho's own paths)"}.get(variant, f"`{variant}` off")
         print(f"| {label} | {off_rate:,.0f} | {off_rate / rate:.2f} | {off_cpu:.1f} us | {off_cpu / cpu_us:.2f} |")
 
 
