@@ -56,7 +56,7 @@ _ASSUMED: dict[str, dict[str, tuple[str, ...]]] = {
 _PUBACK = 0x40
 _READ_CHUNK = 65536
 
-#: topic (bytes), payload, packet id (0 for QoS 0), QoS, retain flag
+#: topic (bytes), payload, packet id (0 for QoS 0), QoS, retain flag (set when the broker sends a retained message)
 PublishSink = Callable[[bytes, bytes, int, int, bool], None]
 
 

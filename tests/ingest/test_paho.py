@@ -195,7 +195,7 @@ def _receive(protocol: Protocol, packets: list[Publish], hooks: frozenset[str]) 
 
 
 def _seen(messages: list[Message]) -> list[tuple[str, bytes, int, int, bool]]:
-    return [(m.topic, m.payload, m.mid, m.qos, m.retain) for m in messages]
+    return [(m.topic, m.payload, m.mid, m.qos, m.retained) for m in messages]
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
