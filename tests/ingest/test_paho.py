@@ -28,6 +28,7 @@ from ingest.broker import BrokerLink, Protocol, _remaining_length
 from ingest.inbox import Inbox
 from livinglab.errors import ConfigurationError
 from livinglab.settings import MqttUrl
+from simulators.wire import WireError, WirePublisher
 
 PREFIX = "livinglab/v1"
 TOPIC = b"livinglab/v1/c/air/s1"
@@ -93,24 +94,15 @@ def _packets(v5: bool) -> list[Publish]:
 
 
 def _read_packet(conn: socket.socket) -> tuple[int, bytes]:
-    def exactly(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = conn.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("client closed the connection")
-            data += chunk
-        return data
-
-    header = exactly(1)[0]
-    length, shift = 0, 0
-    while True:
-        byte = exactly(1)[0]
+    """One MQTT packet from the connection: (first header byte, body)."""
+    exactly = WirePublisher._read_exactly
+    header = exactly(conn, 1)[0]
+    length, shift, byte = 0, 0, 0x80
+    while byte & 0x80:
+        byte = exactly(conn, 1)[0]
         length |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
         shift += 7
-    return header, exactly(length)
+    return header, exactly(conn, length)
 
 
 class ScriptedBroker:
@@ -150,7 +142,7 @@ class ScriptedBroker:
                     self.received.append((header, body))
                     if header >> 4 == 14:  # DISCONNECT
                         return
-        except (ConnectionError, OSError):
+        except (WireError, OSError):  # the client closed the connection
             return
         except BaseException as exc:  # surfaced by the test
             self.error = exc
