@@ -1,4 +1,4 @@
-"""A paho-mqtt client tuned for a subscriber that acknowledges in batches, through three private paho hooks.
+"""A paho-mqtt client tuned for a subscriber that acknowledges in batches, through two private paho hooks.
 
 Each hook can be turned off (`LIVINGLAB_PAHO_HOOKS`); each keeps its place by a measured gain (`python -m
 benchmarks.ingest`, the rows with one hook off), and a differential test feeds the same packets through the lean
@@ -7,17 +7,17 @@ path and through paho's own (`tests/ingest/test_paho.py`).
 - `pubacks`: the PUBACKs of a committed batch are queued as one buffer through `_packet_queue`, so they leave in one
   socket write instead of one write (and one wake-up of the network thread) per message. A PUBACK is four bytes
   (MQTT 3.1.1 section 3.4; MQTT 5 section 3.4.2.1 allows omitting the reason code when it is 0x00 Success).
-- `reads`: paho reads each packet with three `recv` calls (type, length, body). `_sock_recv` reads the socket in
-  64 KiB chunks and serves packets from that buffer, saving most system calls; `loop_read` keeps going while the
-  buffer holds data, because `select` no longer sees it.
 - `publish`: `_handle_publish` hands a QoS 0 or 1 PUBLISH to the publish sink as (topic, payload, packet id, QoS,
   retain) without an `MQTTMessage` and without parsing MQTT 5 properties into a `Properties` object, which costs
   paho more than everything else it does per message. The ingester reads no publish property. QoS 2 and a PUBLISH
   whose topic is empty (MQTT 5 topic alias) take paho's own path. This path sends no PUBACK, so it is correct
   only with `manual_ack=True` (the ingester acknowledges after COMMIT anyway).
 
-With every hook off, one private override stays: `_sock_recv` stamps `last_received_at`, the watchdog's evidence
-that the link lives (no public callback sees a PINGRESP).
+One private override stays with every hook off: `_sock_recv` stamps `last_received_at`, the watchdog's evidence
+that the link lives (no public callback sees a PINGRESP). A third hook, reading the socket in 64 KiB chunks and
+serving packets from that buffer, did not earn its place: draining a backlog, the ingester used less CPU per
+message and went faster without it (the network thread kept the GIL through a whole buffer of packets while the
+building and writing threads waited).
 
 These are paho's private parts, so `check_paho` runs at start: paho must be a minor version the differential test
 ran on (`TESTED_PAHO`; pyproject.toml pins the same range), and every method a hook overrides must still have the
@@ -42,19 +42,17 @@ from livinglab.errors import ConfigurationError
 log = logging.getLogger(__name__)
 
 #: The hooks, by the names `LIVINGLAB_PAHO_HOOKS` and the benchmark use.
-PAHO_HOOKS = frozenset({"pubacks", "reads", "publish"})
+PAHO_HOOKS = frozenset({"pubacks", "publish"})
 #: paho-mqtt minor versions the differential test ran on.
 TESTED_PAHO = ("2.1", "2.2")
 #: The private methods each hook overrides or calls, with the parameters the hook relies on.
 _ASSUMED: dict[str, dict[str, tuple[str, ...]]] = {
     "stamp": {"_sock_recv": ("self", "bufsize")},
-    "reads": {"_sock_recv": ("self", "bufsize"), "loop_read": ("self", "max_packets"), "_sock_close": ("self",)},
     "publish": {"_handle_publish": ("self",)},
     "pubacks": {"_packet_queue": ("self", "command", "packet", "mid", "qos", "info")},
 }
 
 _PUBACK = 0x40
-_READ_CHUNK = 65536
 
 #: topic (bytes), payload, packet id (0 for QoS 0), QoS, retain flag (set when the broker sends a retained message)
 PublishSink = Callable[[bytes, bytes, int, int, bool], None]
@@ -86,7 +84,7 @@ def check_paho(hooks: AbstractSet[str], version: str = paho.mqtt.__version__) ->
 
 
 class IngestClient(mqtt.Client):
-    """paho's Client with batched PUBACKs, buffered reads and a lean PUBLISH path (each a hook, see above).
+    """paho's Client with batched PUBACKs and a lean PUBLISH path (each a hook, see above).
 
     Takes paho's arguments, and `hooks`; `manual_ack=True` is required. Raises ConfigurationError when paho does
     not fit the hooks.
@@ -100,11 +98,8 @@ class IngestClient(mqtt.Client):
         if "publish" in hooks and not isinstance(getattr(self, "_in_packet", None), dict):
             raise ConfigurationError("paho-mqtt: Client._in_packet is not a dict; the 'publish' hook cannot read it")
         self.hooks = frozenset(hooks)
-        self._buffered_reads = "reads" in hooks
         self._batched_pubacks = "pubacks" in hooks
         self._lean_publish = "publish" in hooks
-        self._read_buffer = b""
-        self._read_pos = 0
         #: time.monotonic() of the last bytes read from the broker (a watchdog's evidence that the link lives).
         self.last_received_at = time.monotonic()
         self._publish_sink: PublishSink | None = None
@@ -125,38 +120,10 @@ class IngestClient(mqtt.Client):
         blob = struct.pack(f"!{len(mids)}I", *((_PUBACK << 24) | (2 << 16) | mid for mid in mids))
         self._packet_queue(_PUBACK, blob, 0, 0)
 
-    # -- buffered reads -------------------------------------------------------------------------------------
-
     def _sock_recv(self, bufsize: int) -> bytes:
-        if not self._buffered_reads:
-            data = super()._sock_recv(bufsize)
-            self.last_received_at = time.monotonic()
-            return data
-        buffer, pos = self._read_buffer, self._read_pos
-        if pos >= len(buffer):
-            buffer = super()._sock_recv(max(bufsize, _READ_CHUNK))  # raises BlockingIOError when nothing is there
-            self.last_received_at = time.monotonic()
-            if not buffer:
-                return buffer  # connection closed
-            self._read_buffer, pos = buffer, 0
-        chunk = buffer[pos : pos + bufsize]
-        self._read_pos = pos + len(chunk)
-        return chunk
-
-    def loop_read(self, max_packets: int = 1) -> Any:
-        rc = super().loop_read(max_packets)
-        while (
-            rc == mqtt.MQTT_ERR_SUCCESS
-            and self._buffered_reads
-            and self._read_pos < len(self._read_buffer)
-            and self._sock is not None
-        ):
-            rc = super().loop_read(1)
-        return rc
-
-    def _sock_close(self) -> None:
-        self._read_buffer, self._read_pos = b"", 0
-        super()._sock_close()
+        data = super()._sock_recv(bufsize)
+        self.last_received_at = time.monotonic()
+        return data
 
     # -- lean PUBLISH ---------------------------------------------------------------------------------------
 

@@ -91,9 +91,9 @@ class IngestSettings(CoreSettings):
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest delay between broker reconnects.")
     database_retry_max_s: float = Field(default=10.0, gt=0, description="Longest delay between database retries.")
     paho_hooks: str = Field(
-        default="pubacks,reads,publish",
-        description="paho-mqtt private hooks the ingester uses, comma-separated (`pubacks`, `reads`, `publish`), or"
-        " `none` for paho's own paths (needed to run a paho-mqtt version the hooks were not tested with).",
+        default="publish,pubacks",
+        description="paho-mqtt private hooks the ingester uses, comma-separated (`publish`, `pubacks`), or `none`"
+        " for paho's own paths (needed to run a paho-mqtt version the hooks were not tested with).",
     )
     health_port: int | None = Field(default=None, ge=0, le=65535, description="Serve /metrics and /health here.")
     health_host: str = Field(default="127.0.0.1", description="Address of the /metrics and /health server.")
