@@ -1,8 +1,9 @@
 """Change events: how the processor tells live clients (the API's SSE stream) what changed.
 
-A processor writes one event per kind of result per round into the `events` table, in the transaction that stores
-the results, and NOTIFYs `livinglab_events` with the new event id. The API LISTENs, reads events after the last id
-it sent, and forwards each as one SSE message whose id is the event id, so a client reconnecting with
+A processor writes one event per kind of result and city per round into the `events` table, in the transaction
+that stores the results, and NOTIFYs `livinglab_events`. Each event names its city (the `city` column, not part of
+the payload), so a reader limited to some cities gets only their events. The API LISTENs, reads events after the
+last id it sent, and forwards each as one SSE message whose id is the event id, so a client reconnecting with
 `Last-Event-ID` resumes exactly where it left off.
 
 Event types and payloads (JSON):
@@ -15,9 +16,9 @@ Event types and payloads (JSON):
 - `service_levels`: `{"items": [{"city", "district", "service", "period_start", "numerator", "denominator"}, ...],
   "truncated": bool}` (hourly tallies; achieved = numerator / denominator; both null when the tally was removed)
 
-Items are the rows that changed, newest label first. An index row whose data disappeared appears with its value
-null. ISPU and AQI values are announced when they change and again, for every station, when their label becomes
-current (the hour they end is over); traffic rows when they change.
+Items are the rows that changed in the event's city, newest label first. An index row whose data disappeared
+appears with its value null. ISPU and AQI values are announced when they change and again, for every station, when
+their label becomes current (the hour they end is over); traffic rows when they change.
 
 Times are ISO 8601 UTC strings with `Z`. `items` holds at most `MAX_ITEMS` entries; when more changed, `truncated`
 is true and clients refetch from the HTTP API.
@@ -53,13 +54,17 @@ class Event:
     created_at: datetime
     type: EventType
     payload: Mapping[str, Any]
+    city: str | None = None
 
 
-def publish_event(conn: psycopg.Connection[Any], type_: EventType, payload: Mapping[str, Any]) -> int:
-    """Insert an event and NOTIFY its id. Call inside the transaction that stores the results it announces."""
+def publish_event(
+    conn: psycopg.Connection[Any], type_: EventType, payload: Mapping[str, Any], *, city: str | None
+) -> int:
+    """Insert an event of `city` (None: of no one city) and NOTIFY its id. Call inside the transaction that stores
+    the results it announces."""
     row = conn.execute(
-        "INSERT INTO events (type, payload) VALUES (%s, %s::jsonb) RETURNING id",
-        (type_.value, json.dumps(payload, separators=(",", ":"))),
+        "INSERT INTO events (type, city, payload) VALUES (%s, %s, %s::jsonb) RETURNING id",
+        (type_.value, city, json.dumps(payload, separators=(",", ":"))),
     ).fetchone()
     assert row is not None
     conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_EVENTS, str(row[0])))

@@ -15,21 +15,14 @@ from typing import Any
 import psycopg
 
 from livinglab.domain import QUANTITIES_BY_CODE, Kind
-from livinglab.events import MAX_ITEMS, EventType, items_payload, publish_event
+from livinglab.events import MAX_ITEMS, EventType
 from processing import claims, hourly_air, hourly_traffic, service_levels
-from processing._changes import ISO_UTC, Changes
+from processing._changes import ISO_UTC, Changes, publish_changes
 from processing.sensors import load_sensors
 from processing.settings import ProcessorSettings
 from processing.windows import compute_windows, publish_aggregates, store_windows
 
 HOUR = timedelta(hours=1)
-
-
-def _publish(conn: psycopg.Connection[Any], type_: EventType, changes: Changes) -> None:
-    if changes.total:
-        payload = items_payload(changes.items)
-        payload["truncated"] = changes.total > len(changes.items[:MAX_ITEMS])
-        publish_event(conn, type_, payload)
 
 
 def minute_round(conn: psycopg.Connection[Any], settings: ProcessorSettings) -> int:
@@ -98,17 +91,17 @@ def rollup_round(conn: psycopg.Connection[Any], settings: ProcessorSettings, *, 
         if ranges:
             grid = hourly_air.load_grid(conn, ranges, {k: sensors[k].interval_s for k in ranges})
             ispu = hourly_air.store_ispu(conn, grid, ranges, items=MAX_ITEMS)
-            _publish(conn, EventType.ISPU, ispu)
-            _publish(conn, EventType.AQI, hourly_air.store_aqi(conn, grid, ranges, items=MAX_ITEMS))
+            publish_changes(conn, EventType.ISPU, ispu)
+            publish_changes(conn, EventType.AQI, hourly_air.store_aqi(conn, grid, ranges, items=MAX_ITEMS))
             periods |= ispu.periods
         traffic_hours = {
             k: sorted(hours) for k, hours in touched.items() if k in sensors and sensors[k].kind is Kind.TRAFFIC
         }
         if traffic_hours:
             traffic = hourly_traffic.store_traffic(conn, traffic_hours, sensors, items=MAX_ITEMS)
-            _publish(conn, EventType.TRAFFIC, traffic)
+            publish_changes(conn, EventType.TRAFFIC, traffic)
             periods |= traffic.periods
-        _publish(conn, EventType.SERVICE_LEVELS, service_levels.tally_periods(conn, periods))
+        publish_changes(conn, EventType.SERVICE_LEVELS, service_levels.tally_periods(conn, periods))
         claims.release_rollups(
             conn,
             claim,
@@ -120,19 +113,24 @@ def rollup_round(conn: psycopg.Connection[Any], settings: ProcessorSettings, *, 
 
 
 _CURRENT_ISPU = f"""
-SELECT json_build_object('sensor_id', s.sensor_id, 'window_end', {ISO_UTC.format("i.window_end")}, 'ispu', i.ispu,
-                         'category', i.category, 'critical_parameter', i.critical_parameter)
-FROM ispu_hourly i JOIN sensors s USING (sensor_key)
-WHERE i.window_end = ANY(%(labels)s::timestamptz[])
-ORDER BY i.window_end DESC, s.sensor_id LIMIT %(limit)s
+SELECT city, item FROM (
+    SELECT s.city, json_build_object('sensor_id', s.sensor_id, 'window_end', {ISO_UTC.format("i.window_end")},
+                                     'ispu', i.ispu, 'category', i.category,
+                                     'critical_parameter', i.critical_parameter) AS item,
+           row_number() OVER (PARTITION BY s.city ORDER BY i.window_end DESC, s.sensor_id) AS rank
+    FROM ispu_hourly i JOIN sensors s USING (sensor_key)
+    WHERE i.window_end = ANY(%(labels)s::timestamptz[])
+) x WHERE rank <= %(limit)s ORDER BY city, rank
 """
 
 _CURRENT_AQI = f"""
-SELECT json_build_object('sensor_id', s.sensor_id, 'hour', {ISO_UTC.format("a.hour")}, 'aqi', a.aqi,
-                         'category', a.category, 'dominant_pollutant', a.dominant_pollutant)
-FROM aqi_hourly a JOIN sensors s USING (sensor_key)
-WHERE a.hour = ANY(%(labels)s::timestamptz[])
-ORDER BY a.hour DESC, s.sensor_id LIMIT %(limit)s
+SELECT city, item FROM (
+    SELECT s.city, json_build_object('sensor_id', s.sensor_id, 'hour', {ISO_UTC.format("a.hour")}, 'aqi', a.aqi,
+                                     'category', a.category, 'dominant_pollutant', a.dominant_pollutant) AS item,
+           row_number() OVER (PARTITION BY s.city ORDER BY a.hour DESC, s.sensor_id) AS rank
+    FROM aqi_hourly a JOIN sensors s USING (sensor_key)
+    WHERE a.hour = ANY(%(labels)s::timestamptz[])
+) x WHERE rank <= %(limit)s ORDER BY city, rank
 """
 
 
@@ -143,9 +141,10 @@ def tally_round(conn: psycopg.Connection[Any]) -> int:
         hours, changes = service_levels.tally_completed_hours(conn)
         if not hours:
             return 0
-        _publish(conn, EventType.SERVICE_LEVELS, changes)
+        publish_changes(conn, EventType.SERVICE_LEVELS, changes)
         labels = {"labels": [h + HOUR for h in hours], "limit": MAX_ITEMS + 1}
         for type_, query in ((EventType.ISPU, _CURRENT_ISPU), (EventType.AQI, _CURRENT_AQI)):
-            items = [r[0] for r in conn.execute(query, labels).fetchall()]
-            _publish(conn, type_, Changes(total=len(items), items=items[:MAX_ITEMS]))
+            # MAX_ITEMS + 1 per city: one more than an event carries tells that it is truncated.
+            rows = conn.execute(query, labels).fetchall()
+            publish_changes(conn, type_, Changes.of_items(rows, limit=MAX_ITEMS))
     return len(hours)

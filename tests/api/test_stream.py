@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def _publish(url: str, type_: EventType, n: int) -> int:
     with psycopg.connect(url) as conn:
-        event_id = publish_event(conn, type_, items_payload([{"sensor_id": f"s{n}", "n": n}]))
+        event_id = publish_event(conn, type_, items_payload([{"sensor_id": f"s{n}", "n": n}]), city="jakarta")
         conn.commit()
     return event_id
 
