@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +20,8 @@ from livinglab.domain import QUANTITIES_BY_CODE, Kind
 from livinglab.events import MAX_ITEMS, EventType
 from processing import claims, hourly_air, hourly_traffic, service_levels
 from processing._changes import ISO_UTC, Changes, publish_changes
+from processing.claims import Claim
+from processing.leases import LeaseKeeper
 from processing.sensors import load_sensors
 from processing.settings import ProcessorSettings
 from processing.windows import compute_windows, publish_aggregates, store_windows
@@ -25,14 +29,19 @@ from processing.windows import compute_windows, publish_aggregates, store_window
 HOUR = timedelta(hours=1)
 
 
-def minute_round(conn: psycopg.Connection[Any], settings: ProcessorSettings) -> int:
-    """Compute one batch of dirty minutes. Returns the number of windows processed."""
+def _holding(keeper: LeaseKeeper | None, claim: Claim, *, rollups: bool) -> AbstractContextManager[None]:
+    return keeper.hold(claim, rollups=rollups) if keeper is not None else contextlib.nullcontext()
+
+
+def minute_round(conn: psycopg.Connection[Any], settings: ProcessorSettings, keeper: LeaseKeeper | None = None) -> int:
+    """Compute one batch of dirty minutes (with `keeper` renewing their lease meanwhile). Returns the number of
+    windows processed."""
     claim = claims.claim_windows(
         conn, worker=settings.worker_id, limit=settings.claim_batch, lease_s=settings.claim_lease_s
     )
     if not claim:
         return 0
-    with conn.transaction():
+    with _holding(keeper, claim, rollups=False), conn.transaction():
         has_readings = compute_windows(conn, claim)
         publish_aggregates(conn, store_windows(conn, claim, has_readings, items=MAX_ITEMS))
         claims.mark_rollups(
@@ -42,9 +51,15 @@ def minute_round(conn: psycopg.Connection[Any], settings: ProcessorSettings) -> 
     return len(claim)
 
 
-def rollup_round(conn: psycopg.Connection[Any], settings: ProcessorSettings, *, due_only: bool = True) -> int:
+def rollup_round(
+    conn: psycopg.Connection[Any],
+    settings: ProcessorSettings,
+    keeper: LeaseKeeper | None = None,
+    *,
+    due_only: bool = True,
+) -> int:
     """Compute one batch of due hours and days (any queued, with `due_only=False`) and everything derived from the
-    hours. Returns windows processed."""
+    hours (with `keeper` renewing their lease meanwhile). Returns windows processed."""
     claim = claims.claim_rollups(
         conn,
         worker=settings.worker_id,
@@ -54,7 +69,7 @@ def rollup_round(conn: psycopg.Connection[Any], settings: ProcessorSettings, *, 
     )
     if not claim:
         return 0
-    with conn.transaction():
+    with _holding(keeper, claim, rollups=True), conn.transaction():
         row = conn.execute("SELECT now()").fetchone()
         assert row is not None
         now: datetime = row[0]
