@@ -126,7 +126,6 @@ ORDER BY id
 LIMIT %(limit)s
 """
 _LATEST = "SELECT coalesce(max(id), 0) FROM events"
-_COUNT_AFTER = "SELECT count(*) FROM (SELECT 1 FROM events WHERE id > %(after)s LIMIT %(limit)s) e"
 
 
 def _read_params(
@@ -187,10 +186,4 @@ def latest_event_id(conn: psycopg.Connection[Any]) -> int:
 async def latest_event_id_async(conn: psycopg.AsyncConnection[Any]) -> int:
     """`latest_event_id` for asyncio code."""
     row = await (await conn.execute(_LATEST)).fetchone()
-    return int(row[0]) if row else 0
-
-
-async def count_events_after_async(conn: psycopg.AsyncConnection[Any], after: int, *, limit: int) -> int:
-    """How many events follow `after`, counting no further than `limit` (so it costs at most that many rows)."""
-    row = await (await conn.execute(_COUNT_AFTER, {"after": after, "limit": limit})).fetchone()
     return int(row[0]) if row else 0

@@ -40,9 +40,10 @@ async def _check_database(request: Request) -> CheckPublic:
 
 
 async def _check_event_feed(request: Request) -> CheckPublic:
-    if request.app.state.event_feed.listening.is_set():
+    error = request.app.state.event_feed.error
+    if error is None:
         return CheckPublic(status="ok")
-    return CheckPublic(status="down", detail="not listening for change events")
+    return CheckPublic(status="down", detail=f"not following change events: {error}")
 
 
 async def _check_broker(request: Request) -> CheckPublic:

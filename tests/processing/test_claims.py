@@ -121,7 +121,8 @@ def test_the_lease_is_renewed_while_a_round_runs(fresh_database_url: str) -> Non
     assert processor.keeper.renewed > 0
     assert len(leases) > 20  # the round was watched for over two seconds
     assert min(leases) > 0  # never expired
-    assert stolen and set(stolen) == {0}
+    assert stolen
+    assert set(stolen) == {0}
     assert rows(url, "SELECT count(*) FROM agg_1m") == [(30,)]
 
 
