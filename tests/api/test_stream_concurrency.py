@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from processing import Processor, ProcessorSettings
-from tests.api.conftest import make_keys
-from tests.api.server import serving
+from tests.support.api import make_keys, serving
 from tests.support.city_load import CityLoad, idle, register_city, rows
 from tests.support.roles import running, wait_until
 from tests.support.sse import FeedClient, check_exactly_once

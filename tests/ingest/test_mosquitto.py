@@ -17,9 +17,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from livinglab.embedded import LOOPBACK, MOSQUITTO_TUNING, MosquittoBroker
-from tests.ingest.conftest import register
-from tests.ingest.helpers import ingesting
+from tests.support.ingest import ingesting
 from tests.support.roles import scalar, wait_until
+from tests.support.sensors import register
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,9 @@ import pytest
 
 from processing import Processor, ProcessorSettings
 from processing.claims import claim_windows
-from tests.processing.writes import register, rows, write_readings
-from tests.support.roles import running, wait_until
+from tests.processing.writes import write_readings
+from tests.support.roles import rows, running, wait_until
+from tests.support.sensors import air, register
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def _settings(url: str, worker: str, **overrides: Any) -> ProcessorSettings:
 
 
 def _backlog(url: str, minutes: int = 30) -> None:
-    key = register(url, sensor_id="aq-1", city="jakarta", district="Menteng", kind="air")
+    key = register(url, air("aq-1"))["aq-1"]
     start = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0).timestamp()
     write_readings(url, key, "pm25", start + 60 * np.arange(minutes), np.arange(minutes, dtype=float))
 

@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.processing.writes import register, rows, write_readings
-from tests.support.databases import create_database, drop_database, unique_name
-from tests.support.processes import RoleProcess, started
-from tests.support.roles import wait_until
+from livinglab.launch import RoleProcess, create_database, drop_database, started, unique_name
+from tests.processing.writes import write_readings
+from tests.support import city_load
+from tests.support.roles import rows, wait_until
+from tests.support.sensors import air, register, traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,19 +25,9 @@ AIR = ("pm25", "pm10", "o3", "co")
 HOURS = 20
 TRAFFIC = ("sm", "kr", "kb", "speed")
 
-_AGGREGATE = "SELECT sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95, completeness FROM "
-
-#: Every table the processor writes (computed_at left out).
+#: Every table the processor writes (computed_at left out), the service levels up to an hour the clock passed.
 RESULTS = {
-    "agg_1m": _AGGREGATE + "agg_1m",
-    "agg_1h": _AGGREGATE + "agg_1h",
-    "agg_1d": _AGGREGATE + "agg_1d",
-    "ispu_hourly": "SELECT sensor_key, window_end, ispu, category, colour_hex, critical_parameter,"
-    " sub_indices::text, hours_valid, details::text FROM ispu_hourly",
-    "aqi_hourly": "SELECT sensor_key, hour, aqi, category, dominant_pollutant, nowcast::text, sub_indices::text"
-    " FROM aqi_hourly",
-    "traffic_hourly": "SELECT sensor_key, hour, flow_veh_h, flow_pcu_h, capacity_pcu_h, degree_of_saturation, los,"
-    " los_target, los_met, mean_speed_kmh, completeness FROM traffic_hourly",
+    **city_load.RESULTS,
     "completeness_hourly": "SELECT sensor_key, hour, received, expected FROM completeness_hourly WHERE hour < %(cut)s",
     "service_hourly": "SELECT city, district, service, period_start, numerator, denominator FROM service_hourly"
     " WHERE period_start < %(cut)s",
@@ -49,35 +40,23 @@ def _backlog(url: str, first_hour: datetime) -> None:
     """Twenty hours of a small city: three air stations and two counters every 5 minutes, with gaps."""
     rng = np.random.default_rng(20261128)
     minutes = first_hour.timestamp() + 300.0 * np.arange(HOURS * 12)
-    stations = [
-        register(url, sensor_id=f"aq-{i}", city="jakarta", district=district, kind="air", interval_s=300)
-        for i, district in enumerate(("Menteng", "Menteng", "Gambir"))
+    station_specs = [
+        air(f"aq-{i}", district=district, interval_s=300) for i, district in enumerate(("Menteng", "Menteng", "Gambir"))
     ]
-    counters = [
-        register(
-            url,
-            sensor_id="tc-1",
-            city="jakarta",
-            district="Menteng",
-            kind="traffic",
-            road_type="4/2-T",
-            lanes=2,
-            road_function="arteri_primer",
-            city_population=10_000_000,
-        ),
-        register(
-            url,
-            sensor_id="tc-2",
-            city="jakarta",
+    counter_specs = [
+        traffic("tc-1", road_function="arteri_primer"),
+        traffic(
+            "tc-2",
             district="Gambir",
-            kind="traffic",
             road_type="2/2-TT",
-            lanes=2,
             road_function="lokal_sekunder",
             city_population=2_000_000,
             carriageway_width_m=6.0,
         ),
     ]
+    keys = register(url, *station_specs, *counter_specs)
+    stations = [keys[s.sensor_id] for s in station_specs]
+    counters = [keys[s.sensor_id] for s in counter_specs]
     for key in stations:
         for quantity in AIR:
             keep = rng.random(minutes.size) > 0.1  # some hours fall below 75 %

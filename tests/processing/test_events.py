@@ -12,7 +12,9 @@ import pytest
 from processing import ProcessorSettings, process_until_idle
 from processing.claims import claim_windows
 from processing.windows import compute_windows, store_windows
-from tests.processing.writes import register, rows, write_readings
+from tests.processing.writes import write_readings
+from tests.support.roles import rows
+from tests.support.sensors import air, register, traffic
 
 pytestmark = pytest.mark.integration
 
@@ -22,25 +24,13 @@ CITIES = {"jakarta": ("Menteng", "aq-j1", "aq-j2", "tc-j1"), "bandung": ("Coblon
 
 def _city(url: str) -> dict[str, str]:
     """Two cities of two air stations and a counter each; returns sensor_id -> city."""
-    city_of = {}
-    for city, (district, *sensor_ids) in CITIES.items():
-        for sensor_id in sensor_ids:
-            if sensor_id.startswith("aq"):
-                register(url, sensor_id=sensor_id, city=city, district=district, kind="air")
-            else:
-                register(
-                    url,
-                    sensor_id=sensor_id,
-                    city=city,
-                    district=district,
-                    kind="traffic",
-                    road_type="4/2-T",
-                    lanes=2,
-                    road_function="arteri_primer",
-                    city_population=2_000_000,
-                )
-            city_of[sensor_id] = city
-    return city_of
+    specs = [
+        air(sensor_id, city, district) if sensor_id.startswith("aq") else traffic(sensor_id, city, district)
+        for city, (district, *sensor_ids) in CITIES.items()
+        for sensor_id in sensor_ids
+    ]
+    register(url, specs)
+    return {spec.sensor_id: spec.city for spec in specs}
 
 
 def _readings(url: str, hour: datetime) -> None:

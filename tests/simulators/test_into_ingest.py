@@ -12,16 +12,9 @@ from livinglab.domain import RejectionReason
 from livinglab.embedded import MosquittoBroker
 from simulators.plan import Period
 from simulators.run import Mode
-from tests.simulators.platform import (
-    FAULTS,
-    city,
-    expected_readings,
-    register,
-    rejected_by_reason,
-    simulate,
-    stored_readings,
-)
 from tests.support.roles import running, scalar, wait_until
+from tests.support.sensors import register
+from tests.support.simulation import FAULTS, city, expected_readings, rejected_by_reason, simulate, stored_readings
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +23,7 @@ def test_backfill_with_faults_stores_and_rejects_exactly_what_the_ledger_expects
     fresh_database_url: str, mqtt_broker: MosquittoBroker, topic_prefix: str
 ) -> None:
     scenario = city()
-    register(fresh_database_url, scenario)
+    register(fresh_database_url, scenario.specs)
     end = time.time() // 60 * 60
     settings = IngestSettings(
         database_url=fresh_database_url,

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from livinglab.domain import QUANTITIES, Kind
-from livinglab.sensors import SensorSpec
-from livinglab.storage.registry import insert_sensor
+from livinglab.domain import QUANTITIES
 from processing import ProcessorSettings, process_until_idle
+from tests.support.roles import rows
+from tests.support.sensors import air, register, traffic
 
 _AGGREGATE = "SELECT sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95, completeness FROM "
 
@@ -64,30 +64,17 @@ DO UPDATE SET version = dirty_windows.version + 1, marked_at = now()
 
 def register_city(url: str, stations_per_district: int = 1) -> list[tuple[int, str]]:
     """Air stations and a traffic counter per district of both cities; returns (sensor_key, kind) per sensor."""
-    sensors: list[tuple[int, str]] = []
-    with psycopg.connect(url) as conn:
-        for city, districts in CITIES.items():
-            for district in districts:
-                place: dict[str, Any] = {
-                    "city": city,
-                    "district": district,
-                    "lat": -6.2,
-                    "lon": 106.8,
-                    "interval_s": 60,
-                }
-                for i in range(stations_per_district):
-                    spec = SensorSpec(sensor_id=f"aq-{district.lower()}-{i}", kind=Kind.AIR, **place)
-                    sensors.append((insert_sensor(conn, spec).sensor_key, "air"))
-                road: dict[str, Any] = {
-                    "road_type": "4/2-T",
-                    "lanes": 2,
-                    "road_function": "arteri_primer",
-                    "city_population": 2000000,
-                }
-                spec = SensorSpec(sensor_id=f"tc-{district.lower()}", kind=Kind.TRAFFIC, **place, **road)
-                sensors.append((insert_sensor(conn, spec).sensor_key, "traffic"))
-        conn.commit()
-    return sensors
+    specs = [
+        spec
+        for city, districts in CITIES.items()
+        for district in districts
+        for spec in (
+            *(air(f"aq-{district.lower()}-{i}", city, district, interval_s=60) for i in range(stations_per_district)),
+            traffic(f"tc-{district.lower()}", city, district, interval_s=60),
+        )
+    ]
+    keys = register(url, specs)
+    return [(keys[spec.sensor_id], spec.kind.value) for spec in specs]
 
 
 class CityLoad:
@@ -157,11 +144,6 @@ class CityLoad:
                     self._stop.wait(max(0.0, next_at - time.monotonic()))
         except BaseException as exc:  # surfaced by stop()
             self.error = exc
-
-
-def rows(url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(query, params).fetchall()
 
 
 def backlog_since(url: str, since: datetime) -> int:
