@@ -17,7 +17,7 @@ from tests.support.sse import FeedClient, check_exactly_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-RUN_S = 10
+RUN_S = 8
 
 
 def _processor(url: str, worker: str) -> Processor:
