@@ -48,9 +48,11 @@ class FeedClient:
         self.reconnect_every_s = reconnect_every_s
         self.retry_s = retry_s
         self.params = params or {}
-        #: The events received (their ids and types), and the last event id (an id without data moves it too).
+        #: The events received (their ids, types and wall-clock receipt times), and the last event id (an id without
+        #: data moves it too).
         self.ids: list[int] = []
         self.types: list[str] = []
+        self.received_at: list[float] = []
         self.position: int | None = None
         self.heartbeats: list[float] = []
         self.responses: list[Response] = []
@@ -130,14 +132,16 @@ class FeedClient:
                 if "data" in fields:
                     self.ids.append(int(fields["id"]))
                     self.types.append(fields.get("event", ""))
+                    self.received_at.append(time.time())
                     record.events += 1
                 fields = {}
         return "clean"
 
 
 def check_exactly_once(client: FeedClient, stored: list[int]) -> tuple[int, int]:
-    """(missing, repeated): how many ids stored after the client's first position it never received, and how many
-    times an id did not follow the one before it in order (a duplicate, or one sent out of order)."""
+    """(missing, repeated): how many ids of `stored` (the events the client asked for) after the client's first
+    position it never received, and how many times an id did not follow the one before it in order (a duplicate, or
+    one sent out of order)."""
     assert client.first_position is not None, "the client never connected"
     expected = {i for i in stored if i > client.first_position}
     received = client.ids
