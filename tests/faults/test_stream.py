@@ -10,7 +10,6 @@ in order.
 
 from __future__ import annotations
 
-import threading
 import time
 from urllib.parse import urlsplit
 
@@ -22,7 +21,7 @@ from tests.support.api import make_keys, serving
 from tests.support.city_load import CityLoad, idle, register_city
 from tests.support.faults import FaultTable, Recovery
 from tests.support.proxy import FaultProxy
-from tests.support.roles import rows, running, wait_until
+from tests.support.roles import Background, rows, running, wait_until
 from tests.support.sse import FeedClient, check_exactly_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
@@ -33,18 +32,17 @@ HEARTBEAT_S = 0.5
 OUTAGE_S = 5.0
 
 
-class HealthWatch:
-    """Polls `/v1/health` and keeps (time, status of the events check)."""
+class HealthWatch(Background):
+    """Polls `/v1/health` and keeps (time answered, status of the events check)."""
 
     def __init__(self, base: str) -> None:
+        super().__init__("health-watch")
         self.base = base
         self.seen: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
+    def loop(self) -> None:
         with httpx.Client(base_url=self.base, timeout=10) as http:
-            while not self._stop.wait(0.1):
+            while not self.stopping.wait(0.1):
                 answer = http.get("/v1/health")
                 self.seen.append((time.monotonic(), answer.json()["checks"]["events"]["status"]))
 
@@ -52,12 +50,10 @@ class HealthWatch:
         return next((t for t, s in self.seen if s == status and t >= after), None)
 
     def __enter__(self) -> HealthWatch:
-        self._thread.start()
-        return self
+        return self.start()
 
     def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
+        self.stop()
 
 
 def _open_at(client: FeedClient, moment: float) -> int | None:

@@ -12,7 +12,6 @@ the rows one snapshot has and the other does not.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,7 @@ import psycopg
 
 from livinglab.domain import QUANTITIES
 from processing import ProcessorSettings, process_until_idle
-from tests.support.roles import rows
+from tests.support.roles import Background, rows
 from tests.support.sensors import air, register, traffic
 
 _AGGREGATE = "SELECT sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95, completeness FROM "
@@ -77,8 +76,8 @@ def register_city(url: str, stations_per_district: int = 1) -> list[tuple[int, s
     return [(keys[spec.sensor_id], spec.kind.value) for spec in specs]
 
 
-class CityLoad:
-    """Writes the network's readings in a thread until `stop()` (see the module docstring)."""
+class CityLoad(Background):
+    """Writes the network's readings in a thread from `start()` until `stop()` (see the module docstring)."""
 
     def __init__(
         self,
@@ -91,6 +90,7 @@ class CityLoad:
         late_every: int = 7,
         seed: int = 20261128,
     ) -> None:
+        super().__init__("city-load")
         self.url = url
         self.step_s = step_s
         self.tick_s = tick_s
@@ -101,19 +101,6 @@ class CityLoad:
         self.ticks = 0
         self.readings = 0
         self._rng = np.random.default_rng(seed)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="city-load", daemon=True)
-        self.error: BaseException | None = None
-
-    def start(self) -> CityLoad:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        if self.error is not None:
-            raise self.error
 
     def write_tick(self, conn: psycopg.Connection[Any]) -> None:
         """One tick's readings (and now and then a late one), in one transaction."""
@@ -131,19 +118,16 @@ class CityLoad:
         self.ticks += 1
         self.data_time += self.step_s
 
-    def _run(self) -> None:
-        try:
-            with psycopg.connect(self.url, autocommit=True) as conn:
-                next_at = time.monotonic()
-                while not self._stop.is_set():
-                    if self.data_time > time.time() - 120:
-                        self._stop.wait(self.tick_s)  # never past the present
-                        continue
-                    self.write_tick(conn)
-                    next_at += self.tick_s
-                    self._stop.wait(max(0.0, next_at - time.monotonic()))
-        except BaseException as exc:  # surfaced by stop()
-            self.error = exc
+    def loop(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            next_at = time.monotonic()
+            while not self.stopping.is_set():
+                if self.data_time > time.time() - 120:
+                    self.stopping.wait(self.tick_s)  # never past the present
+                    continue
+                self.write_tick(conn)
+                next_at += self.tick_s
+                self.stopping.wait(max(0.0, next_at - time.monotonic()))
 
 
 def backlog_since(url: str, since: datetime) -> int:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import itertools
 import random
-import threading
 import time
 from dataclasses import dataclass, field
 
 import httpx
+
+from tests.support.roles import Background
 
 
 @dataclass(slots=True)
@@ -30,7 +31,7 @@ class Response:
     comments: list[str] = field(default_factory=list)
 
 
-class FeedClient:
+class FeedClient(Background):
     """One SSE client in a thread (see the module docstring). `start()`, then `stop()`."""
 
     def __init__(
@@ -43,6 +44,7 @@ class FeedClient:
         seed: int = 0,
         params: dict[str, str] | None = None,
     ) -> None:
+        super().__init__("sse-client")
         self.base_url = base_url
         self.headers = headers
         self.reconnect_every_s = reconnect_every_s
@@ -59,19 +61,6 @@ class FeedClient:
         #: The position the first response started at (its "connected, last event id N" comment).
         self.first_position: int | None = None
         self._rng = random.Random(seed)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sse-client", daemon=True)
-        self.error: BaseException | None = None
-
-    def start(self) -> FeedClient:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        if self.error is not None:
-            raise self.error
 
     @property
     def last_id(self) -> int | None:
@@ -80,14 +69,11 @@ class FeedClient:
     def connected(self) -> bool:
         return any(r.status == 200 for r in self.responses)
 
-    def _run(self) -> None:
-        try:
-            with httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(10.0, read=30.0)) as http:
-                while not self._stop.is_set():
-                    self._one_response(http)
-                    self._stop.wait(self.retry_s)
-        except BaseException as exc:  # surfaced by stop()
-            self.error = exc
+    def loop(self) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(10.0, read=30.0)) as http:
+            while not self.stopping.is_set():
+                self._one_response(http)
+                self.stopping.wait(self.retry_s)
 
     def _one_response(self, http: httpx.Client) -> None:
         headers = dict(self.headers)
@@ -114,7 +100,7 @@ class FeedClient:
     def _read(self, response: httpx.Response, record: Response, leave_at: float | None) -> str:
         fields: dict[str, str] = {}
         for line in response.iter_lines():
-            if self._stop.is_set() or (leave_at is not None and time.monotonic() >= leave_at):
+            if self.stopping.is_set() or (leave_at is not None and time.monotonic() >= leave_at):
                 return "left"
             if line.startswith(":"):
                 comment = line[1:].strip()
