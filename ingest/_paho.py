@@ -29,8 +29,8 @@ _HAS_PACKET_QUEUE = hasattr(mqtt.Client, "_packet_queue")
 _HAS_SOCK_RECV = hasattr(mqtt.Client, "_sock_recv")
 _HAS_HANDLE_PUBLISH = hasattr(mqtt.Client, "_handle_publish")
 
-#: topic (bytes), payload, packet id (0 for QoS 0), QoS
-PublishSink = Callable[[bytes, bytes, int, int], None]
+#: topic (bytes), payload, packet id (0 for QoS 0), QoS, retain flag (set when the broker sends a retained message)
+PublishSink = Callable[[bytes, bytes, int, int, bool], None]
 
 
 class IngestClient(mqtt.Client):
@@ -117,7 +117,7 @@ class IngestClient(mqtt.Client):
                 end += length
         except IndexError:
             return mqtt.MQTT_ERR_PROTOCOL  # a truncated packet: paho drops the connection and reconnects
-        sink(topic, bytes(packet[end:]), mid, qos)
+        sink(topic, bytes(packet[end:]), mid, qos, bool(command & 0x01))
         return mqtt.MQTT_ERR_SUCCESS
 
     def _sock_close(self) -> None:

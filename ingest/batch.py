@@ -28,7 +28,8 @@ _YIELD_EVERY_MESSAGES = 128
 
 @dataclass(slots=True)
 class Message:
-    """One received MQTT message. `generation` counts broker connections: acknowledgements go only to the current."""
+    """One received MQTT message. `generation` counts broker connections: acknowledgements go only to the current.
+    `retained`: the broker sent it because it was retained (the RETAIN flag of a delivered PUBLISH)."""
 
     topic: str
     payload: bytes
@@ -36,6 +37,7 @@ class Message:
     qos: int
     received_at_s: float
     generation: int = 0
+    retained: bool = False
 
 
 class SensorLookup(Protocol):
@@ -79,12 +81,21 @@ class BatchBuilder:
         self.sensors = sensors
         self.limits = limits
 
-    def _identify(self, topic: DeviceTopic | Rejection) -> tuple[RegistryEntry | None, Rejection | None]:
+    def _identify(
+        self, topic: DeviceTopic | Rejection, *, retained: bool = False
+    ) -> tuple[RegistryEntry | None, Rejection | None]:
         """The registered sensor a topic names (also when the topic gets its city or kind wrong), and why the
-        message cannot be accepted, if it cannot."""
+        message cannot be accepted, if it cannot.
+
+        A retained message is refused first: the broker sends a retained copy to every new subscription (a new
+        ingester's included), so accepting it would store a reading again, at a new time if its time is relative."""
+        entry = self.sensors.get(topic.sensor_id) if isinstance(topic, DeviceTopic) else None
+        if retained:
+            return entry, Rejection(
+                RejectionReason.RETAINED_MESSAGE, "a retained message (devices must publish without the retain flag)"
+            )
         if isinstance(topic, Rejection):
             return None, topic
-        entry = self.sensors.get(topic.sensor_id)
         if entry is None:
             return None, Rejection(RejectionReason.UNKNOWN_SENSOR, f"no sensor {topic.sensor_id!r} in the registry")
         if entry.city != topic.city:
@@ -121,7 +132,7 @@ class BatchBuilder:
                 yield_at = len(rows.code) + _YIELD_EVERY_ROWS
             if isinstance(topic, DeviceTopic):
                 topics[i] = topic
-            entry, rejection = self._identify(topic)
+            entry, rejection = self._identify(topic, retained=message.retained)
             if entry is not None:
                 sensor_key[i] = entry.sensor_key  # counted for the sensor even when rejected
             if rejection is not None:

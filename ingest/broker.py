@@ -203,13 +203,13 @@ class BrokerLink:
         self.last_error = f"disconnected: {reason}"
         log.warning("disconnected from the broker (%s); reconnecting", reason)
 
-    def _on_publish(self, topic: bytes, payload: bytes, mid: int, qos: int) -> None:
+    def _on_publish(self, topic: bytes, payload: bytes, mid: int, qos: int, retained: bool) -> None:
         try:
             text = topic.decode("utf-8")
         except UnicodeDecodeError:  # brokers refuse such topics; never let one stop the network thread
             text = topic.decode("utf-8", "backslashreplace")
         self.received += 1
-        self.inbox.put(Message(text, payload, mid, qos, time.time(), self.generation))
+        self.inbox.put(Message(text, payload, mid, qos, time.time(), self.generation, retained))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -217,7 +217,9 @@ class BrokerLink:
         except UnicodeDecodeError:  # brokers refuse such topics; never let one stop the network thread
             topic = msg._topic.decode("utf-8", "backslashreplace")
         self.received += 1
-        self.inbox.put(Message(topic, bytes(msg.payload), msg.mid, msg.qos, time.time(), self.generation))
+        self.inbox.put(
+            Message(topic, bytes(msg.payload), msg.mid, msg.qos, time.time(), self.generation, bool(msg.retain))
+        )
 
     # -- used by the service ----------------------------------------------------------------------------------
 

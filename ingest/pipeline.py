@@ -165,6 +165,8 @@ class BatchPipeline:
         m.late.inc(result.late)
         for rejection in result.rejections.values():
             m.rejected.labels(rejection.reason.value).inc()
+        m.payloads_dropped.inc(result.payloads_dropped)
+        m.payload_bytes_dropped.inc(result.payload_bytes_dropped)
         if result.rejections:
             sent_before = self.notices.sent
             self.notices.send(

@@ -26,6 +26,7 @@ from ingest.inbox import Inbox
 from ingest.metrics import HealthReport, HealthServer, IngestMetrics
 from ingest.notices import RejectionNotices
 from ingest.pipeline import BatchPipeline, describe
+from ingest.quota import RejectedQuota
 from ingest.registry import SensorDirectory
 from ingest.replay import ReplayWorker
 from ingest.settings import IngestSettings
@@ -58,6 +59,11 @@ class Ingester:
             allowed_lateness_s=settings.allowed_lateness_s,
             payload_cap_bytes=settings.rejected_payload_cap_bytes,
             policy=policy,
+            quota=RejectedQuota(
+                prefix=settings.topic_prefix,
+                quota_bytes=settings.rejected_quota_bytes,
+                period_s=settings.rejected_quota_period_s,
+            ),
         )
         self.sensors = SensorDirectory(
             self._database_url,

@@ -50,6 +50,15 @@ class IngestSettings(CoreSettings):
     rejected_payload_cap_bytes: int = Field(
         default=64 * 1024, ge=0, description="Bytes of a rejected payload kept for inspection and replay."
     )
+    rejected_quota_bytes: int = Field(
+        default=1024 * 1024,
+        ge=0,
+        description="Rejected payload bytes kept per sensor (per city, for messages naming no registered sensor) "
+        "and quota period; beyond it a rejection is stored without its payload and counted as dropped.",
+    )
+    rejected_quota_period_s: int = Field(
+        default=86400, ge=60, description="The rejected payload quota's period (UTC-aligned), in seconds."
+    )
     replay_poll_s: float = Field(
         default=30.0,
         gt=0,

@@ -19,7 +19,10 @@ from simulators.messages import Record, iso_time, senml_payload, simple_payload,
 
 #: Reasons the `malformed` rate spreads over, in turn.
 MALFORMED_REASONS: tuple[RejectionReason, ...] = tuple(
-    r for r in RejectionReason if r not in (RejectionReason.UNKNOWN_SENSOR, RejectionReason.CONFLICTING_DUPLICATE)
+    r
+    for r in RejectionReason
+    if r
+    not in (RejectionReason.UNKNOWN_SENSOR, RejectionReason.CONFLICTING_DUPLICATE, RejectionReason.RETAINED_MESSAGE)
 )
 
 #: Fault types the ledger counts, besides each malformed reason.

@@ -38,6 +38,11 @@ class SensorQualityPublic(BaseModel):
     rejected_24h: int = Field(description="Messages rejected.")
     duplicates_24h: int = Field(description="Readings received again with the same value.")
     late_24h: int = Field(description="Readings that arrived after their window was final.")
+    payloads_dropped_24h: int = Field(
+        default=0,
+        description="Rejected messages stored without their payload because the sensor's quota of rejected payload "
+        "bytes was used up (a device sending much that is refused).",
+    )
 
 
 class SensorQualityListPublic(Page[SensorQualityPublic]):
@@ -65,7 +70,8 @@ async def list_sensor_quality(
             " WHERE (%(city)s::text IS NULL OR city = %(city)s)"
             " AND (%(district)s::text IS NULL OR district = %(district)s)"
             " AND (%(after)s::text IS NULL OR sensor_id > %(after)s) ORDER BY sensor_id LIMIT %(limit)s)"
-            " SELECT p.*, seen.last_seen, c.accepted, c.rejected, c.duplicates, c.late, a.received, a.expected"
+            " SELECT p.*, seen.last_seen, c.accepted, c.rejected, c.duplicates, c.late, a.received, a.expected,"
+            " dr.dropped"
             " FROM page p"
             " LEFT JOIN LATERAL (SELECT max(last_seen) AS last_seen FROM ingest_counters"
             "  WHERE sensor_key = p.sensor_key AND last_seen IS NOT NULL) seen ON true"
@@ -74,6 +80,8 @@ async def list_sensor_quality(
             "  WHERE sensor_key = p.sensor_key AND hour >= %(since)s) c ON true"
             " LEFT JOIN LATERAL (SELECT sum(received) AS received, sum(expected) AS expected FROM completeness_hourly"
             "  WHERE sensor_key = p.sensor_key AND hour >= %(h0)s AND hour < %(h1)s) a ON true"
+            " LEFT JOIN LATERAL (SELECT sum(messages) AS dropped FROM rejected_drops"
+            "  WHERE sensor_key = p.sensor_key AND hour >= %(since)s) dr ON true"
             " ORDER BY p.sensor_id",
             {
                 "city": city,
@@ -116,6 +124,7 @@ async def list_sensor_quality(
                 rejected_24h=int(r["rejected"] or 0),
                 duplicates_24h=int(r["duplicates"] or 0),
                 late_24h=int(r["late"] or 0),
+                payloads_dropped_24h=int(r["dropped"] or 0),
             )
         )
     next_cursor = encode_cursor([items[-1].sensor_id]) if more else None

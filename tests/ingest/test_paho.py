@@ -11,20 +11,22 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ingest._paho import IngestClient
 
 
-def _client(protocol: int) -> tuple[IngestClient, list[tuple[bytes, bytes, int, int]]]:
+def _client(protocol: int) -> tuple[IngestClient, list[tuple[bytes, bytes, int, int, bool]]]:
     client = IngestClient(CallbackAPIVersion.VERSION2, client_id="t", protocol=protocol, manual_ack=True)
-    seen: list[tuple[bytes, bytes, int, int]] = []
+    seen: list[tuple[bytes, bytes, int, int, bool]] = []
     client.set_publish_sink(lambda *args: seen.append(args))
     return client, seen
 
 
-def _publish(topic: bytes, payload: bytes, *, qos: int, mid: int, properties: bytes | None) -> tuple[int, bytearray]:
+def _publish(
+    topic: bytes, payload: bytes, *, qos: int, mid: int, properties: bytes | None, retain: bool = False
+) -> tuple[int, bytearray]:
     body = struct.pack("!H", len(topic)) + topic
     if qos:
         body += struct.pack("!H", mid)
     if properties is not None:
         body += bytes([len(properties)]) + properties
-    return 0x30 | (qos << 1), bytearray(body + payload)
+    return 0x30 | (qos << 1) | int(retain), bytearray(body + payload)
 
 
 @pytest.mark.parametrize(
@@ -32,12 +34,15 @@ def _publish(topic: bytes, payload: bytes, *, qos: int, mid: int, properties: by
     [(mqtt.MQTTv311, None), (mqtt.MQTTv5, b""), (mqtt.MQTTv5, b"\x01\x01\x03\x00\x04json")],
 )
 @pytest.mark.parametrize("qos", [0, 1])
-def test_publish_packets_reach_the_sink(protocol: int, properties: bytes | None, qos: int) -> None:
+@pytest.mark.parametrize("retain", [False, True])
+def test_publish_packets_reach_the_sink(protocol: int, properties: bytes | None, qos: int, retain: bool) -> None:
     client, seen = _client(protocol)
-    command, packet = _publish(b"livinglab/v1/c/air/s", b'{"ts": 1}', qos=qos, mid=513, properties=properties)
+    command, packet = _publish(
+        b"livinglab/v1/c/air/s", b'{"ts": 1}', qos=qos, mid=513, properties=properties, retain=retain
+    )
     client._in_packet = {"command": command, "packet": packet}
     assert client._handle_publish() == mqtt.MQTT_ERR_SUCCESS
-    assert seen == [(b"livinglab/v1/c/air/s", b'{"ts": 1}', 513 if qos else 0, qos)]
+    assert seen == [(b"livinglab/v1/c/air/s", b'{"ts": 1}', 513 if qos else 0, qos, retain)]
 
 
 def test_a_truncated_publish_is_a_protocol_error_not_a_crash() -> None:
