@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from ingest._plain import PLAIN_PATHS
 from ingest.decode import PayloadDecoder
 from ingest.outcome import Rejection
 from ingest.rows import Limits, RowBuffer, Rows, check_rows
@@ -76,10 +78,13 @@ class Batch:
 class BatchBuilder:
     """Checks messages in contract order: topic, sensor, kind, then payload (see `ingest.decode`)."""
 
-    def __init__(self, *, prefix: str, sensors: SensorLookup, limits: Limits) -> None:
+    def __init__(
+        self, *, prefix: str, sensors: SensorLookup, limits: Limits, plain_paths: AbstractSet[str] = PLAIN_PATHS
+    ) -> None:
         self.topics = TopicCache(prefix)
         self.sensors = sensors
         self.limits = limits
+        self.plain_paths = plain_paths
 
     def _identify(
         self, topic: DeviceTopic | Rejection, *, retained: bool = False
@@ -122,7 +127,7 @@ class BatchBuilder:
             self.sensors.resolve_missing(missing)
         rejections: dict[int, Rejection] = {}
         rows = RowBuffer()
-        decode = PayloadDecoder(rows, self.limits).decode
+        decode = PayloadDecoder(rows, self.limits, paths=self.plain_paths).decode
         yield_at = _YIELD_EVERY_ROWS
         for i, (message, topic) in enumerate(zip(messages, parsed, strict=True)):
             if len(rows.code) >= yield_at or not i % _YIELD_EVERY_MESSAGES:

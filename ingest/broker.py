@@ -24,6 +24,7 @@ import struct
 import threading
 import time
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
@@ -32,7 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from ingest._paho import IngestClient
+from ingest._paho import PAHO_HOOKS, IngestClient
 from ingest.batch import Message
 from ingest.inbox import Inbox
 from ingest.topics import subscription
@@ -118,7 +119,7 @@ class BrokerLink:
         keepalive_s: int = 30,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
-        buffered_reads: bool = True,
+        paho_hooks: AbstractSet[str] = PAHO_HOOKS,
     ) -> None:
         self.url = url
         self.protocol = protocol
@@ -143,7 +144,7 @@ class BrokerLink:
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else False,
             manual_ack=True,
-            buffered_reads=buffered_reads,
+            hooks=paho_hooks,
         )
         if url.username:
             self.client.username_pw_set(url.username, url.password)

@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from ingest._paho import check_paho
 from ingest.batch import BatchBuilder
 from ingest.broker import BrokerLink, Protocol, probe_protocol
 from ingest.inbox import Inbox
@@ -44,6 +45,7 @@ class Ingester:
         self.settings = settings
         self._database_url = settings.require_database_url()
         self._mqtt_url = settings.require_mqtt_url()
+        check_paho(settings.paho_hook_names)  # the hooks rely on paho's private parts: fail at start, not later
         self._stop = threading.Event()
         self._ready = threading.Event()
         self.metrics = IngestMetrics()
@@ -203,6 +205,7 @@ class Ingester:
             keepalive_s=s.keepalive_s,
             reconnect_min_s=s.reconnect_min_s,
             reconnect_max_s=s.reconnect_max_s,
+            paho_hooks=s.paho_hook_names,
         )
 
     # -- health -------------------------------------------------------------------------------------------------

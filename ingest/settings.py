@@ -6,6 +6,7 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from ingest._paho import PAHO_HOOKS
 from ingest.rows import Limits
 from livinglab.settings import CoreSettings
 
@@ -89,6 +90,11 @@ class IngestSettings(CoreSettings):
     reconnect_min_s: float = Field(default=0.5, gt=0, description="First delay before reconnecting to the broker.")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest delay between broker reconnects.")
     database_retry_max_s: float = Field(default=10.0, gt=0, description="Longest delay between database retries.")
+    paho_hooks: str = Field(
+        default="publish,pubacks",
+        description="paho-mqtt private hooks the ingester uses, comma-separated (`publish`, `pubacks`), or `none`"
+        " for paho's own paths (needed to run a paho-mqtt version the hooks were not tested with).",
+    )
     health_port: int | None = Field(default=None, ge=0, le=65535, description="Serve /metrics and /health here.")
     health_host: str = Field(default="127.0.0.1", description="Address of the /metrics and /health server.")
 
@@ -99,12 +105,27 @@ class IngestSettings(CoreSettings):
             raise ValueError("shared_group must be non-empty, without '/', '+' or '#'")
         return value or None
 
+    @field_validator("paho_hooks")
+    @classmethod
+    def _check_hooks(cls, value: str) -> str:
+        names = sorted({part.strip() for part in value.split(",") if part.strip()} - {"none"})
+        unknown = set(names) - PAHO_HOOKS
+        if unknown:
+            known = ", ".join(sorted(PAHO_HOOKS))
+            raise ValueError(f"unknown paho hooks: {', '.join(sorted(unknown))} (known: {known})")
+        return ",".join(names) or "none"
+
     @model_validator(mode="after")
     def _check_window(self) -> Self:
         if self.batch_size > self.receive_maximum:
             raise ValueError("batch_size must not exceed receive_maximum (a batch is acknowledged only when full)")
         Limits(ranges=self.ranges)  # raises on unknown quantities
         return self
+
+    @property
+    def paho_hook_names(self) -> frozenset[str]:
+        """The hooks `paho_hooks` names."""
+        return frozenset() if self.paho_hooks == "none" else frozenset(self.paho_hooks.split(","))
 
     @property
     def inbox_limit(self) -> int:

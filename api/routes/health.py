@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 import livinglab
+from api.broker import check_broker
+from livinglab.errors import ConfigurationError
 from livinglab.settings import MqttUrl
 
 router = APIRouter(tags=["health"])
@@ -70,14 +71,10 @@ async def _check_broker(request: Request) -> CheckPublic:
         return CheckPublic(status="unconfigured")
     try:
         target = MqttUrl.parse(url)
-        async with asyncio.timeout(2.0):
-            _, writer = await asyncio.open_connection(target.host, target.port)
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-    except Exception as exc:
-        return CheckPublic(status="down", detail=type(exc).__name__)
-    return CheckPublic(status="ok")
+    except ConfigurationError:
+        return CheckPublic(status="down", detail="malformed LIVINGLAB_MQTT_URL")
+    problem = await check_broker(target, timeout_s=2.0)
+    return CheckPublic(status="ok") if problem is None else CheckPublic(status="down", detail=problem)
 
 
 @router.get("/v1/health", summary="Liveness and dependency status")
