@@ -9,7 +9,7 @@ file, and fails here if it leaks another city's data:
 - every route with a path parameter, given Bandung's object: 404 for every method, and the object unchanged;
   given Jakarta's object, GET answers 200;
 - every create whose body names a city: 403 in Bandung, 201 in Jakarta;
-- the event stream: Jakarta's events only.
+- every event stream: Jakarta's events only, live and when resumed; a key without cities gets every event.
 
 A list's rows must say whose they are: a `city` field, a `cities` field (keys), or a `sensor_id` (field, or CSV
 column) of a seeded sensor. A path parameter is filled from the list one level up from it, by its own name,
@@ -31,8 +31,8 @@ import pytest
 
 from api import ApiSettings, create_app
 from api.access import OPEN_PATHS
-from tests.support.api import serving
-from tests.support.cities import CITY_A, CITY_B, TwoCities, seed_two_cities
+from tests.support.api import SseReader, serving
+from tests.support.cities import CITY_A, CITY_B, TwoCities, publish_city_events, seed_two_cities
 
 pytestmark = pytest.mark.integration
 
@@ -132,6 +132,7 @@ def _ids(ops: list[Operation]) -> list[str]:
 class Platform:
     client: httpx.Client
     seeded: TwoCities
+    url: str
 
     def get(self, path: str, label: str, **params: Any) -> httpx.Response:
         return self.client.get(path, params=params, headers=self.seeded.header(label))
@@ -177,7 +178,7 @@ def platform(api_database_url: str) -> Iterator[Platform]:
     with psycopg.connect(api_database_url) as conn:
         seeded = seed_two_cities(conn)
     with serving(api_database_url) as base, httpx.Client(base_url=base, timeout=10) as client:
-        yield Platform(client, seeded)
+        yield Platform(client, seeded, api_database_url)
 
 
 def _visible_to_a(owners: frozenset[str | None] | None) -> bool:
@@ -311,3 +312,29 @@ def test_creating_in_city_b_is_forbidden(platform: Platform, op: Operation) -> N
                 body[name] = f"new-{uuid.uuid4().hex[:8]}"
         response = platform.client.post(op.path, json=body, headers=platform.seeded.header("a"))
         assert response.status_code == expected, f"{op.label} in {city}: {response.status_code} {response.text}"
+
+
+@pytest.mark.parametrize("op", STREAMS, ids=_ids(STREAMS))
+def test_a_stream_carries_a_limited_keys_events_only(platform: Platform, op: Operation) -> None:
+    marker = f"marker-{uuid.uuid4().hex[:8]}"
+    # Both streams are open before the events are published, so both read them live.
+    with (
+        platform.client.stream("GET", op.path, headers=platform.seeded.header("a")) as limited_response,
+        platform.client.stream("GET", op.path, headers=platform.seeded.header("all")) as all_response,
+    ):
+        readers = {"a": SseReader(limited_response), "all": SseReader(all_response)}
+        for reader in readers.values():
+            assert reader.next_comment().startswith("connected")
+        ids = publish_city_events(platform.url, marker)
+        fence = str(ids[f"{CITY_A} again"])
+        seen: dict[str, list[str]] = {"a": [], "all": []}
+        for label, reader in readers.items():
+            while fence not in seen[label]:
+                seen[label].append(reader.next_message()["id"])
+    assert seen["a"] == [str(ids[CITY_A]), fence], f"a key limited to {CITY_A} got {seen['a']} of {ids}"
+    assert seen["all"] == [str(i) for i in ids.values()]
+    # Resumed from before Bandung's event: the missed events come from the table, filtered alike.
+    resume = {**platform.seeded.header("a"), "Last-Event-ID": str(ids[CITY_A] - 1)}
+    with platform.client.stream("GET", op.path, headers=resume) as response:
+        reader = SseReader(response)
+        assert [reader.next_message()["id"] for _ in range(2)] == [str(ids[CITY_A]), fence]

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
+from livinglab.events import EventType, items_payload, latest_event_id, publish_event
 from livinglab.sensors import SensorSpec
 from livinglab.storage.cities import set_city_targets
 from livinglab.storage.keys import Scope, create_key
@@ -125,17 +125,13 @@ def seed_two_cities(conn: psycopg.Connection[Any], now: datetime | None = None) 
     return stored
 
 
-def publish_city_events(conn: psycopg.Connection[Any], marker: str) -> dict[str, int]:
-    """One `ispu` event per city (and one of no city), each item naming `marker`; returns event id by city
-    ('' for the one of no city). Commits."""
+def publish_city_events(url: str, marker: str) -> dict[str, int]:
+    """An `ispu` event of each city, one of no city and a last one of Jakarta again, each committed on its own and
+    each item naming `marker`; returns the event ids by label (`jakarta`, `bandung`, `none`, `jakarta again`)."""
     ids: dict[str, int] = {}
-    for city in (CITY_A, CITY_B, None):
-        payload = {"items": [{"sensor_id": marker, "city": city}], "truncated": False}
-        row = conn.execute(
-            "INSERT INTO events (type, payload, city) VALUES ('ispu', %s, %s) RETURNING id", (Jsonb(payload), city)
-        ).fetchone()
-        assert row is not None
-        ids[city or ""] = int(row[0])
-    conn.execute("SELECT pg_notify('livinglab_events', %s)", (str(max(ids.values())),))
-    conn.commit()
+    for label, city in ((CITY_A, CITY_A), (CITY_B, CITY_B), ("none", None), (f"{CITY_A} again", CITY_A)):
+        with psycopg.connect(url) as conn:
+            publish_event(conn, EventType.ISPU, items_payload([{"sensor_id": marker, "city": city}]), city=city)
+            conn.commit()
+            ids[label] = latest_event_id(conn)
     return ids
