@@ -13,13 +13,15 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from livinglab.domain import QUANTITIES, Kind, RejectionReason
+from livinglab.domain import LORAWAN_REASONS, QUANTITIES, Kind, RejectionReason
 from livinglab.errors import ConfigurationError
 from simulators.messages import Record, iso_time, senml_payload, simple_payload, topic_for
 
-#: Reasons the `malformed` rate spreads over, in turn.
+#: Reasons the `malformed` rate spreads over, in turn (LoRaWAN uplinks have faults of their own).
 MALFORMED_REASONS: tuple[RejectionReason, ...] = tuple(
-    r for r in RejectionReason if r not in (RejectionReason.UNKNOWN_SENSOR, RejectionReason.CONFLICTING_DUPLICATE)
+    r
+    for r in RejectionReason
+    if r not in (RejectionReason.UNKNOWN_SENSOR, RejectionReason.CONFLICTING_DUPLICATE) and r not in LORAWAN_REASONS
 )
 
 #: Fault types the ledger counts, besides each malformed reason.
