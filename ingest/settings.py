@@ -7,6 +7,7 @@ from typing import Literal, Self
 from pydantic import Field, field_validator, model_validator
 
 from ingest.rows import Limits
+from ingest.uplink_topics import DEFAULT_FILTERS, UplinkSource, check_filter
 from livinglab.settings import CoreSettings
 
 
@@ -86,6 +87,21 @@ class IngestSettings(CoreSettings):
         description="A batch write (or registry query) still unanswered after this long is cancelled by the server"
         " (statement_timeout); 5 s later the connection is dropped as dead and the batch retried on a new one.",
     )
+    chirpstack_enabled: bool = Field(
+        default=True, description="Ingest ChirpStack v4 uplinks (its MQTT integration's JSON) from the same broker."
+    )
+    chirpstack_topic_filter: str = Field(
+        default=DEFAULT_FILTERS[UplinkSource.CHIRPSTACK],
+        description="Topic filter of ChirpStack uplinks (other events it matches are ignored).",
+    )
+    tts_enabled: bool = Field(
+        default=True,
+        description="Ingest The Things Stack v3 uplinks (bridged from its MQTT server, see deploy/mosquitto).",
+    )
+    tts_topic_filter: str = Field(
+        default=DEFAULT_FILTERS[UplinkSource.TTS],
+        description="Topic filter of The Things Stack uplinks (other events it matches are ignored).",
+    )
     health_port: int | None = Field(default=None, ge=0, le=65535, description="Serve /metrics and /health here.")
     health_host: str = Field(default="127.0.0.1", description="Address of the /metrics and /health server.")
 
@@ -96,12 +112,25 @@ class IngestSettings(CoreSettings):
             raise ValueError("shared_group must be non-empty, without '/', '+' or '#'")
         return value or None
 
+    @field_validator("chirpstack_topic_filter", "tts_topic_filter")
+    @classmethod
+    def _check_topic_filter(cls, value: str) -> str:
+        return check_filter(value)
+
     @model_validator(mode="after")
     def _check_window(self) -> Self:
         if self.batch_size > self.receive_maximum:
             raise ValueError("batch_size must not exceed receive_maximum (a batch is acknowledged only when full)")
         Limits(ranges=self.ranges)  # raises on unknown quantities
         return self
+
+    def uplink_filters(self) -> list[tuple[UplinkSource, str]]:
+        """The LoRaWAN sources that are on, with their topic filters (CONTRACT.md section 6)."""
+        sources = [
+            (self.chirpstack_enabled, UplinkSource.CHIRPSTACK, self.chirpstack_topic_filter),
+            (self.tts_enabled, UplinkSource.TTS, self.tts_topic_filter),
+        ]
+        return [(source, topic_filter) for enabled, source, topic_filter in sources if enabled]
 
     @property
     def inbox_limit(self) -> int:

@@ -1,10 +1,12 @@
-"""The shipped Mosquitto configuration (deploy/mosquitto): tuning shared with the test broker, and the ACL, checked by
-what actually arrives on a real broker run from the shipped files with passwords made by the shipped tool."""
+"""The shipped Mosquitto configuration (deploy/mosquitto): tuning shared with the test broker, the ACL, and the bridge
+from The Things Stack, checked by what actually arrives on a real broker run from the shipped files with passwords
+made by the shipped tool."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -13,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from livinglab.embedded import LOOPBACK, MOSQUITTO_TUNING, MosquittoBroker
-from tests.ingest.conftest import register
+from livinglab.sensors import SensorSpec
+from livinglab.storage.registry import insert_sensor
+from tests.ingest.conftest import register, rows
 from tests.ingest.helpers import ingesting
 from tests.support.roles import scalar, wait_until
 
@@ -87,13 +92,17 @@ def shipped_broker(tmp_path: Path) -> Iterator[ShippedBroker]:
 class Client:
     """A logged-in MQTT 3.1.1 client that records what it receives."""
 
-    def __init__(self, broker: MosquittoBroker, user: str | None, password: str | None = None) -> None:
+    def __init__(
+        self, broker: MosquittoBroker, user: str | None, password: str | None = None, *, tls_ca: Path | None = None
+    ) -> None:
         self.received: list[tuple[str, bytes]] = []
         self.refused: Any = None
         self._connected = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user}-{time.monotonic_ns()}")
         if user is not None:
             self.client.username_pw_set(user, password)
+        if tls_ca is not None:
+            self.client.tls_set(ca_certs=str(tls_ca))
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda _c, _u, m: self.received.append((m.topic, m.payload))
         self.client.connect(LOOPBACK, broker.port)
@@ -112,8 +121,8 @@ class Client:
         self.client.subscribe([(f, 1) for f in filters])
         assert done.wait(10)
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        self.client.publish(topic, payload, qos=qos).wait_for_publish(10)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -174,3 +183,110 @@ def test_the_ingester_works_with_its_account_and_the_shared_subscription(
     topic, payload = device.received[0]
     assert topic == f"{air}/aq-1/errors"
     assert json.loads(payload)["reason"] == "invalid_json"
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate for 127.0.0.1 signed by it: (CA, certificate, key)."""
+    ca, ca_key, cert, key, request = (directory / n for n in ("ca.pem", "ca.key", "cert.pem", "cert.key", "cert.csr"))
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl = ["openssl", "req", *ec]
+    subprocess.run([*openssl, "-x509", "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=test CA"],
+                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [*openssl, "-keyout", key, "-out", request, "-subj", "/CN=127.0.0.1"], check=True, capture_output=True
+    )
+    names = directory / "names.ext"
+    names.write_text("subjectAltName=IP:127.0.0.1\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+                    "-out", cert, "-days", "2", "-extfile", names], check=True, capture_output=True)  # fmt: skip
+    return ca, cert, key
+
+
+class ThingsStackBroker(MosquittoBroker):
+    """A Mosquitto playing The Things Stack's MQTT server: TLS on loopback, one application's credentials."""
+
+    def __init__(self, state_dir: Path, certificates: tuple[Path, Path, Path], password_file: Path) -> None:
+        super().__init__(state_dir, password_file=password_file, persistence=False)
+        self.certificates = certificates
+
+    def write_config(self) -> Path:
+        path = super().write_config()
+        _, cert, key = self.certificates
+        with path.open("a") as config:  # the listener's TLS (the only listener, so these options are its own)
+            config.write(f"certfile {cert}\nkeyfile {key}\n")
+        return path
+
+
+def test_the_things_stack_bridge_brings_uplinks_to_the_ingester(
+    shipped_broker: ShippedBroker, fresh_database_url: str, tmp_path: Path
+) -> None:
+    """deploy/mosquitto/bridge-tts.conf, included by the shipped configuration as docs/devices.md says, connects a
+    real Mosquitto over TLS to a second one playing The Things Stack; the documented uplink published there at QoS 0
+    is stored, and one published while the ingester is down waits for it (upgrade_outgoing_qos)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    application, api_key = "city-sensors@ttn", "NNSXS.TEST-KEY"
+    certificates = _certificates(tmp_path)
+    passwd = tmp_path / "tts-passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", passwd, application, api_key], check=True, capture_output=True)
+    tts = ThingsStackBroker(tmp_path / "tts", certificates, passwd)
+    tts.start()
+    local = {
+        "address": f"{LOOPBACK}:{tts.port}",
+        "bridge_capath": f"bridge_cafile {certificates[0]}",
+        "remote_username": application,
+        "remote_password": api_key,
+        "topic": f"v3/{application}/devices/+/up in 0",
+    }
+    bridge = []
+    for line in (DEPLOY / "bridge-tts.conf").read_text().splitlines():
+        name = line.split(None, 1)[0] if line.strip() and not line.startswith("#") else ""
+        value = local.get(name)
+        bridge.append(line if value is None else value if value.startswith("bridge_") else f"{name} {value}")
+    included = shipped_broker.state_dir / "conf.d"
+    included.mkdir()
+    (included / "bridge-tts.conf").write_text("\n".join(bridge) + "\n")
+    shipped_config = shipped_broker.write_config
+
+    def with_bridge() -> Path:  # the shipped configuration, including the directory, as docs/devices.md says
+        path = shipped_config()
+        with path.open("a") as config:
+            config.write(f"include_dir {included}\n")
+        return path
+
+    shipped_broker.write_config = with_bridge  # type: ignore[method-assign]
+    shipped_broker.restart()
+
+    with psycopg.connect(fresh_database_url) as conn:
+        spec = {"sensor_id": "tts-1", "city": "jakarta", "district": "Menteng", "kind": "air", "lat": -6.2}
+        insert_sensor(conn, SensorSpec.model_validate({**spec, "lon": 106.8, "dev_eui": "0004A30B001C0530",
+                                                       "field_map": {"temperature": "temp"}}))  # fmt: skip
+    settings = {
+        "database_url": fresh_database_url,
+        "mqtt_url": f"mqtt://ingest:{PASSWORDS['ingest']}@{LOOPBACK}:{shipped_broker.port}",
+        "shared_group": "ingest",
+        "client_id": "ingest-bridge-test",
+        "max_lateness_s": 20 * 365 * 86400.0,  # the documented uplink is from 2020
+    }
+    network_server = Client(tts, application, api_key, tls_ca=certificates[0])
+    try:
+        topic = f"v3/{application}/devices/dev1/up"
+        documented = (Path(__file__).parent / "fixtures" / "lorawan" / "tts-up.json").read_bytes()
+        with ingesting(**settings):
+            # The bridge connects in the background; QoS 0 messages sent before it has are gone, as they would be.
+            wait_until(lambda: network_server.publish(topic, documented, qos=0)
+                       or scalar(fresh_database_url, "SELECT count(*) FROM readings"), timeout_s=30)  # fmt: skip
+        later = documented.replace(b"2020-02-12T15:15:45.789585559Z", b"2020-02-12T15:25:45.789585559Z")
+        network_server.publish(topic, later.replace(b'"f_cnt" : 1', b'"f_cnt" : 3'), qos=0)
+        time.sleep(1.0)  # through the bridge, into the ingester's queue at the broker
+        with ingesting(**settings):
+            wait_until(lambda: scalar(fresh_database_url, "SELECT count(*) FROM readings") == 2)
+    finally:
+        network_server.close()
+        tts.stop()
+    stored = [
+        (ts.isoformat(), value) for ts, value in rows(fresh_database_url, "SELECT ts, value FROM readings ORDER BY ts")
+    ]
+    assert stored == [("2020-02-12T15:15:45.789585+00:00", 1.0), ("2020-02-12T15:25:45.789585+00:00", 1.0)]
+    # The second uplink's frame counter says one uplink between them never arrived.
+    assert scalar(fresh_database_url, "SELECT sum(frames_missed) FROM ingest_counters") == 1
