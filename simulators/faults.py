@@ -36,7 +36,13 @@ FAULT_TYPES = (
     "conflicting_duplicate",
     "malformed",
     "unknown_sensor",
+    "no_codec",
+    "unknown_dev_eui",
+    "extra_members",
+    "fcnt_gap",
 )
+#: Fault rates that apply to LoRaWAN sensors only (`simulators.lorawan`).
+LORAWAN_FAULTS = ("no_codec", "unknown_dev_eui", "extra_members", "fcnt_gap")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,15 @@ class FaultRates:
     malformed: float = 0.003
     #: Per message: a message from a sensor the registry does not know follows it.
     unknown_sensor: float = 0.001
+    #: LoRaWAN, per uplink: it arrives without codec output (the device profile lost its codec): rejected.
+    no_codec: float = 0.002
+    #: LoRaWAN, per uplink: an uplink from a DevEUI the registry does not know follows it.
+    unknown_dev_eui: float = 0.001
+    #: LoRaWAN, per uplink: the codec also reports battery, firmware and status (ignored and counted).
+    extra_members: float = 0.2
+    #: LoRaWAN, per uplink: it is lost between the network server and the platform (a QoS 0 hop), leaving a gap in
+    #: the device's frame counter.
+    fcnt_gap: float = 0.01
 
     @classmethod
     def off(cls) -> FaultRates:
