@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 import livinglab
-from api.deps import DEADLINE_GRACE_S, IdleCheck, KeyCache
+from api.deps import IdleCheck, KeyCache
 from api.jsonpage import ResponseCache
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.middleware import BodySizeLimit, RateLimit
@@ -62,11 +62,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
             name="api",
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
-            statement_timeout_ms=settings.statement_timeout_ms,
+            policy=settings.database_policy(),
             check=app.state.idle_check,
         )
         await pool.open()
-        feed = EventFeed(database_url)
+        feed = EventFeed(database_url, settings.database_policy())
         feed.start()
         # Start serving with live updates flowing when the database allows; a slow LISTEN only delays them.
         with contextlib.suppress(TimeoutError):
@@ -91,7 +91,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.key_cache = KeyCache(settings.key_cache_s)
-    app.state.idle_check = IdleCheck(deadline_s=settings.statement_timeout_ms / 1000 + DEADLINE_GRACE_S)
+    app.state.idle_check = IdleCheck()
     app.state.response_cache = ResponseCache(settings.response_cache_s)
     install_problem_handlers(app)
     for module in (air, traffic, service_levels, quality, sensors, readings, aggregates, rejected, stream, health):

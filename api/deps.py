@@ -4,16 +4,14 @@ Authentication: `Authorization: Bearer <key>`. Keys are looked up by their SHA-2
 `key_cache_s` seconds, so a busy dashboard does not cost a key lookup per request; a revoked key stops working
 within that time.
 
-Deadlines: a database link that goes silent (a partition, a hung server) raises no error, and a query on it would
-wait forever, holding its request and its pool connection. Every lent connection therefore carries a deadline: the
-statement timeout plus `DEADLINE_GRACE_S`, after which its socket is shut down, the blocked query fails with an
-OperationalError (answered 503) and the pool replaces the connection. The server's own statement timeout fires
-first whenever the server can still speak, so only a silent link ever reaches the deadline.
+Deadlines: the pool's connections carry the API's database policy (`livinglab.resilience`): the statement timeout
+on the server, and a cut of any wait for the server that lasts the statement timeout plus the grace, so a silent
+link (a partition, a hung server) fails the query with an OperationalError (answered 503) instead of holding its
+request and its pool connection, and the pool replaces the connection.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import weakref
@@ -28,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.problems import ProblemError
 from api.settings import ApiSettings
-from livinglab.storage import shutdown_connection
+from livinglab.storage import extend_deadline as storage_extend_deadline
 from livinglab.storage.keys import ApiKey, Scope, hash_key
 
 log = logging.getLogger(__name__)
@@ -37,32 +35,12 @@ _bearer = HTTPBearer(auto_error=False, description="An API key from `livinglab k
 
 #: Keys remembered at most (oldest entries go first when full).
 _KEY_CACHE_SIZE = 4096
-#: How long past its statement timeout a query may wait before its connection is taken for dead.
-DEADLINE_GRACE_S = 5.0
-#: The armed deadline of each lent connection (see `extend_deadline`).
-_deadlines: weakref.WeakKeyDictionary[AsyncConnection[Any], asyncio.TimerHandle] = weakref.WeakKeyDictionary()
-
-
-def _cut(conn: AsyncConnection[Any], after_s: float) -> None:
-    if shutdown_connection(conn):
-        log.warning("no answer from the database within %.1f s; dropping the connection", after_s)
-
-
-def arm_deadline(conn: AsyncConnection[Any], seconds: float) -> None:
-    """Shut `conn` down if it is still lent `seconds` from now (replacing any deadline it had)."""
-    disarm_deadline(conn)
-    _deadlines[conn] = asyncio.get_running_loop().call_later(seconds, _cut, conn, seconds)
-
-
-def disarm_deadline(conn: AsyncConnection[Any]) -> None:
-    handle = _deadlines.pop(conn, None)
-    if handle is not None:
-        handle.cancel()
 
 
 def extend_deadline(conn: AsyncConnection[Any], statement_timeout_s: float) -> None:
-    """For a request that raises its statement timeout (deleting a long history): a deadline to match."""
-    arm_deadline(conn, statement_timeout_s + DEADLINE_GRACE_S)
+    """For a request that raises its statement timeout (deleting a long history): a deadline to match, until the
+    connection goes back to the pool."""
+    storage_extend_deadline(conn, statement_timeout_s)
 
 
 # Dependencies are coroutines even where they do not await: FastAPI runs plain functions in a thread pool, which
@@ -87,9 +65,8 @@ class IdleCheck:
     so those cost no failed request; one cut while busy fails a single request with 503 and is replaced.
     """
 
-    def __init__(self, idle_s: float = 2.0, deadline_s: float = 10.0) -> None:
+    def __init__(self, idle_s: float = 2.0) -> None:
         self.idle_s = idle_s
-        self.deadline_s = deadline_s
         self._last_used: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
 
     def used(self, conn: AsyncConnection[Any]) -> None:
@@ -97,11 +74,7 @@ class IdleCheck:
 
     async def __call__(self, conn: AsyncConnection[Any]) -> None:
         if time.monotonic() - self._last_used.get(conn, 0.0) >= self.idle_s:
-            arm_deadline(conn, self.deadline_s)
-            try:
-                await AsyncConnectionPool.check_connection(conn)
-            finally:
-                disarm_deadline(conn)
+            await AsyncConnectionPool.check_connection(conn)
 
 
 @asynccontextmanager
@@ -109,16 +82,15 @@ async def connection(
     pool: AsyncConnectionPool, timeout_s: float, idle_check: IdleCheck
 ) -> AsyncIterator[AsyncConnection[Any]]:
     """A pooled connection in autocommit mode: reads run without a transaction to end (which would cost the pool
-    a ROLLBACK round trip per request); writes open one with `conn.transaction()`. It carries a deadline while
-    lent (see the module docstring)."""
+    a ROLLBACK round trip per request); writes open one with `conn.transaction()`. Waits at most `timeout_s` for a
+    free connection (PoolTimeout, answered 503)."""
     async with pool.connection(timeout=timeout_s) as conn:
-        arm_deadline(conn, idle_check.deadline_s)
         try:
             if not conn.autocommit:
                 await conn.set_autocommit(True)
             yield conn
         finally:
-            disarm_deadline(conn)
+            storage_extend_deadline(conn, None)
             idle_check.used(conn)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from livinglab.resilience import DatabasePolicy
 from livinglab.settings import CoreSettings
 
 
@@ -67,3 +68,7 @@ class ApiSettings(CoreSettings):
         "drawn under the dashboard's map, e.g. from `livinglab simulate --print-districts`; without it the map "
         "derives outlines from sensor positions.",
     )
+
+    def database_policy(self) -> DatabasePolicy:
+        """The API's deadlines: its requests' statement timeout, and the grace every role uses."""
+        return DatabasePolicy(timeout_s=self.statement_timeout_ms / 1000, grace_s=self.database_grace_s)

@@ -17,22 +17,25 @@ from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from livinglab.storage._db import CHANNEL_EVENTS, CHANNEL_REGISTRY
+from livinglab.resilience import Backoff, DatabasePolicy
+from livinglab.storage import CHANNEL_EVENTS, CHANNEL_REGISTRY, connect_async
 
 log = logging.getLogger(__name__)
 
 #: Events read from the table per query.
 _BATCH = 500
+#: The listening connection is checked with a query at least this often.
+_LIVENESS_S = 1.0
 
 
 class EventFeed:
     """Wakes waiting clients whenever the processor announces an event."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, policy: DatabasePolicy) -> None:
         self._database_url = database_url
+        self._policy = policy
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
@@ -65,28 +68,32 @@ class EventFeed:
         return True
 
     async def _listen(self) -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self._database_url, autocommit=True, application_name="livinglab-api-listen"
+                conn = await connect_async(
+                    self._database_url, policy=self._policy, autocommit=True, application_name="livinglab-api-listen"
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL_EVENTS}")
                     await conn.execute(f"LISTEN {CHANNEL_REGISTRY}")
                     self.listening.set()
-                    delay = 0.5
+                    backoff.succeeded()
                     self._wake()  # clients look for what was stored while nobody listened
-                    async for _notify in conn.notifies():
-                        self._wake()
+                    while True:
+                        # In slices, with a query between them: a silent link fails the query (the policy's
+                        # deadline), while a wait for notifications would simply never end.
+                        async for _notify in conn.notifies(timeout=_LIVENESS_S, stop_after=1):
+                            self._wake()
+                        await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.listening.clear()
                 self._wake()  # nothing is heard now: cached answers must not outlive the connection
+                delay = backoff.failed()
                 log.warning("event feed lost its database connection (%s); reconnecting in %.1f s", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+                await asyncio.sleep(delay)
 
 
 @dataclass(frozen=True, slots=True)

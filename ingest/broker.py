@@ -267,7 +267,7 @@ class BrokerLink:
             self.client.publish(topic, payload, qos=0, retain=False)
 
     def check_alive(self) -> bool:
-        """Drop a connection on which the broker has been silent for 1.5x the keepalive (see `ingest.watchdog`).
+        """Drop a connection on which the broker has been silent for 1.5x the keepalive (a silent link).
 
         paho pings after one keepalive of silence, and a live broker answers at once; paho itself gives up only a
         whole keepalive after its ping. Returns False when the connection was dropped.

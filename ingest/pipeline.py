@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import psycopg
@@ -28,18 +28,17 @@ from ingest.metrics import IngestMetrics
 from ingest.notices import RejectionNotices
 from ingest.registry import SensorDirectory
 from ingest.settings import IngestSettings
-from ingest.watchdog import CUT_GRACE_S, cut_after
 from ingest.writer import BatchWriter, WriteResult
+from livinglab.resilience import Backoff
+from livinglab.storage import describe_error
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-def describe(exc: BaseException) -> str:
-    """An exception in one short line, for logs and /health."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+#: An exception in one short line, for logs and /health.
+describe = describe_error
 
 
 class BatchPipeline:
@@ -203,34 +202,24 @@ class BatchPipeline:
     def _retrying(self, what: str, attempt: Callable[[], T], owner: BatchWriter | SensorDirectory | None) -> T | None:
         """`attempt()` until it returns, backing off on database errors; None when stopped first.
 
-        A watchdog (`ingest.watchdog.cut_after`) shuts down the owner's connection if the attempt outlives the
-        database timeout, so a silent database fails into this retry loop instead of hanging it.
+        The owner's connection carries the database policy's deadline (`livinglab.resilience`), so a silent database
+        fails into this retry loop (`DatabaseTimeout`) instead of hanging it.
         """
-        delay = 0.2
-        deadline_s = self.settings.database_timeout_s + CUT_GRACE_S
-
-        def connection() -> psycopg.Connection[Any] | None:
-            if isinstance(owner, BatchWriter):
-                return owner.open_connection
-            return owner.open_lookup_connection if owner is not None else None
-
+        backoff = Backoff(0.2, self.settings.database_retry_max_s)
         while not self.stop.is_set():
             try:
-                with cut_after(deadline_s, connection, f"batch {what}") as deadline:
-                    result = attempt()
+                result = attempt()
             except psycopg.Error as exc:
                 if owner is not None:
-                    owner.close()  # after a deadline the connection is unusable; a new one is cheap
+                    owner.close()  # after an error mid-batch the connection is in doubt; a new one is cheap
                 self.database_error = describe(exc)
-                if deadline.fired:
-                    self.database_error = f"no answer within {deadline_s:.0f} s ({self.database_error})"
                 self.metrics.database_up.set(0)
                 self.metrics.database_retries.inc()
+                delay = backoff.failed()
                 level = logging.WARNING if isinstance(exc, psycopg.OperationalError) else logging.ERROR
                 log.log(level, "batch %s failed (%s); retrying in %.1f s", what, self.database_error, delay)
                 if self.stop.wait(delay):
                     return None
-                delay = min(delay * 2, self.settings.database_retry_max_s)
                 continue
             self.database_error = None
             self.metrics.database_up.set(1)

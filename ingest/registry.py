@@ -5,7 +5,7 @@
 3. A message from an id the table does not know triggers a lookup of that id (at most every `miss_interval_s` per
    id), so a sensor created a moment ago is accepted even before its notification arrives.
 
-LoRaWAN uplinks name their device by DevEUI: a second dictionary, DevEUI (lower-case) -> sensor id, built with the
+LoRaWAN uplinks name their device by DevEUI: a second dictionary, DevEUI (lower-case) -> entry, built with the
 table, keeps that lookup one dictionary probe per message; an unknown DevEUI is looked up like an unknown id.
 
 Readers never lock: the tables are replaced, never changed in place.
@@ -21,8 +21,8 @@ from typing import Any
 
 import psycopg
 
-from ingest.watchdog import cut_after, listen_until_stopped
-from livinglab.storage import CHANNEL_REGISTRY, connect
+from livinglab.resilience import DatabasePolicy
+from livinglab.storage import CHANNEL_REGISTRY, connect, listen_until_stopped
 from livinglab.storage.registry import REGISTRY_COLUMNS, RegistryEntry, load_registry, registry_entry
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,10 @@ class SensorDirectory:
         miss_interval_s: float = 0.25,
         application_name: str = "livinglab-ingest-registry",
         lookup_connection: Callable[[], psycopg.Connection[Any]] | None = None,  # default: one of its own
-        deadline_s: float = 65.0,
+        policy: DatabasePolicy | None = None,
     ) -> None:
         self.conninfo = conninfo
-        self.deadline_s = deadline_s
+        self.policy = policy or DatabasePolicy()
         self.refresh_s = refresh_s
         self.miss_interval_s = miss_interval_s
         self.application_name = application_name
@@ -62,12 +62,9 @@ class SensorDirectory:
 
     def _own_connection(self) -> psycopg.Connection[Any]:
         if self._lookup_conn is None or self._lookup_conn.closed:
-            self._lookup_conn = connect(self.conninfo, application_name=self.application_name, autocommit=True)
-        return self._lookup_conn
-
-    @property
-    def open_lookup_connection(self) -> psycopg.Connection[Any] | None:
-        """The lookup connection if one is open (for a watchdog; never connects)."""
+            self._lookup_conn = connect(
+                self.conninfo, policy=self.policy, application_name=self.application_name, autocommit=True
+            )
         return self._lookup_conn
 
     def close(self) -> None:
@@ -146,6 +143,7 @@ class SensorDirectory:
 
         listen_until_stopped(
             self.conninfo,
+            policy=self.policy,
             channel=CHANNEL_REGISTRY,
             application_name=self.application_name,
             stop=stop,
@@ -161,13 +159,12 @@ class SensorDirectory:
             for _ in conn.notifies(timeout=0.5):
                 changed = True
                 break
-            # A silent connection (a partition) would block a query forever: see `ingest.watchdog`.
-            with cut_after(self.deadline_s, lambda: conn, "registry listener"):
-                if changed or time.monotonic() - loaded_at >= self.refresh_s:
-                    # More notifications may be queued; one reload covers them all.
-                    for _ in conn.notifies(timeout=0.0):
-                        pass
-                    self.load(conn)
-                    loaded_at = time.monotonic()
-                else:
-                    conn.execute("SELECT 1")  # notices a dead connection within the timeout
+            if changed or time.monotonic() - loaded_at >= self.refresh_s:
+                # More notifications may be queued; one reload covers them all.
+                for _ in conn.notifies(timeout=0.0):
+                    pass
+                self.load(conn)
+                loaded_at = time.monotonic()
+            else:
+                # A silent link never fails a wait for notifications; a query notices it (the policy's deadline).
+                conn.execute("SELECT 1")

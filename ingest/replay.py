@@ -34,9 +34,9 @@ from ingest.batch import BatchBuilder, Message
 from ingest.metrics import IngestMetrics
 from ingest.rows import Limits
 from ingest.uplink_topics import UplinkTopics
-from ingest.watchdog import cut_after, listen_until_stopped
 from ingest.writer import BatchWriter
-from livinglab.storage import CHANNEL_REPLAY
+from livinglab.resilience import DatabasePolicy
+from livinglab.storage import CHANNEL_REPLAY, listen_until_stopped
 from livinglab.storage.registry import REGISTRY_COLUMNS, RegistryEntry, registry_entry
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,6 @@ class ReplayWorker:
         metrics: IngestMetrics | None = None,
         poll_s: float = 30.0,
         batch_size: int = 500,
-        deadline_s: float = 65.0,
     ) -> None:
         self.writer = writer
         self.prefix = prefix
@@ -113,7 +112,6 @@ class ReplayWorker:
         self.metrics = metrics
         self.poll_s = poll_s
         self.batch_size = batch_size
-        self.deadline_s = deadline_s
         self.replayed = 0
         self.last_error: str | None = None
 
@@ -132,6 +130,7 @@ class ReplayWorker:
 
         listen_until_stopped(
             self.writer.conninfo,
+            policy=self.writer.policy or DatabasePolicy(),
             channel=CHANNEL_REPLAY,
             application_name=self.writer.application_name,
             stop=stop,
@@ -158,9 +157,8 @@ class ReplayWorker:
             if waited >= self.poll_s:
                 due = True
             if not due:
-                # A silent connection (a partition) would block forever: see `ingest.watchdog`.
-                with cut_after(self.deadline_s, lambda: listener, "replay listener"):
-                    listener.execute("SELECT 1")
+                # A silent link never fails a wait for notifications; a query notices it (the policy's deadline).
+                listener.execute("SELECT 1")
 
     # -- rounds -------------------------------------------------------------------------------------------------
 
@@ -178,9 +176,7 @@ class ReplayWorker:
         races = 0
         while True:
             try:
-                # A silent database would block the round forever: see `ingest.watchdog`.
-                with cut_after(self.deadline_s, lambda: self.writer.open_connection, "replay"):
-                    return self._round()
+                return self._round()
             except (pg_errors.UniqueViolation, pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 races += 1
                 if races > _MAX_RACES:

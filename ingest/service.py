@@ -30,8 +30,8 @@ from ingest.registry import SensorDirectory
 from ingest.replay import ReplayWorker
 from ingest.settings import IngestSettings
 from ingest.uplink_topics import UplinkTopics
-from ingest.watchdog import CUT_GRACE_S
 from ingest.writer import BatchWriter
+from livinglab.resilience import Backoff
 from livinglab.storage import check_schema
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class Ingester:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self.metrics = IngestMetrics()
+        policy = settings.database_policy()
         self.inbox = Inbox(
             max_messages=settings.inbox_limit,
             max_bytes=settings.inbox_max_bytes,
@@ -57,13 +58,13 @@ class Ingester:
             application_name=f"livinglab-ingest:{settings.client_id}"[:63],
             allowed_lateness_s=settings.allowed_lateness_s,
             payload_cap_bytes=settings.rejected_payload_cap_bytes,
-            statement_timeout_ms=int(settings.database_timeout_s * 1000),
+            policy=policy,
         )
         self.sensors = SensorDirectory(
             self._database_url,
             refresh_s=settings.registry_refresh_s,
             application_name=f"livinglab-ingest-registry:{settings.client_id}"[:63],
-            deadline_s=settings.database_timeout_s + CUT_GRACE_S,
+            policy=policy,
         )
         uplink_topics = UplinkTopics(settings.uplink_filters())
         self.builder = BatchBuilder(
@@ -74,14 +75,13 @@ class Ingester:
                 self._database_url,
                 application_name=f"livinglab-ingest-replay:{settings.client_id}"[:63],
                 allowed_lateness_s=settings.allowed_lateness_s,
-                statement_timeout_ms=int(settings.database_timeout_s * 1000),
+                policy=policy,
             ),
             prefix=settings.topic_prefix,
             limits=settings.limits(),
             uplink_topics=uplink_topics,
             metrics=self.metrics,
             poll_s=settings.replay_poll_s,
-            deadline_s=settings.database_timeout_s + CUT_GRACE_S,
         )
         self.link: BrokerLink | None = None
         self.notices: RejectionNotices | None = None
@@ -156,7 +156,7 @@ class Ingester:
     # -- start-up -----------------------------------------------------------------------------------------------
 
     def _wait_for_database(self) -> bool:
-        delay = 0.5
+        backoff = Backoff(0.5, self.settings.database_retry_max_s)
         while not self._stop.is_set():
             try:
                 conn = self.writer.connection()
@@ -166,26 +166,26 @@ class Ingester:
             except psycopg.OperationalError as exc:
                 self.writer.close()
                 self._startup_error = describe(exc)
+                delay = backoff.failed()
                 log.warning("database not reachable (%s); retrying in %.1f s", self._startup_error, delay)
             if self._stop.wait(delay):
                 break
-            delay = min(delay * 2, self.settings.database_retry_max_s)
         return False
 
     def _choose_protocol(self) -> Protocol | None:
         if self.settings.mqtt_protocol != "auto":
             return self.settings.mqtt_protocol
-        delay = 0.5
+        backoff = Backoff(0.5, self.settings.reconnect_max_s)
         while not self._stop.is_set():
             try:
                 protocol = probe_protocol(self._mqtt_url)
                 log.info("broker at %s speaks MQTT %s", self._mqtt_url, protocol)
                 return protocol
             except OSError as exc:
+                delay = backoff.failed()
                 log.warning("broker %s not reachable (%s); retrying in %.1f s", self._mqtt_url, exc, delay)
             if self._stop.wait(delay):
                 break
-            delay = min(delay * 2, self.settings.reconnect_max_s)
         return None
 
     def _make_link(self, protocol: Protocol) -> BrokerLink:

@@ -81,12 +81,6 @@ class IngestSettings(CoreSettings):
     reconnect_min_s: float = Field(default=0.5, gt=0, description="First delay before reconnecting to the broker.")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest delay between broker reconnects.")
     database_retry_max_s: float = Field(default=10.0, gt=0, description="Longest delay between database retries.")
-    database_timeout_s: float = Field(
-        default=60.0,
-        gt=0,
-        description="A batch write (or registry query) still unanswered after this long is cancelled by the server"
-        " (statement_timeout); 5 s later the connection is dropped as dead and the batch retried on a new one.",
-    )
     chirpstack_enabled: bool = Field(
         default=True, description="Ingest ChirpStack v4 uplinks (its MQTT integration's JSON) from the same broker."
     )

@@ -27,6 +27,7 @@ from ingest.conflicts import Resolution, key_order, resolve_keys
 from ingest.frames import record_frames
 from ingest.outcome import Rejection, safe_text
 from ingest.tallies import Tallies, run_starts
+from livinglab.resilience import DatabasePolicy
 from livinglab.storage import CHANNEL_DIRTY, connect
 from livinglab.storage.copy import encode_binary_copy
 
@@ -92,10 +93,10 @@ class BatchWriter:
         application_name: str = "livinglab-ingest",
         allowed_lateness_s: float = 7200.0,
         payload_cap_bytes: int = 64 * 1024,
-        statement_timeout_ms: int | None = None,
+        policy: DatabasePolicy | None = None,
     ) -> None:
         self.conninfo = conninfo
-        self.statement_timeout_ms = statement_timeout_ms
+        self.policy = policy
         self.application_name = application_name
         self.allowed_lateness_s = allowed_lateness_s
         self.payload_cap_bytes = payload_cap_bytes
@@ -108,17 +109,9 @@ class BatchWriter:
         """The open connection (autocommit; batches use explicit transactions), connecting when needed."""
         if self._conn is None or self._conn.closed:
             self._conn = connect(
-                self.conninfo,
-                application_name=self.application_name,
-                autocommit=True,
-                statement_timeout_ms=self.statement_timeout_ms,
+                self.conninfo, policy=self.policy, application_name=self.application_name, autocommit=True
             )
             self._staging_ready = False
-        return self._conn
-
-    @property
-    def open_connection(self) -> psycopg.Connection[Any] | None:
-        """The connection if one is open (for a watchdog; never connects)."""
         return self._conn
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Embedded services for the one-command default and for tests: PostgreSQL (pgserver) and an MQTT broker.
+"""Embedded services for the one-command default: PostgreSQL (pgserver) and an MQTT broker (which tests start too).
 
 The broker is Mosquitto when a `mosquitto` binary is on PATH, else amqtt (MQTT 3.1.1 only). Each service is a child
 process we started ourselves; stopping it signals exactly that process id.

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from livinglab.errors import ConfigurationError
+from livinglab.resilience import DatabasePolicy
 
 
 def default_data_dir() -> Path:
@@ -106,6 +107,19 @@ class CoreSettings(BaseSettings):
     allowed_lateness_s: int = Field(
         default=7200, ge=0, description="A window is final once its end plus this many seconds has passed."
     )
+    database_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A role's database statement running longer, or a transaction left idle this long, is ended by"
+        " the server (statement_timeout, idle_in_transaction_session_timeout); the API's requests use"
+        " `LIVINGLAB_STATEMENT_TIMEOUT_MS` instead.",
+    )
+    database_grace_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="A database connection that has not answered for its timeout plus this long is taken for a"
+        " silent link and cut (the work is retried on a new one); also the TCP keepalive idle time.",
+    )
 
     @field_validator(
         "compress_after",
@@ -137,6 +151,10 @@ class CoreSettings(BaseSettings):
         if not value or any(c in value for c in "+#\x00"):
             raise ValueError("topic_prefix must be a non-empty topic without wildcards")
         return value
+
+    def database_policy(self) -> DatabasePolicy:
+        """The deadlines of this role's database connections (see `livinglab.resilience`)."""
+        return DatabasePolicy(timeout_s=self.database_timeout_s, grace_s=self.database_grace_s)
 
     def require_database_url(self) -> str:
         if not self.database_url:

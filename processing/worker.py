@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from livinglab.resilience import Backoff
 from livinglab.storage import CHANNEL_DIRTY, check_schema, connect
 from processing import aggregates, aqi, ispu, traffic
 from processing.rounds import minute_round, rollup_round, tally_round
@@ -59,6 +60,8 @@ class Processor:
     def __init__(self, settings: ProcessorSettings) -> None:
         self.settings = settings
         self._database_url = settings.require_database_url()
+        self._policy = settings.database_policy()
+        self._name = f"livinglab-{settings.worker_id}"
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -66,15 +69,14 @@ class Processor:
 
     def run(self) -> None:
         warm_up()
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)
         while not self._stop.is_set():
             try:
-                self._run_connected()
-                delay = 0.5
+                self._run_connected(backoff)
             except psycopg.OperationalError as exc:
+                delay = backoff.failed()
                 log.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
                 self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
         self._finish_deferred()
 
     def _finish_deferred(self) -> None:
@@ -82,21 +84,22 @@ class Processor:
         processor runs (bounded by `drain_timeout_s`; what is left stays queued for the next processor)."""
         deadline = time.monotonic() + self.settings.drain_timeout_s
         try:
-            with connect(self._database_url, application_name=f"livinglab-{self.settings.worker_id}") as conn:
+            with connect(self._database_url, policy=self._policy, application_name=self._name) as conn:
                 while time.monotonic() < deadline and rollup_round(conn, self.settings, due_only=False):
                     pass
         except psycopg.OperationalError as exc:
             log.warning("deferred hours and days left queued (%s)", exc)
 
-    def _run_connected(self) -> None:
-        name = f"livinglab-{self.settings.worker_id}"
+    def _run_connected(self, backoff: Backoff) -> None:
+        policy, name = self._policy, self._name
         with (
-            connect(self._database_url, application_name=name) as conn,
-            connect(self._database_url, application_name=f"{name}-listen", autocommit=True) as listener,
+            connect(self._database_url, policy=policy, application_name=name) as conn,
+            connect(self._database_url, policy=policy, application_name=f"{name}-listen", autocommit=True) as listener,
         ):
             check_schema(conn)
             conn.rollback()
             listener.execute(f"LISTEN {CHANNEL_DIRTY}")
+            backoff.succeeded()
             log.info("processor %s ready", self.settings.worker_id)
             last_rollups = last_tally = 0.0
             while not self._stop.is_set():

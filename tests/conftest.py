@@ -1,7 +1,8 @@
 """Fixtures: a real PostgreSQL and a real Mosquitto.
 
 PostgreSQL: the server in `LIVINGLAB_TEST_DATABASE_URL` (a URL to any database on it, for example
-`postgresql://postgres@127.0.0.1:5432/postgres`), or else an embedded server (pgserver) in a temporary directory.
+`postgresql://postgres@127.0.0.1:5432/postgres`), or else a cluster of the session's own in a temporary directory,
+on a free loopback port (`livinglab.launch.PostgresCluster`; `own_postgres` is such a cluster per test).
 Each test session migrates a template database once; `database_url` is one database for the session and
 `fresh_database_url` a new one per test, both copied from the template and dropped afterwards.
 
@@ -12,30 +13,29 @@ test, so tests sharing a broker never see each other's messages.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from livinglab.embedded import EmbeddedPostgres, MosquittoBroker
-from tests.support.databases import create_database, create_migrated_database, drop_database, unique_name
-from tests.support.postgres import OwnPostgres, find_bindir
+from livinglab.embedded import MosquittoBroker
+from livinglab.launch import (
+    PostgresCluster,
+    create_database,
+    create_migrated_database,
+    database_server,
+    drop_database,
+    find_bindir,
+    unique_name,
+)
+from tests.support.postgres import configured_bindir, configured_server_url
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    configured = os.environ.get("LIVINGLAB_TEST_DATABASE_URL")
-    if configured:
-        yield configured
-        return
-    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata")
-    url = embedded.start()
-    try:
+def pg_server_url() -> Iterator[str]:
+    with database_server(configured_server_url(), bindir=configured_bindir()) as url:
         yield url
-    finally:
-        embedded.stop()
 
 
 @pytest.fixture(scope="session")
@@ -112,12 +112,12 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture
-def own_postgres() -> Iterator[OwnPostgres]:
+def own_postgres() -> Iterator[PostgresCluster]:
     """A PostgreSQL server of the test's own (never the shared one), which the test may stop and start again."""
-    bindir = find_bindir()
+    bindir, reason = find_bindir(configured_bindir())
     if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) found; set LIVINGLAB_TEST_PG_BINDIR")
-    server = OwnPostgres(bindir)
+        pytest.skip(f"{reason}; set LIVINGLAB_TEST_PG_BINDIR")
+    server = PostgresCluster(bindir)
     server.start()
     try:
         yield server

@@ -7,35 +7,20 @@ import time
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from paho.mqtt.enums import CallbackAPIVersion
 
 from api import ApiSettings, create_app
 from ingest import Ingester, IngestSettings
 from livinglab.embedded import MosquittoBroker
-from livinglab.sensors import SensorSpec
 from livinglab.storage.keys import Scope, create_key
-from livinglab.storage.registry import insert_sensor
 from processing import Processor, ProcessorSettings
+from tests.support.ingest import publish_all
 from tests.support.roles import running, scalar, wait_until
+from tests.support.sensors import register
 
 pytestmark = pytest.mark.integration
-
-
-def _publish(broker: MosquittoBroker, topic: str, payloads: list[bytes]) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        infos = [client.publish(topic, p, qos=1) for p in payloads]
-        for info in infos:
-            info.wait_for_publish(timeout=10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def test_senml_to_aggregates_api(fresh_database_url: str, mqtt_broker: MosquittoBroker, topic_prefix: str) -> None:
@@ -45,10 +30,7 @@ def test_senml_to_aggregates_api(fresh_database_url: str, mqtt_broker: Mosquitto
         "topic_prefix": topic_prefix,
     }
     with psycopg.connect(fresh_database_url) as conn:
-        insert_sensor(
-            conn,
-            SensorSpec(sensor_id="aq-07", city="jakarta", district="Menteng", kind="air", lat=-6.2, lon=106.8),
-        )
+        register(conn, "aq-07")
         key = create_key(conn, Scope.READ)
         conn.commit()
 
@@ -61,7 +43,7 @@ def test_senml_to_aggregates_api(fresh_database_url: str, mqtt_broker: Mosquitto
     processor = Processor(ProcessorSettings(**env, poll_interval_s=0.5))
     with running(ingester, processor):
         assert ingester.wait_connected()
-        _publish(mqtt_broker, f"{topic_prefix}/jakarta/air/aq-07", [json.dumps(pack).encode()])
+        publish_all(mqtt_broker.port, [(f"{topic_prefix}/jakarta/air/aq-07", json.dumps(pack).encode())])
         # Generous: the first processor in a fresh checkout compiles its kernels, on a machine that may be busy.
         wait_until(lambda: scalar(fresh_database_url, "SELECT count(*) FROM agg_1m") == 2, timeout_s=120)
 

@@ -22,13 +22,13 @@ import numpy as np
 import psycopg
 
 from livinglab.domain import QUANTITIES
+from livinglab.launch import create_migrated_database, drop_database, unique_name
 from livinglab.storage.copy import encode_binary_copy
 from processing import ProcessorSettings
 from processing._pgio import adapt_numpy, fetch_arrays
 from processing.claims import Claim
 from processing.rounds import minute_round, rollup_round
 from processing.windows import READ_WINDOWS
-from tests.support.databases import create_migrated_database, drop_database, unique_name
 
 _SENSORS = """
 INSERT INTO sensors (sensor_id, city, district, kind, name, lat, lon, interval_s)

@@ -45,8 +45,10 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from benchmarks._servers import configured_bindir
 from benchmarks.ingest import _load
 from livinglab.embedded import MosquittoBroker, free_port
+from livinglab.launch import PostgresCluster, find_bindir
 from livinglab.sensors import SensorSpec
 from livinglab.settings import MqttUrl
 from livinglab.storage import migrate
@@ -54,7 +56,6 @@ from livinglab.storage.copy import encode_binary_copy
 from livinglab.storage.registry import upsert_sensors
 from simulators.load import LoadOptions, run_load
 from simulators.scenario import load_scenario
-from tests.support.postgres import OwnPostgres, find_bindir
 
 _RESET = "TRUNCATE readings, dirty_windows, ingest_counters, ingest_latency, rejected"
 _LATENCY = (
@@ -318,12 +319,12 @@ def main() -> int:
         args.messages, args.packs, args.naive_packs, args.rounds, args.latency_seconds = 20_000, 1_000, 40, 1, 3.0
         args.city_messages = min(args.city_messages, 20_000)
 
-    bindir = find_bindir()
+    bindir, reason = find_bindir(configured_bindir())
     if bindir is None:
-        print("no PostgreSQL server binaries found (set LIVINGLAB_TEST_PG_BINDIR)", file=sys.stderr)
+        print(f"{reason} (set LIVINGLAB_TEST_PG_BINDIR)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="livinglab-bench-ingest-"))
-    server = OwnPostgres(bindir, durable=True, settings={"track_commit_timestamp": "on", "max_wal_size": "4GB"})
+    server = PostgresCluster(bindir, durable=True, settings={"track_commit_timestamp": "on", "max_wal_size": "4GB"})
     broker = MosquittoBroker(work / "mosquitto")
     try:
         url = server.start()

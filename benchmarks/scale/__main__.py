@@ -5,7 +5,7 @@ Prints, from one run on this machine:
    queued on Mosquitto (single-reading messages and 100-reading SenML packs), and the ratio;
 2. processing: the rate at which one, then two, processor processes compute the same queued 1-minute windows;
 3. size: aggregation time of the same recent hour and query latencies as the readings table grows (binary COPY),
-   on plain PostgreSQL and, when a TimescaleDB installation is found (tests/support/timescale.py), on TimescaleDB.
+   on plain PostgreSQL and, when a TimescaleDB installation is found (`livinglab.launch.find_bindir`), on TimescaleDB.
 
 The database server is LIVINGLAB_TEST_DATABASE_URL (like the tests), else an embedded one. Everything runs on
 loopback; scratch databases are dropped at the end.
@@ -22,14 +22,13 @@ from pathlib import Path
 
 import psycopg
 
-from benchmarks._servers import database_server, scratch_database
+from benchmarks._servers import configured_bindir, database_server
 from benchmarks.scale._load import copy_readings, register_sensors
 from benchmarks.scale._roles import ingest_drain, process_drain
 from benchmarks.scale._size import AGGREGATION_TIMEOUT_S, QUERIES, SizePoint, grow
 from livinglab.embedded import MosquittoBroker
+from livinglab.launch import PostgresCluster, drop_database, find_bindir, scratch_database
 from livinglab.settings import TimescaleMode
-from tests.support.databases import drop_database
-from tests.support.timescale import TimescalePostgres, find_timescaledb_bindir
 
 
 def _ratio(one: float, two: float) -> str:
@@ -127,19 +126,19 @@ def bench_size(server: str, mode: TimescaleMode, label: str, sizes: list[int], l
 def bench_sizes(shared_server: str, sizes: list[int], log_dir: Path) -> None:
     """Plain PostgreSQL and TimescaleDB side by side on one private server with the same settings, when TimescaleDB
     is installed; else plain PostgreSQL on the shared server."""
-    bindir, reason = find_timescaledb_bindir()
+    bindir, reason = find_bindir(configured_bindir(), timescaledb=True)
     if bindir is None:
         bench_size(shared_server, TimescaleMode.OFF, "plain PostgreSQL", sizes, log_dir)
         print(f"\n## Size (TimescaleDB): skipped, {reason}")
         return
     # Durable like a production server; a larger WAL so the bulk loads are not one checkpoint after another.
-    server = TimescalePostgres(bindir, durable=True, extra_settings={"max_wal_size": "4GB"})
+    server = PostgresCluster(bindir, timescaledb=True, durable=True, settings={"max_wal_size": "4GB"})
     try:
         url = server.start()
         bench_size(url, TimescaleMode.OFF, "plain PostgreSQL", sizes, log_dir)
         bench_size(url, TimescaleMode.REQUIRE, "TimescaleDB, chunks older than a day compressed", sizes, log_dir)
     finally:
-        server.stop()
+        server.destroy()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,13 +11,11 @@ from typing import Any
 
 import psycopg
 
-from benchmarks._servers import scratch_database
 from benchmarks.scale._cpu import CpuMeter, backend_pids
 from benchmarks.scale._load import create_sessions, publish_backlog, reading_messages, register_sensors
 from livinglab.embedded import MosquittoBroker
+from livinglab.launch import RoleProcess, drop_database, platform_settings, scratch_database, started
 from livinglab.storage import CHANNEL_DIRTY
-from tests.support.databases import drop_database
-from tests.support.processes import RoleProcess, platform_settings, started
 
 _DIRTY_ALL = """
 INSERT INTO dirty_windows (sensor_key, quantity, window_start)

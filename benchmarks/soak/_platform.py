@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from livinglab.embedded import LOOPBACK, MosquittoBroker, free_port
-from tests.support.processes import RoleProcess, platform_settings, started
+from livinglab.launch import RoleProcess, platform_settings, started
 
 INGESTER_ID = "soak-ingest"
 PROCESSOR_ID = "soak-process"

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import psycopg
 
-from benchmarks._servers import database_server, scratch_database
+from benchmarks._servers import database_server
 from benchmarks.soak._observe import (
     Accounting,
     DatabaseState,
@@ -35,13 +35,13 @@ from benchmarks.soak._observe import (
 from benchmarks.soak._platform import Platform, running_platform
 from benchmarks.soak._report import format_row
 from benchmarks.soak._traffic import Traffic
+from livinglab.launch import drop_database, scratch_database
 from livinglab.settings import MqttUrl
 from simulators.command import register_scenario
 from simulators.faults import FaultRates
 from simulators.ledger import Ledger
 from simulators.plan import Period
 from simulators.scenario import Scenario, load_scenario
-from tests.support.databases import drop_database
 
 PREFIX = "livinglab/v1"
 ROLES = ("ingester", "processor", "broker")

@@ -28,6 +28,7 @@ import psycopg
 from psycopg import sql
 from pydantic import Field
 
+from livinglab.resilience import Backoff
 from livinglab.settings import CoreSettings
 from livinglab.storage._db import connect
 from livinglab.storage.migrate import check_schema, uses_timescaledb
@@ -174,6 +175,7 @@ class RetentionJob:
     def __init__(self, settings: RetentionSettings) -> None:
         self.settings = settings
         self.policies = StoragePolicies.from_settings(settings)
+        self.policy = settings.database_policy()
         self._database_url = settings.require_database_url()
         self._stop = threading.Event()
 
@@ -181,19 +183,19 @@ class RetentionJob:
         self._stop.set()
 
     def run_once(self) -> list[TableResult] | None:
-        with connect(self._database_url, application_name="livinglab-retention") as conn:
+        with connect(self._database_url, policy=self.policy, application_name="livinglab-retention") as conn:
             check_schema(conn)
             conn.commit()
             return run_retention(conn, self.policies, batch_rows=self.settings.retention_batch_rows, stop=self._stop)
 
     def run(self) -> None:
-        delay = 1.0
+        backoff = Backoff(1.0, 60.0)
         while not self._stop.is_set():
             try:
                 self.run_once()
-                delay = 1.0
+                backoff.succeeded()
                 wait = self.settings.retention_every_s
             except psycopg.OperationalError as exc:
-                log.warning("database unavailable (%s); retrying in %.0f s", exc, delay)
-                wait, delay = delay, min(delay * 2, 60.0)
+                wait = backoff.failed()
+                log.warning("database unavailable (%s); retrying in %.0f s", exc, wait)
             self._stop.wait(wait)

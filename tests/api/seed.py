@@ -12,36 +12,6 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from livinglab.sensors import SensorSpec
-from livinglab.storage.registry import upsert_sensors
-
-
-def air(sensor_id: str, city: str, district: str) -> SensorSpec:
-    return SensorSpec(sensor_id=sensor_id, city=city, district=district, kind="air", lat=-6.2, lon=106.8)
-
-
-def traffic(sensor_id: str, city: str, district: str) -> SensorSpec:
-    return SensorSpec(
-        sensor_id=sensor_id,
-        city=city,
-        district=district,
-        kind="traffic",
-        lat=-6.2,
-        lon=106.8,
-        road_type="4/2-T",
-        lanes=2,
-        road_function="arteri_sekunder",
-        city_population=10_000_000,
-    )
-
-
-def register(conn: psycopg.Connection[Any], specs: list[SensorSpec]) -> dict[str, int]:
-    upsert_sensors(conn, specs)
-    rows = conn.execute(
-        "SELECT sensor_id, sensor_key FROM sensors WHERE sensor_id = ANY(%s)", ([s.sensor_id for s in specs],)
-    )
-    return dict(rows.fetchall())
-
 
 def ispu_rows(conn: psycopg.Connection[Any], key: int, hours: list[datetime], value: int) -> None:
     for i, h in enumerate(hours):

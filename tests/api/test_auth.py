@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from livinglab.storage.keys import Scope, create_key
-from tests.api.conftest import Keys, api_client, assert_problem
+from tests.support.api import Keys, api_client, assert_problem
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.api.conftest import Keys
-from tests.api.server import serving
+from tests.support.api import Keys, serving
 from tests.support.proxy import FaultProxy
 from tests.support.roles import wait_until
 

@@ -14,15 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
-from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest import Ingester, IngestSettings
 from livinglab.embedded import MosquittoBroker
 from processing import Processor, ProcessorSettings
-from tests.api.conftest import Keys, api_client, make_keys, walk
+from tests.support.api import Keys, api_client, make_keys, walk
+from tests.support.ingest import publish_all
 from tests.support.roles import running, scalar, wait_until
 
 pytestmark = pytest.mark.integration
@@ -42,19 +41,6 @@ TRAFFIC = {
     "road_function": "arteri_sekunder",
     "city_population": 1_700_000,
 }
-
-
-def publish(broker: MosquittoBroker, messages: list[tuple[str, bytes]]) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
-        for info in infos:
-            info.wait_for_publish(timeout=10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +68,8 @@ def platform(api_database_url: str, mqtt_broker: MosquittoBroker) -> Iterator[tu
         bad = b'{"ts": "2026-11-28T10:00:00+07:00", "pm25": NaN}'
         unknown = json.dumps([{"ts": int(now) - 30, "pm25": 12.0}]).encode()
         air_payload = json.dumps(pack).encode()
-        publish(
-            mqtt_broker,
+        publish_all(
+            mqtt_broker.port,
             [
                 (f"{prefix}/semarang/air/aq-e2e", air_payload),
                 (f"{prefix}/semarang/traffic/tc-e2e", json.dumps(traffic).encode()),

@@ -16,9 +16,8 @@ import pytest
 from ingest import Ingester, IngestSettings
 from livinglab.embedded import MosquittoBroker
 from processing import Processor, ProcessorSettings
-from tests.api.conftest import make_keys
-from tests.api.server import SseReader, serving
-from tests.api.test_end_to_end import publish
+from tests.support.api import SseReader, make_keys, serving
+from tests.support.ingest import publish_all
 from tests.support.roles import running, scalar, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -86,8 +85,8 @@ def city(api_database_url: str, mqtt_broker: MosquittoBroker) -> Iterator[dict[s
         air = [{"ts": t.isoformat(), "pm25": v} for t, v in pm25.items()]
         start = hour - timedelta(hours=1)
         traffic = [{"ts": (start + timedelta(minutes=5 * i)).isoformat(), **c} for i, c in enumerate(counts)]
-        publish(
-            mqtt_broker,
+        publish_all(
+            mqtt_broker.port,
             [(f"{prefix}/solo/air/aq-idx", json.dumps(air).encode()),
              (f"{prefix}/solo/traffic/tc-idx", json.dumps(traffic).encode())],
         )  # fmt: skip
@@ -198,8 +197,8 @@ def test_stream_carries_the_update_of_a_new_reading(city) -> None:
         reader = SseReader(response)
         assert reader.next_comment().startswith("connected")
         ts = datetime.now(UTC).replace(second=5, microsecond=0)
-        publish(
-            city["broker"],
+        publish_all(
+            city["broker"].port,
             [(f"{city['prefix']}/solo/air/aq-idx", json.dumps({"ts": ts.isoformat(), "pm25": 33.3}).encode())],
         )
         deadline = time.monotonic() + 60

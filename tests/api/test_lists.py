@@ -9,7 +9,8 @@ import psycopg
 import pytest
 
 from tests.api import seed
-from tests.api.conftest import Keys, assert_problem, walk
+from tests.support.api import Keys, assert_problem, walk
+from tests.support.sensors import air, register, traffic
 
 pytestmark = pytest.mark.integration
 
@@ -19,10 +20,10 @@ H0 = datetime(2026, 11, 20, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def stored(api_database_url: str) -> Iterator[dict[str, int]]:
     with psycopg.connect(api_database_url) as conn:
-        specs = [seed.air(f"aq-{i:03d}", "jakarta", f"D{i % 4}") for i in range(150)]
-        specs += [seed.air(f"aq-b{i}", "bogor", "B0") for i in range(3)]
-        specs += [seed.traffic(f"tc-{i:03d}", "jakarta", f"D{i % 4}") for i in range(30)]
-        keys = seed.register(conn, specs)
+        specs = [air(f"aq-{i:03d}", "jakarta", f"D{i % 4}") for i in range(150)]
+        specs += [air(f"aq-b{i}", "bogor", "B0") for i in range(3)]
+        specs += [traffic(f"tc-{i:03d}", "jakarta", f"D{i % 4}") for i in range(30)]
+        keys = register(conn, specs)
         for i in range(150):
             # Station i has hourly values from H0 + i minutes' worth of offset: labels differ per station.
             seed.ispu_rows(conn, keys[f"aq-{i:03d}"], seed.hours(H0 + timedelta(hours=i % 3), 5), 10 * i)

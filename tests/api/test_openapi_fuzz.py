@@ -24,8 +24,8 @@ from schemathesis.specs.openapi.checks import (
 
 from api import ApiSettings, create_app
 from tests.api import seed
-from tests.api.conftest import Keys
-from tests.api.server import serving
+from tests.support.api import Keys, serving
+from tests.support.sensors import air, register, traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,7 +46,7 @@ _OPERATIONS = {op.label: op for op in (r.ok() for r in _SCHEMA.get_all_operation
 @pytest.fixture(scope="module")
 def base_url(api_database_url: str) -> Iterator[str]:
     with psycopg.connect(api_database_url) as conn:
-        ids = seed.register(conn, [seed.air("a", "jakarta", "Menteng"), seed.traffic("b", "jakarta", "Gambir")])
+        ids = register(conn, [air("a", "jakarta", "Menteng"), traffic("b", "jakarta", "Gambir")])
         hours = seed.hours(datetime.now(UTC).replace(minute=0, second=0, microsecond=0), 1)
         seed.ispu_rows(conn, ids["a"], hours, 40)
         seed.aqi_rows(conn, ids["a"], hours, 40)

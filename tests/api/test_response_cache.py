@@ -10,7 +10,8 @@ import pytest
 
 from livinglab.events import EventType, items_payload, publish_event
 from tests.api import seed
-from tests.api.conftest import Keys, api_client
+from tests.support.api import Keys, api_client
+from tests.support.sensors import air, register
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ def _ispu(client, keys: Keys) -> list[int]:
 
 def test_cache_serves_again_until_an_event_or_its_ttl(api_database_url: str, keys: Keys) -> None:
     with psycopg.connect(api_database_url) as conn:
-        ids = seed.register(conn, [seed.air("cache-1", "cachecity", "C")])
+        ids = register(conn, [air("cache-1", "cachecity", "C")])
         seed.ispu_rows(conn, ids["cache-1"], [H], 40)
         conn.commit()
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from livinglab.cli import main
-from tests.api.conftest import Keys, assert_problem, walk
+from tests.support.api import Keys, assert_problem, walk
 
 pytestmark = pytest.mark.integration
 

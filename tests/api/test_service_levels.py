@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from api.routes.service_levels import whole_days
-from tests.api.conftest import Keys, walk
+from tests.support.api import Keys, walk
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,7 @@ import psycopg
 import pytest
 
 from livinglab.events import EventType, items_payload, publish_event
-from tests.api.conftest import Keys
-from tests.api.server import SseReader, serving
+from tests.support.api import Keys, SseReader, serving
 
 pytestmark = pytest.mark.integration
 

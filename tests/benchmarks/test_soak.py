@@ -11,8 +11,8 @@ import pytest
 
 from benchmarks.soak._report import summary
 from benchmarks.soak._run import SoakOptions, run_soak
-from tests.simulators.platform import FAULTS
 from tests.support.roles import scalar
+from tests.support.simulation import FAULTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from livinglab.embedded import MosquittoBroker
-from tests.browser.platform import REPO, RunningPlatform, poll, running_platform
-from tests.support.databases import create_database, drop_database, unique_name
+from livinglab.launch import create_database, drop_database, unique_name
+from tests.browser.platform import REPO, Dashboard, RunningPlatform, poll, running_platform
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -94,23 +93,6 @@ def _wait_for_city(platform: RunningPlatform, timeout_s: float) -> None:
         return bool(sensors) and not missing, {"missing": sorted(missing)}
 
     poll(ready, timeout_s=timeout_s, interval_s=3.0)
-
-
-@dataclass
-class Dashboard:
-    """A dashboard page in its own browser context, with what the page logged and requested."""
-
-    page: Any
-    base_url: str
-    console_errors: list[str] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-
-    def open(self, query: str = "", hash_: str = "") -> None:
-        self.page.goto(f"{self.base_url}/{query}{hash_}")
-        self.page.wait_for_selector("body[data-ready=true]", timeout=30_000)
-
-    def evaluate(self, script: str, arg: Any = None) -> Any:
-        return self.page.evaluate(script, arg)
 
 
 @pytest.fixture

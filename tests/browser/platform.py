@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,20 @@ def running_platform(
         yield platform
     finally:
         platform.stop()
+
+
+@dataclass
+class Dashboard:
+    """A dashboard page in its own browser context, with what the page logged and requested."""
+
+    page: Any
+    base_url: str
+    console_errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def open(self, query: str = "", hash_: str = "") -> None:
+        self.page.goto(f"{self.base_url}/{query}{hash_}")
+        self.page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+
+    def evaluate(self, script: str, arg: Any = None) -> Any:
+        return self.page.evaluate(script, arg)

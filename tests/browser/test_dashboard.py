@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import Dashboard
-from tests.browser.platform import RunningPlatform, poll
+from tests.browser.platform import Dashboard, RunningPlatform, poll
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 

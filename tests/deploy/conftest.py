@@ -1,4 +1,4 @@
-"""Fixtures for the deployment tests: a PostgreSQL server with TimescaleDB preloaded (tests/support/timescale.py)."""
+"""Fixtures for the deployment tests: a PostgreSQL server with TimescaleDB preloaded (`livinglab.launch`)."""
 
 from __future__ import annotations
 
@@ -6,27 +6,27 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.databases import create_database, drop_database, unique_name
-from tests.support.timescale import TimescalePostgres, find_timescaledb_bindir
+from livinglab.launch import PostgresCluster, create_database, drop_database, find_bindir, unique_name
+from tests.support.postgres import configured_bindir
 
 
 @pytest.fixture(scope="session")
 def timescale_server_url() -> Iterator[str]:
     """A session's own PostgreSQL with TimescaleDB preloaded; skips (saying why) where the extension is missing."""
-    bindir, reason = find_timescaledb_bindir()
+    bindir, reason = find_bindir(configured_bindir(), timescaledb=True)
     if bindir is None:
         pytest.skip(reason)
-    server = TimescalePostgres(bindir)
+    server = PostgresCluster(bindir, timescaledb=True)
     try:
         server.start()
     except Exception as exc:
         log = server.log_tail()
-        server.stop()
+        server.destroy()
         pytest.fail(f"could not start PostgreSQL with TimescaleDB from {bindir}: {exc}\n{log}")
     try:
         yield server.url
     finally:
-        server.stop()
+        server.destroy()
 
 
 @pytest.fixture

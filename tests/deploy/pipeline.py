@@ -1,19 +1,13 @@
-"""Helpers of the deployment tests: publish readings over MQTT and compare what two databases computed."""
+"""Helpers of the deployment tests: SenML packs of readings, and what two databases computed, compared."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
-
-from livinglab.embedded import MosquittoBroker
-from livinglab.sensors import SensorSpec
-from livinglab.storage.registry import insert_sensor
 
 #: Work the processors have yet to do: 1-minute windows and the hours and days to roll up.
 QUEUED_WORK = "SELECT (SELECT count(*) FROM dirty_windows) + (SELECT count(*) FROM dirty_rollups)"
@@ -25,63 +19,12 @@ NO_ROLLUP_DELAY = {"hour_rollup_delay_s": 0.0, "day_rollup_delay_s": 0.0, "rollu
 AGGREGATE_COLUMNS = "sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95, completeness"
 
 
-def air_sensor(sensor_id: str, district: str = "Menteng") -> SensorSpec:
-    return SensorSpec(sensor_id=sensor_id, city="jakarta", district=district, kind="air", lat=-6.2, lon=106.8)
-
-
-def register(url: str, specs: Iterable[SensorSpec]) -> None:
-    with psycopg.connect(url) as conn:
-        for spec in specs:
-            insert_sensor(conn, spec)
-        conn.commit()
-
-
 def senml_pack(sensor_id: str, readings: Sequence[tuple[str, int, float]]) -> bytes:
     """A SenML pack of (quantity, unix seconds, value) readings of one sensor."""
     base = readings[0][1]
     records: list[dict[str, Any]] = [{"bn": f"urn:dev:livinglab:{sensor_id}:", "bt": base}]
     records += [{"n": q, "t": ts - base, "v": v} for q, ts, v in readings]
     return json.dumps(records).encode()
-
-
-def publish(broker: MosquittoBroker, messages: Sequence[tuple[str, bytes]], *, client_id: str | None = None) -> None:
-    """Publish (topic, payload) pairs at QoS 1 and wait until the broker acknowledged every one."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"pub-{time.monotonic_ns()}")
-    client.max_inflight_messages_set(200)
-    client.max_queued_messages_set(0)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
-        for info in infos:
-            info.wait_for_publish(timeout=60)
-            assert info.is_published()
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
-def publish_paced(
-    broker: MosquittoBroker, messages: Sequence[tuple[str, bytes]], *, rate_per_s: float, chunk: int = 100
-) -> None:
-    """Publish at QoS 1 at about `rate_per_s` messages a second, waiting for the broker's PUBACKs chunk by chunk."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
-    client.max_inflight_messages_set(chunk)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    started = time.monotonic()
-    try:
-        for i in range(0, len(messages), chunk):
-            infos = [client.publish(topic, payload, qos=1) for topic, payload in messages[i : i + chunk]]
-            for info in infos:
-                info.wait_for_publish(timeout=60)
-                assert info.is_published()
-            ahead = started + (i + chunk) / rate_per_s - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def wait_settled(url: str, readings: int, *, timeout_s: float = 240.0) -> None:

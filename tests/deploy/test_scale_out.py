@@ -15,20 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.pipeline import (
-    NO_ROLLUP_DELAY,
-    air_sensor,
-    publish,
-    publish_paced,
-    register,
-    senml_pack,
-    stored_results,
-    table_rows,
-    wait_settled,
-)
-from tests.support.databases import create_database, drop_database, unique_name
-from tests.support.processes import DebugLoggingBroker, RoleProcess, platform_settings, started
+from livinglab.launch import RoleProcess, create_database, drop_database, platform_settings, started, unique_name
+from tests.deploy.pipeline import NO_ROLLUP_DELAY, senml_pack, stored_results, table_rows, wait_settled
+from tests.support.brokers import DebugLoggingBroker
+from tests.support.ingest import publish_all
 from tests.support.roles import scalar, wait_until
+from tests.support.sensors import register
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
 
@@ -65,7 +57,7 @@ def two_databases(pg_server_url: str, template_database: str) -> Iterator[tuple[
     urls = [create_database(pg_server_url, name, template=template_database) for name in names]
     try:
         for url in urls:
-            register(url, [air_sensor(s) for s in SENSORS])
+            register(url, *SENSORS)
         yield urls[0], urls[1]
     finally:
         for name in names:
@@ -118,7 +110,9 @@ def test_two_ingesters_and_two_processors_store_every_reading_once_through_a_cra
     messages = _messages(prefix, base_s)
     with started(*ingesters, *processors), ClaimWatcher(multi) as claims:
         wait_until(lambda: all(broker.has_subscribed(cid) for cid in client_ids), timeout_s=60)
-        publisher = threading.Thread(target=publish_paced, args=(broker, messages), kwargs={"rate_per_s": 1500})
+        publisher = threading.Thread(
+            target=publish_all, args=(broker.port, messages), kwargs={"rate_per_s": 1500, "chunk": 100}
+        )
         publisher.start()
         try:
             # Crash one ingester in the middle of the load, with a batch in flight, and bring the same id back.
@@ -142,7 +136,7 @@ def test_two_ingesters_and_two_processors_store_every_reading_once_through_a_cra
     one_processor = RoleProcess("process", {**settings, "LIVINGLAB_WORKER_ID": f"process-{run}-only"}, tmp_path)
     with started(one_ingester, one_processor):
         wait_until(lambda: broker.has_subscribed(f"ingest-{run}-only"), timeout_s=60)
-        publish(broker, _messages(single_prefix, base_s))
+        publish_all(broker.port, _messages(single_prefix, base_s))
         wait_settled(single, TOTAL_READINGS, timeout_s=180)
 
     # Exactly once: every key stored (the primary key forbids a second copy) and counted as accepted once.

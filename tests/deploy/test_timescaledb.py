@@ -25,17 +25,10 @@ from livinglab.storage import migrate, uses_timescaledb
 from livinglab.storage.policies import StoragePolicies, apply_policies, policy_jobs, run_policy_jobs
 from livinglab.storage.retention import run_retention
 from processing import Processor, ProcessorSettings
-from tests.deploy.pipeline import (
-    NO_ROLLUP_DELAY,
-    QUEUED_WORK,
-    air_sensor,
-    publish,
-    register,
-    senml_pack,
-    stored_results,
-    wait_settled,
-)
+from tests.deploy.pipeline import NO_ROLLUP_DELAY, QUEUED_WORK, senml_pack, stored_results, wait_settled
+from tests.support.ingest import publish_all
 from tests.support.roles import running, scalar
+from tests.support.sensors import register
 
 pytestmark = [pytest.mark.integration, pytest.mark.timescaledb]
 
@@ -139,7 +132,7 @@ def _feed(url: str, broker: MosquittoBroker, prefix: str, rounds: list[list[tupl
     expected = 0
     with _platform(url, broker, prefix):
         for i, messages in enumerate(rounds):
-            publish(broker, [(f"{prefix}/{topic}", payload) for topic, payload in messages])
+            publish_all(broker.port, [(f"{prefix}/{topic}", payload) for topic, payload in messages])
             expected += sum(payload.count(b'"n"') for _, payload in messages) if i == 0 else 0
             if i == 0:
                 wait_settled(url, expected)
@@ -204,7 +197,7 @@ def test_same_results_as_plain_postgresql_through_compressed_chunks_and_retentio
             conn.execute("SELECT alter_job(%s, scheduled => false)", (job.job_id,))
         conn.commit()
     for url in (tsdb, plain):
-        register(url, [air_sensor(s) for s in SENSORS])
+        register(url, *SENSORS)
 
     now_s = int(time.time())
     first = _round(now_s, ROUND_ONE_DAYS, 0, ("pm25", "pm10"))

@@ -18,9 +18,9 @@ import psycopg
 import pytest
 
 from livinglab.embedded import MosquittoBroker
-from tests.faults.conftest import SENSORS, FaultTable, base_ts
-from tests.ingest.conftest import register
-from tests.ingest.helpers import LoadPublisher, ingesting
+from tests.support.faults import SENSORS, FaultTable, base_ts
+from tests.support.ingest import LoadPublisher, ingesting
+from tests.support.sensors import register
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
 

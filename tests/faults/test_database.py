@@ -1,9 +1,10 @@
 """The database goes away or slows down under load.
 
 Outages: a PostgreSQL of the test's own (never the shared server) is shut down for 15 seconds, `fast` (connections
-cut, checkpoint) and `immediate` (as a crash: the restart recovers from the WAL). Slowness: a trigger makes every
-batch sleep while the load goes on; the ingester's memory stays within its inbox limit (the broker holds the
-backlog) and its health endpoint keeps answering.
+cut, checkpoint) and `immediate` (as a crash: the restart recovers from the WAL); the broker link's keepalive is
+shorter than the outage and must go on while nothing can be committed, and the backlog waits in the broker.
+Slowness: a trigger makes every batch sleep while the load goes on; the ingester's memory stays within its inbox
+limit (the broker holds the backlog) and its health endpoint keeps answering.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import psycopg
 import pytest
 
 from livinglab.embedded import MosquittoBroker
+from livinglab.launch import PostgresCluster
 from livinglab.storage import migrate
-from tests.faults.conftest import SENSORS, FaultTable, base_ts
-from tests.ingest.conftest import register
-from tests.ingest.helpers import LoadPublisher, ingesting
-from tests.support.postgres import OwnPostgres
+from tests.support.faults import SENSORS, FaultTable, base_ts
+from tests.support.ingest import LoadPublisher, ingesting
 from tests.support.roles import wait_until
+from tests.support.sensors import register
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
 
@@ -31,7 +32,7 @@ OUTAGE_S = 15
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_database_shutdown_for_15_seconds(
-    mode: str, own_postgres: OwnPostgres, own_broker: MosquittoBroker, topic_prefix: str, fault_table: FaultTable
+    mode: str, own_postgres: PostgresCluster, own_broker: MosquittoBroker, topic_prefix: str, fault_table: FaultTable
 ) -> None:
     url = own_postgres.url
     migrate(url)
@@ -42,6 +43,7 @@ def test_database_shutdown_for_15_seconds(
         "topic_prefix": topic_prefix,
         "receive_maximum": 400,
         "batch_size": 200,
+        "keepalive_s": 5,
         "database_retry_max_s": 2,
     }
     with ingesting(**settings) as ingester:
@@ -53,6 +55,8 @@ def test_database_shutdown_for_15_seconds(
             time.sleep(OUTAGE_S)
             assert ingester.link is not None
             assert ingester.link.connected.is_set()  # the broker link lived on through the outage
+            assert ingester.link.connections == 1  # keepalives went on while nothing could be committed
+            assert ingester.inbox.high_water <= 400  # the broker held the backlog, not the ingester
             own_postgres.resume()
             wait_until(lambda: ingester.health()[0], timeout_s=60)
             time.sleep(2)

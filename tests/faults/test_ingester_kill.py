@@ -19,11 +19,11 @@ import psycopg
 import pytest
 
 from livinglab.embedded import MosquittoBroker, free_port
-from tests.faults.conftest import SENSORS, FaultTable, base_ts
-from tests.ingest.conftest import register
-from tests.ingest.helpers import IngesterProcess, LoadPublisher
+from tests.support.faults import SENSORS, FaultTable, base_ts
+from tests.support.ingest import IngesterProcess, LoadPublisher
 from tests.support.proxy import FaultProxy
 from tests.support.roles import scalar, wait_until
+from tests.support.sensors import register
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
 

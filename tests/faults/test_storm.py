@@ -18,10 +18,10 @@ from livinglab.domain import Kind, RejectionReason
 from livinglab.embedded import MosquittoBroker
 from simulators.faults import BUILDERS, MALFORMED_REASONS, MalformedContext, unknown_sensor
 from simulators.messages import senml_payload
-from tests.faults.conftest import SENSORS, FaultTable, Outcome, base_ts
-from tests.ingest.conftest import register, rows
-from tests.ingest.helpers import ingesting, publish_all
-from tests.support.roles import scalar, wait_until
+from tests.support.faults import SENSORS, FaultTable, Outcome, base_ts
+from tests.support.ingest import ingesting, publish_all
+from tests.support.roles import rows, scalar, wait_until
+from tests.support.sensors import register
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
 

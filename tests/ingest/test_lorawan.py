@@ -16,14 +16,12 @@ import pytest
 
 from ingest import Ingester
 from livinglab.embedded import MosquittoBroker
-from livinglab.sensors import SensorSpec
+from livinglab.launch import create_database, drop_database, unique_name
 from livinglab.storage import CHANNEL_REPLAY
-from livinglab.storage.registry import insert_sensor
-from tests.ingest.conftest import AIR, rows
-from tests.ingest.helpers import Notices, ingesting, publish_all
-from tests.support.databases import create_database, drop_database, unique_name
+from tests.support.ingest import Notices, ingesting, publish_all
 from tests.support.lorawan import chirpstack_topic, chirpstack_uplink, fixture, tts_topic, tts_uplink
-from tests.support.roles import scalar, wait_until
+from tests.support.roles import rows, scalar, wait_until
+from tests.support.sensors import air, register
 
 pytestmark = pytest.mark.integration
 
@@ -41,10 +39,7 @@ class Platform:
     notices: Notices
 
     def register(self, sensor_id: str, dev_eui: str, **fields: Any) -> None:
-        with psycopg.connect(self.url) as conn:
-            insert_sensor(
-                conn, SensorSpec.model_validate({**AIR, "sensor_id": sensor_id, "dev_eui": dev_eui, **fields})
-            )
+        register(self.url, air(sensor_id, dev_eui=dev_eui, **fields))
 
     def send(self, *messages: tuple[str, bytes], qos: int = 1) -> None:
         """Publish and wait until the ingester has taken every message into a committed batch."""

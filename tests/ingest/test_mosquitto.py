@@ -15,16 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from livinglab.embedded import LOOPBACK, MOSQUITTO_TUNING, MosquittoBroker
-from livinglab.sensors import SensorSpec
-from livinglab.storage.registry import insert_sensor
-from tests.ingest.conftest import register, rows
-from tests.ingest.helpers import ingesting
-from tests.support.roles import scalar, wait_until
+from tests.support.ingest import ingesting
+from tests.support.roles import rows, scalar, wait_until
+from tests.support.sensors import air, register
 
 pytestmark = pytest.mark.integration
 
@@ -257,10 +254,7 @@ def test_the_things_stack_bridge_brings_uplinks_to_the_ingester(
     shipped_broker.write_config = with_bridge  # type: ignore[method-assign]
     shipped_broker.restart()
 
-    with psycopg.connect(fresh_database_url) as conn:
-        spec = {"sensor_id": "tts-1", "city": "jakarta", "district": "Menteng", "kind": "air", "lat": -6.2}
-        insert_sensor(conn, SensorSpec.model_validate({**spec, "lon": 106.8, "dev_eui": "0004A30B001C0530",
-                                                       "field_map": {"temperature": "temp"}}))  # fmt: skip
+    register(fresh_database_url, air("tts-1", dev_eui="0004A30B001C0530", field_map={"temperature": "temp"}))
     settings = {
         "database_url": fresh_database_url,
         "mqtt_url": f"mqtt://ingest:{PASSWORDS['ingest']}@{LOOPBACK}:{shipped_broker.port}",

@@ -16,9 +16,9 @@ from livinglab.embedded import MosquittoBroker
 from livinglab.sensors import SensorSpec
 from livinglab.storage import CHANNEL_REPLAY
 from livinglab.storage.registry import insert_sensor
-from tests.ingest.conftest import AIR, PREFIX, Harness, message, register, rows, ten_minutes_ago
-from tests.ingest.helpers import ingesting, publish_all
-from tests.support.roles import scalar, wait_until
+from tests.support.ingest import PREFIX, Harness, ingesting, message, publish_all, ten_minutes_ago
+from tests.support.roles import rows, scalar, wait_until
+from tests.support.sensors import AIR, register
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,11 @@ from livinglab.embedded import AmqttBroker, MosquittoBroker
 from livinglab.sensors import SensorSpec
 from livinglab.settings import MqttUrl
 from livinglab.storage.registry import insert_sensor
-from tests.ingest.conftest import AIR, register, rows, ten_minutes_ago
-from tests.ingest.helpers import Notices, ingesting, publish_all
 from tests.ingest.mqtt_spy import MqttSpy
-from tests.support.roles import scalar, wait_until
+from tests.support import sensors
+from tests.support.ingest import Notices, ingesting, publish_all, ten_minutes_ago
+from tests.support.roles import rows, scalar, wait_until
+from tests.support.sensors import AIR, register
 
 pytestmark = pytest.mark.integration
 R = RejectionReason
@@ -45,7 +46,7 @@ def _settings(url: str, broker: MosquittoBroker, prefix: str, **extra: Any) -> d
 def test_every_reason_code_end_to_end_and_the_good_readings_all_stored(
     fresh_database_url: str, mqtt_broker: MosquittoBroker, topic_prefix: str
 ) -> None:
-    register(fresh_database_url, "aq-1", "aq-2", traffic=["tc-1"])
+    register(fresh_database_url, "aq-1", "aq-2", sensors.traffic("tc-1"))
     t0 = ten_minutes_ago()
     air, traffic = f"{topic_prefix}/jakarta/air", f"{topic_prefix}/jakarta/traffic"
     senml = [{"bn": "urn:dev:livinglab:aq-1:", "bt": t0 + 60, "n": "no2", "u": "ppb", "v": 24.45}]

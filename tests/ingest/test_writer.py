@@ -12,7 +12,9 @@ import pytest
 from ingest.writer import BatchWriter
 from livinglab.quality import LATENCY_BUCKET_EDGES_S
 from livinglab.storage import CHANNEL_DIRTY
-from tests.ingest.conftest import Harness, message, register, rows, ten_minutes_ago
+from tests.support.ingest import Harness, message, ten_minutes_ago
+from tests.support.roles import rows
+from tests.support.sensors import register
 
 pytestmark = pytest.mark.integration
 

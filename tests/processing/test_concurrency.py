@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.processing.writes import register, rows, write_readings
-from tests.support.databases import create_database, drop_database, unique_name
-from tests.support.processes import RoleProcess, started
-from tests.support.roles import wait_until
+from livinglab.launch import RoleProcess, create_database, drop_database, started, unique_name
+from tests.processing.writes import write_readings
+from tests.support.roles import rows, wait_until
+from tests.support.sensors import air, register, traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,35 +49,23 @@ def _backlog(url: str, first_hour: datetime) -> None:
     """Twenty hours of a small city: three air stations and two counters every 5 minutes, with gaps."""
     rng = np.random.default_rng(20261128)
     minutes = first_hour.timestamp() + 300.0 * np.arange(HOURS * 12)
-    stations = [
-        register(url, sensor_id=f"aq-{i}", city="jakarta", district=district, kind="air", interval_s=300)
-        for i, district in enumerate(("Menteng", "Menteng", "Gambir"))
+    station_specs = [
+        air(f"aq-{i}", district=district, interval_s=300) for i, district in enumerate(("Menteng", "Menteng", "Gambir"))
     ]
-    counters = [
-        register(
-            url,
-            sensor_id="tc-1",
-            city="jakarta",
-            district="Menteng",
-            kind="traffic",
-            road_type="4/2-T",
-            lanes=2,
-            road_function="arteri_primer",
-            city_population=10_000_000,
-        ),
-        register(
-            url,
-            sensor_id="tc-2",
-            city="jakarta",
+    counter_specs = [
+        traffic("tc-1", road_function="arteri_primer"),
+        traffic(
+            "tc-2",
             district="Gambir",
-            kind="traffic",
             road_type="2/2-TT",
-            lanes=2,
             road_function="lokal_sekunder",
             city_population=2_000_000,
             carriageway_width_m=6.0,
         ),
     ]
+    keys = register(url, *station_specs, *counter_specs)
+    stations = [keys[s.sensor_id] for s in station_specs]
+    counters = [keys[s.sensor_id] for s in counter_specs]
     for key in stations:
         for quantity in AIR:
             keep = rng.random(minutes.size) > 0.1  # some hours fall below 75 %

@@ -13,8 +13,10 @@ import pytest
 from processing import Processor, ProcessorSettings, process_until_idle
 from processing.claims import claim_windows, release_windows
 from processing.windows import compute_windows, store_windows
-from tests.processing.writes import register, rows, write_readings
-from tests.support.roles import running, wait_until
+from tests.processing.writes import write_readings
+from tests.support import sensors
+from tests.support.roles import rows, running, wait_until
+from tests.support.sensors import air, register
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +37,7 @@ def _hour_ago(hours: int) -> datetime:
 
 
 def _air(url: str, sensor_id: str = "aq-1", district: str = "Menteng") -> int:
-    return register(url, sensor_id=sensor_id, city="jakarta", district=district, kind="air")
+    return register(url, air(sensor_id, district=district))[sensor_id]
 
 
 def test_aggregates_of_every_width_equal_naive_statistics(fresh_database_url: str) -> None:
@@ -159,17 +161,7 @@ def test_window_left_without_readings_loses_its_aggregates(fresh_database_url: s
 
 def test_traffic_service_levels_and_events(fresh_database_url: str) -> None:
     url = fresh_database_url
-    counter = register(
-        url,
-        sensor_id="tc-1",
-        city="jakarta",
-        district="Menteng",
-        kind="traffic",
-        road_type="4/2-T",
-        lanes=2,
-        road_function="arteri_primer",
-        city_population=10_000_000,
-    )
+    counter = register(url, sensors.traffic("tc-1", road_function="arteri_primer"))["tc-1"]
     station = _air(url, "aq-2")
     hour = _hour_ago(4)
     minutes = hour.timestamp() + 60 * np.arange(60)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
 
 from livinglab.domain import QUANTITIES
-from livinglab.sensors import SensorSpec
 from livinglab.storage.copy import encode_binary_copy
-from livinglab.storage.registry import insert_sensor
 
 _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS test_readings (
@@ -34,14 +31,6 @@ SELECT DISTINCT sensor_key, quantity, date_trunc('minute', ts) FROM inserted ORD
 ON CONFLICT (sensor_key, quantity, window_start)
 DO UPDATE SET version = dirty_windows.version + 1, marked_at = now()
 """
-
-
-def register(url: str, **fields: Any) -> int:
-    """Register a sensor; returns its key."""
-    with psycopg.connect(url) as conn:
-        record = insert_sensor(conn, SensorSpec(**{"lat": -6.2, "lon": 106.8, **fields}))
-        conn.commit()
-    return record.sensor_key
 
 
 def epoch_s(ts: datetime) -> float:
@@ -66,8 +55,3 @@ def write_readings(url: str, key: int, quantity: str, ts_s: npt.ArrayLike, value
             )
         conn.execute(_INSERT_AND_MARK)
         conn.commit()
-
-
-def rows(url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(query, params).fetchall()

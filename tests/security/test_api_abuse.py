@@ -9,9 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.conftest import Keys, make_keys
-from tests.api.server import serving
-from tests.support.databases import create_database, drop_database, unique_name
+from livinglab.launch import create_database, drop_database, unique_name
+from tests.support.api import Keys, make_keys, serving
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,9 @@ from processing import Processor, ProcessorSettings
 from simulators.plan import Period
 from simulators.run import Mode
 from simulators.truth import GroundTruth, compute_ground_truth
-from tests.simulators.platform import (
+from tests.support.roles import running, scalar, wait_until
+from tests.support.sensors import register
+from tests.support.simulation import (
     FAULTS,
     city,
     differences,
@@ -24,12 +26,10 @@ from tests.simulators.platform import (
     platform_aqi,
     platform_ispu,
     platform_traffic,
-    register,
     rejected_by_reason,
     simulate,
     stored_readings,
 )
-from tests.support.roles import running, scalar, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -53,7 +53,7 @@ def test_one_accelerated_day_with_faults_matches_the_ground_truth(
 ) -> None:
     url = fresh_database_url
     scenario = city()
-    register(url, scenario)
+    register(url, scenario.specs)
     common = {"database_url": url, "mqtt_url": mqtt_broker.url, "topic_prefix": topic_prefix}
     ingester = Ingester(IngestSettings(**common, client_id=f"ingest-{topic_prefix[:13]}"))
     processor = Processor(

@@ -15,17 +15,9 @@ from simulators.faults import FaultRates
 from simulators.lorawan import Network, lorawan_scenario
 from simulators.plan import Period
 from simulators.run import Mode
-from tests.simulators.platform import (
-    FAULTS,
-    _rows,
-    city,
-    expected_readings,
-    register,
-    rejected_by_reason,
-    simulate,
-    stored_readings,
-)
-from tests.support.roles import running, scalar, wait_until
+from tests.support.roles import rows, running, scalar, wait_until
+from tests.support.sensors import register
+from tests.support.simulation import FAULTS, city, expected_readings, rejected_by_reason, simulate, stored_readings
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +26,7 @@ def test_backfill_with_faults_stores_and_rejects_exactly_what_the_ledger_expects
     fresh_database_url: str, mqtt_broker: MosquittoBroker, topic_prefix: str
 ) -> None:
     scenario = city()
-    register(fresh_database_url, scenario)
+    register(fresh_database_url, scenario.specs)
     end = time.time() // 60 * 60
     settings = IngestSettings(
         database_url=fresh_database_url,
@@ -81,7 +73,7 @@ def test_lorawan_devices_behind_a_network_server_match_the_ledger(
 ) -> None:
     url = fresh_database_url
     scenario = lorawan_scenario(city(), network)
-    register(url, scenario)
+    register(url, scenario.specs)
     end = time.time() // 60 * 60
     settings = IngestSettings(database_url=url, mqtt_url=own_broker.url, client_id=f"ingest-{network}")
     ingester = Ingester(settings)
@@ -99,7 +91,7 @@ def test_lorawan_devices_behind_a_network_server_match_the_ledger(
     assert stored_readings(url) == expected_readings(ledger)
     assert scalar(url, "SELECT sum(duplicates) FROM ingest_counters") == ledger.duplicates
     expected = {sensor_id: (gaps, missed, ignored) for sensor_id, (_, gaps, missed, ignored) in ledger.lorawan.items()}
-    counted = {sensor_id: (int(g), int(m), int(i)) for sensor_id, g, m, i in _rows(url, LORAWAN_COUNTERS)}
+    counted = {sensor_id: (int(g), int(m), int(i)) for sensor_id, g, m, i in rows(url, LORAWAN_COUNTERS)}
     assert counted == expected
     assert set(expected) == {s.sensor_id for s in scenario.sensors}
     assert sum(m for _, m, _ in expected.values()) > 0

@@ -21,7 +21,7 @@ from simulators.faults import FaultRates
 from simulators.lorawan import Network, lorawan_scenario, rfc3339
 from simulators.messages import Message
 from simulators.plan import Period, Planner, PlanOptions
-from tests.simulators.platform import city
+from tests.support.simulation import city
 
 START = datetime(2026, 11, 20, 5, 0, tzinfo=UTC).timestamp()
 FAULTY = FaultRates.parse("off,no_codec=0.05,unknown_dev_eui=0.05,extra_members=0.3,fcnt_gap=0.05,late=0.02")

@@ -24,8 +24,9 @@ from simulators.load import LoadOptions, run_load
 from simulators.plan import Period
 from simulators.run import Mode, RunOptions, Simulation
 from simulators.wire import WirePublisher, topic_field
-from tests.simulators.platform import CITY, city, register, simulate
 from tests.support.roles import running, scalar, wait_until
+from tests.support.sensors import register
+from tests.support.simulation import CITY, city, simulate
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +101,7 @@ def test_periods_in_the_future_or_past_the_lateness_are_refused(mqtt_broker: Mos
 def test_load_mode_from_two_processes_is_all_accepted(
     fresh_database_url: str, mqtt_broker: MosquittoBroker, topic_prefix: str, payload: str, pack: int, qos: int
 ) -> None:
-    register(fresh_database_url, city())
+    register(fresh_database_url, city().specs)
     settings = IngestSettings(
         database_url=fresh_database_url,
         mqtt_url=mqtt_broker.url,

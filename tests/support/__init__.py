@@ -1,1 +1,1 @@
-"""Test harness pieces shared by test modules and benchmarks: databases, brokers, in-process roles."""
+"""Helpers shared by the test modules (the launchers the benchmarks share too live in `livinglab.launch`)."""

@@ -12,7 +12,9 @@ Modes, switchable at any moment while connections are open (every connection fol
   while the mode lasts;
 - `bandwidth`: at most `bytes_per_s` per direction per connection.
 
-One thread per connection serves both directions with `select`, polling the mode every few milliseconds.
+One thread per connection serves both directions with `select`, polling the mode every few milliseconds. Delays
+and bandwidth budgets follow `clock` (default `time.monotonic`); a test may pass a clock it advances itself, so that
+what the proxy holds back depends on that clock alone, never on how fast the machine is.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -77,8 +80,11 @@ class _Direction:
 class FaultProxy:
     """Listens on a free loopback port and forwards each connection to `target_port`."""
 
-    def __init__(self, target_port: int, *, target_host: str = LOOPBACK) -> None:
+    def __init__(
+        self, target_port: int, *, target_host: str = LOOPBACK, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.target = (target_host, target_port)
+        self._clock = clock
         self._state = LinkState()
         self._lock = threading.Lock()
         self._listener = socket.create_server((LOOPBACK, 0))
@@ -196,7 +202,7 @@ class FaultProxy:
                     sock.close()
 
     def _pump(self, client: socket.socket, upstream: socket.socket, epoch: int) -> None:
-        now = time.monotonic()
+        now = self._clock()
         directions = [_Direction(client, upstream, budget_at=now), _Direction(upstream, client, budget_at=now)]
         for sock in (client, upstream):
             sock.setblocking(False)
@@ -214,19 +220,18 @@ class FaultProxy:
             else:
                 ready = []
                 time.sleep(_TICK_S)
-            now = time.monotonic()
+            now = self._clock()
             for d in directions:
                 if d.source in ready:
                     self._read(d, self._state, now)  # the mode now, not when select began: a switch applies at once
                 if state.mode is not Mode.BLACKHOLE and not self._flush(d, now):
                     return
 
-    @staticmethod
-    def _may_read(d: _Direction, state: LinkState) -> bool:
+    def _may_read(self, d: _Direction, state: LinkState) -> bool:
         if state.mode is Mode.BLACKHOLE:
             return False
         if state.mode is Mode.BANDWIDTH:
-            return d.budget + (time.monotonic() - d.budget_at) * state.bytes_per_s >= 1
+            return d.budget + (self._clock() - d.budget_at) * state.bytes_per_s >= 1
         return len(d.pending) < 256  # back-pressure while delayed chunks pile up
 
     def _read(self, d: _Direction, state: LinkState, now: float) -> None:

@@ -59,3 +59,9 @@ def scalar(url: str, query: str, params: Any = None) -> Any:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(query, params).fetchone()
     return row[0] if row else None
+
+
+def rows(url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Every row of `query`."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(query, params).fetchall()

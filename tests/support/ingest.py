@@ -1,17 +1,19 @@
-"""Integration helpers: run ingesters (in a thread or as `python -m livinglab ingest`), publish load and count
-what the broker acknowledged, collect notices."""
+"""Ingest helpers: batches built from real messages, ingesters (in a thread or as `python -m livinglab ingest`),
+publishers that count what the broker acknowledged, and a collector of rejection notices."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,43 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest import Ingester, IngestSettings
+from ingest.batch import Batch, BatchBuilder, Message
+from ingest.registry import SensorDirectory
+from ingest.rows import Limits
+from ingest.writer import BatchWriter
 from livinglab.embedded import LOOPBACK
 from tests.support.roles import running
+
+PREFIX = "livinglab/v1"
+_mids = itertools.count(1)
+
+
+def ten_minutes_ago() -> float:
+    """The start of the minute ten minutes ago: readings at that time plus a few seconds share one window, and are
+    neither in the future nor too old."""
+    return math.floor(time.time() / 60) * 60 - 600
+
+
+def message(sensor_id: str, payload: bytes, *, kind: str = "air", received_at_s: float | None = None) -> Message:
+    return Message(
+        f"{PREFIX}/jakarta/{kind}/{sensor_id}", payload, next(_mids) % 65535 + 1, 1, received_at_s or time.time()
+    )
+
+
+class Harness:
+    """A batch builder and writer on one database, as the service wires them."""
+
+    def __init__(self, url: str, *, limits: Limits | None = None, allowed_lateness_s: float = 7200.0) -> None:
+        self.writer = BatchWriter(url, allowed_lateness_s=allowed_lateness_s)
+        self.sensors = SensorDirectory(url, lookup_connection=self.writer.connection)
+        self.sensors.load(self.writer.connection())
+        self.builder = BatchBuilder(prefix=PREFIX, sensors=self.sensors, limits=limits or Limits())
+
+    def build(self, messages: Sequence[Message]) -> Batch:
+        return self.builder.build(messages)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def mqtt_client(client_id: str, *, clean: bool = True, protocol: int = mqtt.MQTTv311) -> mqtt.Client:
@@ -34,17 +71,32 @@ def mqtt_client(client_id: str, *, clean: bool = True, protocol: int = mqtt.MQTT
     )
 
 
-def publish_all(port: int, messages: list[tuple[str, bytes]], *, qos: int = 1, host: str = LOOPBACK) -> None:
-    """Publish and wait until the broker acknowledged every message."""
-    client = mqtt_client(f"pub-{time.monotonic_ns()}")
-    client.max_inflight_messages_set(100)
+def publish_all(
+    port: int,
+    messages: Sequence[tuple[str, bytes]],
+    *,
+    qos: int = 1,
+    host: str = LOOPBACK,
+    client_id: str | None = None,
+    rate_per_s: float | None = None,
+    chunk: int = 200,
+) -> None:
+    """Publish and wait until the broker acknowledged every message; with `rate_per_s`, at about that many messages
+    a second, waiting for the acknowledgements chunk by chunk."""
+    client = mqtt_client(client_id or f"pub-{time.monotonic_ns()}")
+    client.max_inflight_messages_set(chunk)
     client.connect(host, port)
     client.loop_start()
+    started = time.monotonic()
     try:
-        infos = [client.publish(topic, payload, qos=qos) for topic, payload in messages]
-        for info in infos:
-            info.wait_for_publish(timeout=30)
-            assert info.is_published()
+        for i in range(0, len(messages), chunk):
+            infos = [client.publish(topic, payload, qos=qos) for topic, payload in messages[i : i + chunk]]
+            for info in infos:
+                info.wait_for_publish(timeout=60)
+                assert info.is_published()
+            ahead = started + (i + chunk) / rate_per_s - time.monotonic() if rate_per_s else 0.0
+            if ahead > 0:
+                time.sleep(ahead)
     finally:
         client.disconnect()
         client.loop_stop()

@@ -1,4 +1,5 @@
-"""Helpers of the simulator's platform tests: run a simulation into a real broker and read back the database."""
+"""Simulation helpers: a small city, high fault rates, a simulation run into a real broker, and what the database
+holds afterwards."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 import psycopg
 
 from livinglab.settings import MqttUrl
-from livinglab.storage.registry import upsert_sensors
 from simulators.faults import FaultRates
 from simulators.ledger import Ledger
 from simulators.run import RunOptions, Simulation
@@ -25,12 +25,6 @@ FAULTS = FaultRates.parse(
 
 def city() -> Scenario:
     return load_scenario(str(CITY))
-
-
-def register(url: str, scenario: Scenario) -> None:
-    with psycopg.connect(url) as conn:
-        upsert_sensors(conn, scenario.specs)
-        conn.commit()
 
 
 def simulate(scenario: Scenario, broker_url: str, prefix: str, **options: Any) -> Ledger:
