@@ -19,6 +19,8 @@ Baselines and the ingester take turns, round by round, so noise on a shared mach
     like (a) beside the same count-only subscriber on the same load. The clock starts when the publishers start
     together (after loading the scenario and planning); their own rate into the broker, in the baseline run, shows
     they are not the limit. Target: as (a).
+(e) ChirpStack uplinks of about 1 KB with one or two readings, measured like (a) beside (a)'s ingester rate and
+    memory (`benchmarks/ingest/_lorawan.py`). Target: at least 0.8 of (a)'s message rate, memory unchanged.
 Latency: single readings at a steady rate well below capacity; `ts` is the moment each is handed to mosquitto_pub,
     and PostgreSQL's commit timestamp of its row ends it (publish to commit).
 Peak memory: the ingester process's peak resident set (VmHWM) in runs (a) and (b).
@@ -46,7 +48,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks._servers import configured_bindir
-from benchmarks.ingest import _load
+from benchmarks.ingest import _load, _lorawan
 from livinglab.embedded import MosquittoBroker, free_port
 from livinglab.launch import PostgresCluster, find_bindir
 from livinglab.sensors import SensorSpec
@@ -314,6 +316,7 @@ def main() -> int:
     parser.add_argument("--city-processes", type=int, default=2, help="(d) simulator publisher processes")
     parser.add_argument("--city-pack", type=int, default=1, help="(d) readings per message")
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (a smoke run)")
+    _lorawan.add_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.messages, args.packs, args.naive_packs, args.rounds, args.latency_seconds = 20_000, 1_000, 40, 1, 3.0
@@ -331,11 +334,14 @@ def main() -> int:
         migrate(url)
         broker.start()
         bench = Bench(work, url, broker)
-        singles, packs, cities = [], [], []
+        singles, packs, cities, uplinks = [], [], [], []
         for round_ in range(1, args.rounds + 1):
             singles.append(run_single(bench, args.messages, args.publishers))
             print(f"round {round_} (a): ingester {singles[-1][0]:,.0f} msg/s, count-only {singles[-1][1]:,.0f} msg/s",
                   flush=True)  # fmt: skip
+            if args.uplinks != 0:
+                uplinks.append(_lorawan.run_uplinks(bench, args.uplinks or args.messages, args.publishers))
+                print(f"round {round_} (e): ingester {uplinks[-1][0]:,.0f} msg/s", flush=True)
             packs.append(run_packs(bench, args.packs, args.publishers))
             print(f"round {round_} (b): ingester {packs[-1][0]:,.0f} readings/s, COPY {packs[-1][1]:,.0f} rows/s",
                   flush=True)  # fmt: skip
@@ -386,6 +392,7 @@ def main() -> int:
     )
     print(f"| ingester peak memory (VmHWM) | (a) {max(s[2] for s in singles):.0f} MiB,"
           f" (b) {max(p[2] for p in packs):.0f} MiB | | | |")  # fmt: skip
+    print("\n".join(_lorawan.rows(uplinks, singles)))
     return 0
 
 
