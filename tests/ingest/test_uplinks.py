@@ -10,14 +10,19 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
+from ingest.broker import BrokerLink
 from ingest.frames import count_gaps
+from ingest.inbox import Inbox
 from ingest.outcome import Rejection
 from ingest.rows import Limits, RowBuffer
 from ingest.uplink_topics import UplinkSource, UplinkTopic, UplinkTopics, check_filter, filter_matches
 from ingest.uplinks import Uplink, decode_uplink, parse_uplink, rfc3339_seconds
 from livinglab.domain import QUANTITIES, Kind, RejectionReason
 from livinglab.field_maps import compile_field_map
+from livinglab.settings import MqttUrl
 from livinglab.storage.registry import RegistryEntry
 from tests.support.lorawan import chirpstack_topic, chirpstack_uplink, fixture, tts_topic, tts_uplink
 
@@ -214,3 +219,25 @@ def test_decoding_never_raises_and_keeps_only_numbers(output: dict[str, Any]) ->
         assert all(isinstance(value, float) for _, _, value in found)
     payload = chirpstack_uplink(output=output)
     assert isinstance(parse_uplink(payload, CS, Limits()), Uplink | Rejection)
+
+
+def test_a_refused_source_leaves_the_device_topics_served() -> None:
+    """A broker whose ACL refuses a LoRaWAN filter (Mosquitto's dynamic security plugin does, at subscription time)
+    still serves the device topics; the refused filter is reported (and /health reads it)."""
+    link = BrokerLink(
+        MqttUrl.parse("mqtt://127.0.0.1:1"), protocol="5", client_id="t", prefix="livinglab/v1",
+        inbox=Inbox(max_messages=10, max_bytes=1000, max_qos0_bytes=1000), shared_group="ingest",
+        extra_filters=["application/+/device/+/event/up", "v3/+/devices/+/up"],
+    )  # fmt: skip
+    assert link.filters == [
+        "$share/ingest/livinglab/v1/+/+/+",
+        "$share/ingest/application/+/device/+/event/up",
+        "$share/ingest/v3/+/devices/+/up",
+    ]
+    granted, refused = ReasonCode(PacketTypes.SUBACK, identifier=1), ReasonCode(PacketTypes.SUBACK, identifier=0x87)
+    link._on_subscribe(link.client, None, 1, [granted, refused, granted], None)
+    assert link.subscribed.is_set()
+    assert link.refused_filters == ["$share/ingest/application/+/device/+/event/up"]
+    link.subscribed.clear()
+    link._on_subscribe(link.client, None, 2, [refused, granted, granted], None)
+    assert not link.subscribed.is_set()  # without the device topics there is nothing to serve
