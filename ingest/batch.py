@@ -182,6 +182,7 @@ class _LorawanPart:
     def __init__(self, builder: BatchBuilder, messages: Sequence[Message], parsed: Sequence[object]) -> None:
         self.limits = builder.limits
         self.sensors = builder.sensors
+        self.device_topics: dict[RegistryEntry, DeviceTopic] = {}  # one per sensor in a batch, shared by its rows
         n = len(messages)
         self.fcnt = np.full(n, -1, dtype=np.int64)
         self.ignored = np.zeros(n, dtype=np.int64)
@@ -224,7 +225,11 @@ class _LorawanPart:
             detail = f"no sensor with dev_eui {envelope.dev_eui} in the registry"
             return Rejection(RejectionReason.UNKNOWN_SENSOR, detail)
         sensor_key[i] = entry.sensor_key  # counted for the sensor even when rejected
-        topics[i] = DeviceTopic(entry.city, entry.kind, entry.sensor_id)
+        topic_of = self.device_topics
+        device_topic = topic_of.get(entry)
+        if device_topic is None:
+            device_topic = topic_of[entry] = DeviceTopic(entry.city, entry.kind, entry.sensor_id)
+        topics[i] = device_topic
         self.fcnt[i] = envelope.fcnt
         message = self.messages[i]
         rejection, self.ignored[i] = decode_uplink(

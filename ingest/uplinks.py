@@ -23,6 +23,7 @@ are checked on the whole batch (`ingest.rows.check_rows`). Members that map to n
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -197,8 +198,12 @@ def decode_uplink(
         ), 0
     members_map = entry.member_map
     members = members_map.members
-    judged = _Members()
     ts = uplink.time_s if uplink.time_s is not None else received_at_s
+    if not members_map.pointers and TIME_MEMBER not in output:
+        plain = _plain(output, members, rows, msg, ts, limits)
+        if plain is not None:
+            return None, plain
+    judged = _Members()
     own_time = output.get(TIME_MEMBER, _MISSING)
     if own_time is not _MISSING:
         parsed = judged.timestamp(own_time)
@@ -240,6 +245,34 @@ def decode_uplink(
         rows.value.append(value)
         rows.ts.append(ts)
     return None, judged.ignored
+
+
+def _plain(
+    output: dict[str, Any], members: Mapping[str, Target | None], rows: RowBuffer, msg: int, ts: float, limits: Limits
+) -> int | None:
+    """The usual codec output, stored without the careful look: every member a number that maps to a quantity, or
+    a name that is no quantity at all (ignored). Returns the members ignored, or None (nothing appended) when the
+    output needs the careful look of `decode_uplink`."""
+    found: list[tuple[Target, float]] = []
+    ignored = 0
+    for name, raw in output.items():
+        target = members.get(name)
+        if target is not None and (type(raw) is float or type(raw) is int):
+            found.append((target, raw))
+        elif target is None and name not in members and name not in QUANTITIES:
+            ignored += 1
+        else:
+            return None
+    if not found or len(found) > limits.max_records:
+        return None
+    for target, value in found:
+        rows.msg.append(msg)
+        rows.code.append(target.code)
+        rows.scale.append(target.scale)
+        rows.offset.append(target.offset)
+        rows.value.append(float(value))
+        rows.ts.append(ts)
+    return ignored
 
 
 def _resolve(document: Any, tokens: tuple[str, ...]) -> Any:
