@@ -136,6 +136,8 @@ def _envelope(
         if time_s is None:
             return _shape(f"{time_name} {quoted(str(raw_time))} is not an RFC 3339 time with a UTC offset")
     fcnt = holder.get(fcnt_name, 0)
+    if type(fcnt) is float and fcnt.is_integer():
+        fcnt = int(fcnt)  # a document the slow parser read (it reads every integer as a float)
     if type(fcnt) is not int or not 0 <= fcnt <= _MAX_FCNT:
         return _shape(f"{fcnt_name} {quoted(str(fcnt))} is not a frame counter")
     output = holder.get(output_name)
