@@ -20,7 +20,7 @@ from ingest.decode import PayloadDecoder
 from ingest.outcome import Rejection
 from ingest.rows import Limits, RowBuffer, Rows, check_rows
 from ingest.topics import DeviceTopic, TopicCache
-from ingest.uplink_topics import UplinkTopic, UplinkTopics
+from ingest.uplink_topics import UplinkSource, UplinkTopic, UplinkTopics
 from ingest.uplinks import Uplink, decode_uplink, parse_uplink
 from livinglab.domain import RejectionReason
 from livinglab.storage.registry import RegistryEntry
@@ -28,8 +28,6 @@ from livinglab.storage.registry import RegistryEntry
 #: Decoding yields the GIL after this many readings or messages (about half a millisecond of work).
 _YIELD_EVERY_ROWS = 500
 _YIELD_EVERY_MESSAGES = 128
-#: Reading an uplink's envelope costs a few microseconds: the first pass over uplinks yields less often.
-_YIELD_EVERY_ENVELOPES = 512
 
 
 @dataclass(slots=True)
@@ -182,21 +180,20 @@ class _LorawanPart:
     def __init__(self, builder: BatchBuilder, messages: Sequence[Message], parsed: Sequence[object]) -> None:
         self.limits = builder.limits
         self.sensors = builder.sensors
-        self.device_topics: dict[RegistryEntry, DeviceTopic] = {}  # one per sensor in a batch, shared by its rows
+        self.device_topics: dict[int, DeviceTopic] = {}  # by sensor key: one per sensor in a batch, shared
         n = len(messages)
-        self.fcnt = np.full(n, -1, dtype=np.int64)
-        self.ignored = np.zeros(n, dtype=np.int64)
-        self.uplinks: Counter[str] = Counter()
-        self.other_events: Counter[str] = Counter()
+        self.fcnt = [-1] * n
+        self.ignored = [0] * n
+        self.uplinks: Counter[UplinkSource] = Counter()
+        self.other_events: Counter[UplinkSource] = Counter()
         self.envelopes: dict[int, Uplink | Rejection] = {}
         missing: set[str] = set()
         get = self.sensors.get_by_dev_eui
+        limits = self.limits
         for i, (message, topic) in enumerate(zip(messages, parsed, strict=True)):
             if type(topic) is not UplinkTopic or not topic.uplink:
                 continue
-            if not i % _YIELD_EVERY_ENVELOPES:
-                time.sleep(0)  # as in `build`: the writing thread needs the GIL now and then
-            envelope = self.envelopes[i] = parse_uplink(message.payload, topic.source, self.limits)
+            envelope = self.envelopes[i] = parse_uplink(message.payload, topic.source, limits)
             if type(envelope) is Uplink and envelope.dev_eui is not None and get(envelope.dev_eui) is None:
                 missing.add(envelope.dev_eui)
         if missing:
@@ -212,11 +209,12 @@ class _LorawanPart:
         topics: list[DeviceTopic | None],
     ) -> Rejection | None:
         if not topic.uplink:
-            self.other_events[topic.source.value] += 1
+            self.other_events[topic.source] += 1
             return None
-        self.uplinks[topic.source.value] += 1
+        self.uplinks[topic.source] += 1
         envelope = self.envelopes[i]
-        if isinstance(envelope, Rejection):
+        if type(envelope) is not Uplink:
+            assert isinstance(envelope, Rejection)
             return envelope
         if envelope.dev_eui is None:
             return Rejection(RejectionReason.UNKNOWN_SENSOR, "the uplink names no DevEUI (give the device one)")
@@ -224,21 +222,20 @@ class _LorawanPart:
         if entry is None:
             detail = f"no sensor with dev_eui {envelope.dev_eui} in the registry"
             return Rejection(RejectionReason.UNKNOWN_SENSOR, detail)
-        sensor_key[i] = entry.sensor_key  # counted for the sensor even when rejected
-        topic_of = self.device_topics
-        device_topic = topic_of.get(entry)
+        key = entry.sensor_key
+        sensor_key[i] = key  # counted for the sensor even when rejected
+        device_topic = self.device_topics.get(key)
         if device_topic is None:
-            device_topic = topic_of[entry] = DeviceTopic(entry.city, entry.kind, entry.sensor_id)
+            device_topic = self.device_topics[key] = DeviceTopic(entry.city, entry.kind, entry.sensor_id)
         topics[i] = device_topic
         self.fcnt[i] = envelope.fcnt
-        message = self.messages[i]
         rejection, self.ignored[i] = decode_uplink(
-            envelope, entry, rows=rows, msg=i, received_at_s=message.received_at_s, limits=self.limits
+            envelope, entry, rows=rows, msg=i, received_at_s=self.messages[i].received_at_s, limits=self.limits
         )
         return rejection
 
     def finish(self, batch: Batch) -> None:
-        batch.fcnt = self.fcnt
-        batch.ignored = self.ignored
-        batch.uplinks = self.uplinks
-        batch.other_events = self.other_events
+        batch.fcnt = np.array(self.fcnt, dtype=np.int64)
+        batch.ignored = np.array(self.ignored, dtype=np.int64)
+        batch.uplinks = Counter({source.value: n for source, n in self.uplinks.items()})
+        batch.other_events = Counter({source.value: n for source, n in self.other_events.items()})
