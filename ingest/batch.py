@@ -187,6 +187,8 @@ class _LorawanPart:
         self.uplinks: Counter[UplinkSource] = Counter()
         self.other_events: Counter[UplinkSource] = Counter()
         self.envelopes: dict[int, Uplink | Rejection] = {}
+        #: The sensor of each uplink whose DevEUI the registry knew at once.
+        self.entries: dict[int, RegistryEntry] = {}
         missing: set[str] = set()
         get = self.sensors.get_by_dev_eui
         limits = self.limits
@@ -194,8 +196,12 @@ class _LorawanPart:
             if type(topic) is not UplinkTopic or not topic.uplink:
                 continue
             envelope = self.envelopes[i] = parse_uplink(message.payload, topic.source, limits)
-            if type(envelope) is Uplink and envelope.dev_eui is not None and get(envelope.dev_eui) is None:
-                missing.add(envelope.dev_eui)
+            if type(envelope) is Uplink and envelope.dev_eui is not None:
+                entry = get(envelope.dev_eui)
+                if entry is None:
+                    missing.add(envelope.dev_eui)
+                else:
+                    self.entries[i] = entry
         if missing:
             self.sensors.resolve_missing_dev_euis(missing)
         self.messages = messages
@@ -218,7 +224,7 @@ class _LorawanPart:
             return envelope
         if envelope.dev_eui is None:
             return Rejection(RejectionReason.UNKNOWN_SENSOR, "the uplink names no DevEUI (give the device one)")
-        entry = self.sensors.get_by_dev_eui(envelope.dev_eui)
+        entry = self.entries.get(i) or self.sensors.get_by_dev_eui(envelope.dev_eui)
         if entry is None:
             detail = f"no sensor with dev_eui {envelope.dev_eui} in the registry"
             return Rejection(RejectionReason.UNKNOWN_SENSOR, detail)

@@ -66,16 +66,19 @@ def record_frames(
     has = np.flatnonzero((fcnt >= 0) & (sensor_key >= 0))
     if not has.size:
         return missed
-    by_sensor: dict[int, list[int]] = {}
-    for i in has.tolist():
-        by_sensor.setdefault(int(sensor_key[i]), []).append(i)
+    by_sensor: dict[int, tuple[list[int], list[int]]] = {}
+    for i, key, counter in zip(has.tolist(), sensor_key[has].tolist(), fcnt[has].tolist(), strict=True):
+        indices, counters = by_sensor.setdefault(key, ([], []))
+        indices.append(i)
+        counters.append(counter)
     keys = sorted(by_sensor)
     stored = dict(conn.execute(_LOCK, (keys,)).fetchall())
     lasts = []
     for key in keys:
-        indices = by_sensor[key]
-        last, gaps = count_gaps(stored.get(key), (int(fcnt[i]) for i in indices))
-        missed[indices] = gaps
+        indices, counters = by_sensor[key]
+        last, gaps = count_gaps(stored.get(key), counters)
+        if any(gaps):
+            missed[indices] = gaps
         lasts.append(last)
     conn.execute(_STORE, (keys, lasts))
     return missed
