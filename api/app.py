@@ -14,10 +14,11 @@ import livinglab
 from api.deps import IdleCheck, KeyCache
 from api.jsonpage import ResponseCache
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.middleware import BodySizeLimit, RateLimit
+from api.middleware import RateLimit, RequestLimits, StrictJsonBody
 from api.problems import install_problem_handlers
 from api.routes import aggregates, air, health, quality, readings, rejected, sensors, service_levels, stream, traffic
 from api.routes.dashboard import install_dashboard
+from api.routes.docs import install_docs
 from api.settings import ApiSettings
 from api.stream import EventFeed
 from livinglab.storage import check_schema, connect, create_async_pool
@@ -86,6 +87,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         description=_DESCRIPTION,
         openapi_tags=_TAGS,
         lifespan=lifespan,
+        # Swagger UI is served from the platform itself (api.routes.docs); ReDoc would load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     metrics = ApiMetrics()
     app.state.settings = settings
@@ -97,8 +101,19 @@ def create_app(settings: ApiSettings) -> FastAPI:
     for module in (air, traffic, service_levels, quality, sensors, readings, aggregates, rejected, stream, health):
         app.include_router(module.router)
     # Added last = runs first: metrics see every answer, including 413 and 429.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RateLimit, rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
+    app.add_middleware(StrictJsonBody)
+    app.add_middleware(
+        RequestLimits,
+        max_bytes=settings.max_body_bytes,
+        max_headers=settings.max_header_count,
+        body_timeout_s=settings.request_body_timeout_s,
+    )
+    app.add_middleware(
+        RateLimit,
+        rate_per_s=settings.rate_limit_per_s,
+        burst=settings.rate_limit_burst,
+        trusted_proxies=settings.trusted_networks,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False)
@@ -106,5 +121,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
         return metrics.render()
 
     install_dashboard(app, districts_path=settings.dashboard_districts)
+    install_docs(app)
 
     return app

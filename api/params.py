@@ -15,11 +15,29 @@ from api.settings import ApiSettings
 #: Hard ceiling of `limit` (the setting `max_page_size` may lower it).
 MAX_LIMIT = 1000
 
+#: Times the API takes, `[EARLIEST, LATEST)` in UTC: far wider than any sensor's life, and far enough from the ends
+#: of Python's and PostgreSQL's calendars that no range arithmetic (a day back, a year ahead) can overflow.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def utc_instant(name: str, value: datetime) -> datetime:
+    """`value` in UTC, or a 400 problem when it has no offset or lies outside `[EARLIEST, LATEST)`."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ProblemError(400, f"{name} needs a UTC offset (for example 2026-11-28T10:00:00Z)")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 lies before the first day of the calendar
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ProblemError(
+            400, f"{name} must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)", parameter=name
+        )
+    return utc
+
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ProblemError(400, f"{name} needs a UTC offset (for example 2026-11-28T10:00:00Z)")
-    return value.astimezone(UTC) if value is not None else None
+    return utc_instant(name, value) if value is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +59,16 @@ class TimeRange:
 async def time_range(
     request: Request,
     start: Annotated[
-        datetime | None, Query(description="Start of the range, inclusive (ISO 8601). Default: 24 hours before end.")
+        datetime | None,
+        Query(
+            description="Start of the range, inclusive (ISO 8601 with an offset, 1900 to 2200). Default: 24 hours "
+            "before end."
+        ),
     ] = None,
-    end: Annotated[datetime | None, Query(description="End of the range, exclusive (ISO 8601). Default: now.")] = None,
+    end: Annotated[
+        datetime | None,
+        Query(description="End of the range, exclusive (ISO 8601 with an offset, 1900 to 2200). Default: now."),
+    ] = None,
 ) -> TimeRange:
     start, end = _aware("start", start), _aware("end", end)
     if end is None:
@@ -62,8 +87,8 @@ async def point_in_time(
     at: Annotated[
         datetime | None,
         Query(
-            description="Answer as of this time (ISO 8601): per sensor, the latest value labelled at or before it. "
-            "Default: now."
+            description="Answer as of this time (ISO 8601 with an offset, 1900 to 2200): per sensor, the latest value "
+            "labelled at or before it. Default: now."
         ),
     ] = None,
 ) -> datetime:

@@ -62,6 +62,25 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=all_headers or None)
 
 
+#: Pydantic error types of date and time values.
+_DATE_ERRORS = ("datetime_", "date_", "time_", "timezone_")
+
+
+def _data_error_detail(exc: psycopg.DataError) -> str:
+    """The platform's own words for a value the database refused."""
+    if isinstance(exc, psycopg.errors.DatetimeFieldOverflow | psycopg.errors.InvalidDatetimeFormat):
+        return "a time is outside the range the platform stores"
+    if isinstance(exc, psycopg.errors.NumericValueOutOfRange):
+        return "a number is outside the range the platform stores"
+    if isinstance(exc, psycopg.errors.StringDataRightTruncation):
+        return "a text value is longer than the platform stores"
+    if isinstance(exc, psycopg.errors.CharacterNotInRepertoire | psycopg.errors.UntranslatableCharacter) or (
+        "NUL" in str(exc)
+    ):
+        return "a text value holds a character the platform cannot store (such as NUL)"
+    return "a value is one the platform cannot store"
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -81,14 +100,17 @@ def install_problem_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
             for e in exc.errors()
         ]
-        return problem_response(422, "the request has invalid parameters", instance=request.url.path, errors=errors)
+        # A time that does not parse is a bad date like one out of range (api.params.utc_instant): 400, not 422.
+        dates = bool(errors) and all(str(e.get("type", "")).startswith(_DATE_ERRORS) for e in exc.errors())
+        detail = "a time is not an ISO 8601 date-time with an offset" if dates else "the request has invalid parameters"
+        return problem_response(400 if dates else 422, detail, instance=request.url.path, errors=errors)
 
     @app.exception_handler(psycopg.DataError)
     async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:
         # Values the database refuses, such as a NUL character in a text parameter: the client's input is at fault.
-        return problem_response(
-            400, f"a parameter holds a value the database cannot take: {exc}", instance=request.url.path
-        )
+        # The driver's own message names internals (types, encodings, the server's wording): it goes to the log.
+        log.info("database refused a value on %s: %s", request.url.path, exc)
+        return problem_response(400, _data_error_detail(exc), instance=request.url.path)
 
     @app.exception_handler(psycopg.errors.QueryCanceled)
     async def _timeout(request: Request, exc: psycopg.errors.QueryCanceled) -> JSONResponse:

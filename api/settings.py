@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from livinglab.resilience import DatabasePolicy
 from livinglab.settings import CoreSettings
@@ -40,6 +41,26 @@ class ApiSettings(CoreSettings):
         "without a key); 0 turns rate limiting off. Beyond it: 429 with Retry-After.",
     )
     rate_limit_burst: int = Field(default=200, ge=1, description="Requests a key may send at once above the rate.")
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks (CIDR) of reverse proxies whose `X-Forwarded-For` names "
+        "the client, for rate limiting by address; empty: the header is ignored and the peer address counts.",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Largest request line plus headers; beyond: 431 and the connection is closed.",
+    )
+    max_header_count: int = Field(default=100, ge=10, description="Most request headers; beyond: 431.")
+    request_head_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection must send a request's line and headers within this many seconds of opening (or "
+        "of its previous response); else 408 and the connection is closed.",
+    )
+    request_body_timeout_s: float = Field(
+        default=30.0, gt=0, description="A request body must arrive within this many seconds; else 408 and close."
+    )
     key_cache_s: float = Field(
         default=5.0, ge=0, description="How long a checked API key is remembered (a revoked key stops within this)."
     )
@@ -68,6 +89,21 @@ class ApiSettings(CoreSettings):
         "drawn under the dashboard's map, e.g. from `livinglab simulate --print-districts`; without it the map "
         "derives outlines from sensor positions.",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        entries = [e.strip() for e in value.split(",") if e.strip()]
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return ",".join(entries)
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(e, strict=False) for e in self.trusted_proxies.split(",") if e)
 
     def database_policy(self) -> DatabasePolicy:
         """The API's deadlines: its requests' statement timeout, and the grace every role uses."""

@@ -1,93 +1,131 @@
-"""A paho-mqtt client tuned for a subscriber that acknowledges in batches.
+"""A paho-mqtt client tuned for a subscriber that acknowledges in batches, through two private paho hooks.
 
-Two private paho hooks are overridden, each guarded so that a paho without them falls back to the public API:
+Each hook can be turned off (`LIVINGLAB_PAHO_HOOKS`); each keeps its place by a measured gain (`python -m
+benchmarks.ingest`, the rows with one hook off), and a differential test feeds the same packets through the lean
+path and through paho's own (`tests/ingest/test_paho.py`).
 
-- `queue_pubacks`: the PUBACKs of a committed batch are queued as one buffer, so they leave in one socket write
-  instead of one write (and one wake-up of the network thread) per message. A PUBACK is four bytes (MQTT 3.1.1
-  section 3.4; MQTT 5 section 3.4.2.1 allows omitting the reason code when it is 0x00 Success).
-- `_sock_recv` / `loop_read`: paho reads each packet with three `recv` calls (type, length, body). Reading the
-  socket in 64 KiB chunks and serving packets from that buffer saves most system calls; `loop_read` keeps going
-  while the buffer holds data, because `select` no longer sees it.
-- `_handle_publish`: with a publish sink set, a QoS 0 or 1 PUBLISH goes to it as (topic, payload, packet id, QoS)
-  without an `MQTTMessage` and without parsing MQTT 5 properties into a `Properties` object, which costs paho more
-  than everything else it does per message. The ingester reads no publish property. QoS 2 and topic aliases take
-  paho's own path.
+- `pubacks`: the PUBACKs of a committed batch are queued as one buffer through `_packet_queue`, so they leave in one
+  socket write instead of one write (and one wake-up of the network thread) per message. A PUBACK is four bytes
+  (MQTT 3.1.1 section 3.4; MQTT 5 section 3.4.2.1 allows omitting the reason code when it is 0x00 Success).
+- `publish`: `_handle_publish` hands a QoS 0 or 1 PUBLISH to the publish sink as (topic, payload, packet id, QoS,
+  retain) without an `MQTTMessage` and without parsing MQTT 5 properties into a `Properties` object, which costs
+  paho more than everything else it does per message. The ingester reads no publish property. QoS 2 and a PUBLISH
+  whose topic is empty (MQTT 5 topic alias) take paho's own path. This path sends no PUBACK, so it is correct
+  only with `manual_ack=True` (the ingester acknowledges after COMMIT anyway).
+
+One private override stays with every hook off: `_sock_recv` stamps `last_received_at`, the watchdog's evidence
+that the link lives (no public callback sees a PINGRESP). A third hook, reading the socket in 64 KiB chunks and
+serving packets from that buffer, did not earn its place: draining a backlog, the ingester used less CPU per
+message and went faster without it (the network thread kept the GIL through a whole buffer of packets while the
+building and writing threads waited).
+
+These are paho's private parts, so `check_paho` runs at start: paho must be a minor version the differential test
+ran on (`TESTED_PAHO`; pyproject.toml pins the same range), and every method a hook overrides must still have the
+parameters it had. An unknown paho runs only with every hook off, and then with a warning.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 import struct
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
+import paho.mqtt
 import paho.mqtt.client as mqtt
 
-_PUBACK = 0x40
-_READ_CHUNK = 65536
-_HAS_PACKET_QUEUE = hasattr(mqtt.Client, "_packet_queue")
-_HAS_SOCK_RECV = hasattr(mqtt.Client, "_sock_recv")
-_HAS_HANDLE_PUBLISH = hasattr(mqtt.Client, "_handle_publish")
+from livinglab.errors import ConfigurationError
 
-#: topic (bytes), payload, packet id (0 for QoS 0), QoS
-PublishSink = Callable[[bytes, bytes, int, int], None]
+log = logging.getLogger(__name__)
+
+#: The hooks, by the names `LIVINGLAB_PAHO_HOOKS` and the benchmark use.
+PAHO_HOOKS = frozenset({"pubacks", "publish"})
+#: paho-mqtt minor versions the differential test ran on.
+TESTED_PAHO = ("2.1", "2.2")
+#: The private methods each hook overrides or calls, with the parameters the hook relies on.
+_ASSUMED: dict[str, dict[str, tuple[str, ...]]] = {
+    "stamp": {"_sock_recv": ("self", "bufsize")},
+    "publish": {"_handle_publish": ("self",)},
+    "pubacks": {"_packet_queue": ("self", "command", "packet", "mid", "qos", "info")},
+}
+
+_PUBACK = 0x40
+
+#: topic (bytes), payload, packet id (0 for QoS 0), QoS, retain flag (set when the broker sends a retained message)
+PublishSink = Callable[[bytes, bytes, int, int, bool], None]
+
+
+def check_paho(hooks: AbstractSet[str], version: str = paho.mqtt.__version__) -> None:
+    """Raise ConfigurationError unless the installed paho is one `hooks` may rely on (see the module docstring)."""
+    unknown = set(hooks) - PAHO_HOOKS
+    if unknown:
+        known = ", ".join(sorted(PAHO_HOOKS))
+        raise ConfigurationError(f"unknown paho hooks: {', '.join(sorted(unknown))} (known: {known})")
+    minor = ".".join(version.split(".")[:2])
+    if minor not in TESTED_PAHO:
+        if hooks:
+            raise ConfigurationError(
+                f"paho-mqtt {version} is not a version the ingester's paho hooks were tested with"
+                f" ({', '.join(TESTED_PAHO)}): install one of those, or set LIVINGLAB_PAHO_HOOKS=none"
+            )
+        log.warning("paho-mqtt %s was not tested with the ingester; running with paho's own paths", version)
+    for hook in ("stamp", *sorted(hooks)):
+        for name, expected in _ASSUMED[hook].items():
+            method = getattr(mqtt.Client, name, None)
+            found = tuple(inspect.signature(method).parameters) if callable(method) else None
+            if found != expected:
+                raise ConfigurationError(
+                    f"paho-mqtt {version}: Client.{name} is {'missing' if found is None else found}, the {hook!r}"
+                    f" hook expects {expected}; set LIVINGLAB_PAHO_HOOKS without {hook!r}"
+                )
 
 
 class IngestClient(mqtt.Client):
-    """paho's Client with batched PUBACKs, buffered reads and a lean PUBLISH path."""
+    """paho's Client with batched PUBACKs and a lean PUBLISH path (each a hook, see above).
 
-    def __init__(self, *args: Any, buffered_reads: bool = True, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._buffered_reads = buffered_reads and _HAS_SOCK_RECV
-        self._read_buffer = b""
-        self._read_pos = 0
+    Takes paho's arguments, and `hooks`; `manual_ack=True` is required. Raises ConfigurationError when paho does
+    not fit the hooks.
+    """
+
+    def __init__(self, *args: Any, hooks: AbstractSet[str] = PAHO_HOOKS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # first: paho's __del__ expects a whole client, even a refused one
+        if kwargs.get("manual_ack") is not True:
+            raise ConfigurationError("the ingester acknowledges after COMMIT: its client needs manual_ack=True")
+        check_paho(hooks)
+        if "publish" in hooks and not isinstance(getattr(self, "_in_packet", None), dict):
+            raise ConfigurationError("paho-mqtt: Client._in_packet is not a dict; the 'publish' hook cannot read it")
+        self.hooks = frozenset(hooks)
+        self._batched_pubacks = "pubacks" in hooks
+        self._lean_publish = "publish" in hooks
         #: time.monotonic() of the last bytes read from the broker (a watchdog's evidence that the link lives).
         self.last_received_at = time.monotonic()
         self._publish_sink: PublishSink | None = None
 
     def set_publish_sink(self, sink: PublishSink | None) -> None:
-        """Receive QoS 0 and 1 PUBLISH packets through `sink` instead of `on_message` (see the module docstring)."""
-        self._publish_sink = sink if _HAS_HANDLE_PUBLISH else None
+        """Receive QoS 0 and 1 PUBLISH packets through `sink` instead of `on_message` (the `publish` hook; without
+        it, `on_message` gets them as paho delivers them)."""
+        self._publish_sink = sink if self._lean_publish else None
 
     def queue_pubacks(self, mids: Sequence[int]) -> None:
         """Acknowledge QoS 1 messages by packet id, in the given order."""
         if not mids:
             return
-        if not _HAS_PACKET_QUEUE:
+        if not self._batched_pubacks:
             for mid in mids:
                 self.ack(mid, 1)
             return
         blob = struct.pack(f"!{len(mids)}I", *((_PUBACK << 24) | (2 << 16) | mid for mid in mids))
         self._packet_queue(_PUBACK, blob, 0, 0)
 
-    # -- buffered reads -------------------------------------------------------------------------------------
-
     def _sock_recv(self, bufsize: int) -> bytes:
-        if not self._buffered_reads:
-            data = super()._sock_recv(bufsize)
-            self.last_received_at = time.monotonic()
-            return data
-        buffer, pos = self._read_buffer, self._read_pos
-        if pos >= len(buffer):
-            buffer = super()._sock_recv(max(bufsize, _READ_CHUNK))  # raises BlockingIOError when nothing is there
-            self.last_received_at = time.monotonic()
-            if not buffer:
-                return buffer  # connection closed
-            self._read_buffer, pos = buffer, 0
-        chunk = buffer[pos : pos + bufsize]
-        self._read_pos = pos + len(chunk)
-        return chunk
+        data = super()._sock_recv(bufsize)
+        self.last_received_at = time.monotonic()
+        return data
 
-    def loop_read(self, max_packets: int = 1) -> Any:
-        rc = super().loop_read(max_packets)
-        while (
-            rc == mqtt.MQTT_ERR_SUCCESS
-            and self._buffered_reads
-            and self._read_pos < len(self._read_buffer)
-            and self._sock is not None
-        ):
-            rc = super().loop_read(1)
-        return rc
+    # -- lean PUBLISH ---------------------------------------------------------------------------------------
 
     def _handle_publish(self) -> Any:
         sink = self._publish_sink
@@ -117,9 +155,7 @@ class IngestClient(mqtt.Client):
                 end += length
         except IndexError:
             return mqtt.MQTT_ERR_PROTOCOL  # a truncated packet: paho drops the connection and reconnects
-        sink(topic, bytes(packet[end:]), mid, qos)
+        if end > len(packet):
+            return mqtt.MQTT_ERR_PROTOCOL  # properties longer than the packet, as paho's own parser finds
+        sink(topic, bytes(packet[end:]), mid, qos, bool(command & 0x01))
         return mqtt.MQTT_ERR_SUCCESS
-
-    def _sock_close(self) -> None:
-        self._read_buffer, self._read_pos = b"", 0
-        super()._sock_close()

@@ -10,12 +10,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from ingest._plain import PLAIN_PATHS
 from ingest.decode import PayloadDecoder
 from ingest.outcome import Rejection
 from ingest.rows import Limits, RowBuffer, Rows, check_rows
@@ -32,7 +34,8 @@ _YIELD_EVERY_MESSAGES = 128
 
 @dataclass(slots=True)
 class Message:
-    """One received MQTT message. `generation` counts broker connections: acknowledgements go only to the current."""
+    """One received MQTT message. `generation` counts broker connections: acknowledgements go only to the current.
+    `retained`: the broker sent it because it was retained (the RETAIN flag of a delivered PUBLISH)."""
 
     topic: str
     payload: bytes
@@ -40,6 +43,7 @@ class Message:
     qos: int
     received_at_s: float
     generation: int = 0
+    retained: bool = False
 
 
 class SensorLookup(Protocol):
@@ -93,19 +97,41 @@ class BatchBuilder:
     """Checks messages in contract order: topic, sensor, kind, then payload (see `ingest.decode`)."""
 
     def __init__(
-        self, *, prefix: str, sensors: SensorLookup, limits: Limits, uplink_topics: UplinkTopics | None = None
+        self,
+        *,
+        prefix: str,
+        sensors: SensorLookup,
+        limits: Limits,
+        plain_paths: AbstractSet[str] = PLAIN_PATHS,
+        uplink_topics: UplinkTopics | None = None,
     ) -> None:
         self.topics = TopicCache(prefix)
         self.uplink_topics = uplink_topics or UplinkTopics(())
         self.sensors = sensors
         self.limits = limits
+        self.plain_paths = plain_paths
 
-    def _identify(self, topic: DeviceTopic | Rejection) -> tuple[RegistryEntry | None, Rejection | None]:
+    def _parse_topic(self, topic: str) -> DeviceTopic | UplinkTopic | Rejection:
+        parsed = self.topics.parse(topic)
+        if type(parsed) is DeviceTopic or not self.uplink_topics:
+            return parsed
+        return self.uplink_topics.classify(topic) or parsed
+
+    def _identify(
+        self, topic: DeviceTopic | Rejection, *, retained: bool = False
+    ) -> tuple[RegistryEntry | None, Rejection | None]:
         """The registered sensor a topic names (also when the topic gets its city or kind wrong), and why the
-        message cannot be accepted, if it cannot."""
+        message cannot be accepted, if it cannot.
+
+        A retained message is refused first: the broker sends a retained copy to every new subscription (a new
+        ingester's included), so accepting it would store a reading again, at a new time if its time is relative."""
+        entry = self.sensors.get(topic.sensor_id) if isinstance(topic, DeviceTopic) else None
+        if retained:
+            return entry, Rejection(
+                RejectionReason.RETAINED_MESSAGE, "a retained message (devices must publish without the retain flag)"
+            )
         if isinstance(topic, Rejection):
             return None, topic
-        entry = self.sensors.get(topic.sensor_id)
         if entry is None:
             return None, Rejection(RejectionReason.UNKNOWN_SENSOR, f"no sensor {topic.sensor_id!r} in the registry")
         if entry.city != topic.city:
@@ -120,12 +146,6 @@ class BatchBuilder:
             )
         return entry, None
 
-    def _parse_topic(self, topic: str) -> DeviceTopic | UplinkTopic | Rejection:
-        parsed = self.topics.parse(topic)
-        if type(parsed) is DeviceTopic or not self.uplink_topics:
-            return parsed
-        return self.uplink_topics.classify(topic) or parsed
-
     def build(self, messages: Sequence[Message]) -> Batch:
         n = len(messages)
         received_at_s = np.fromiter((m.received_at_s for m in messages), dtype=np.float64, count=n)
@@ -139,7 +159,7 @@ class BatchBuilder:
         lorawan = _LorawanPart(self, messages, parsed) if any(type(t) is UplinkTopic for t in parsed) else None
         rejections: dict[int, Rejection] = {}
         rows = RowBuffer()
-        decode = PayloadDecoder(rows, self.limits).decode
+        decode = PayloadDecoder(rows, self.limits, paths=self.plain_paths).decode
         yield_at = _YIELD_EVERY_ROWS
         for i, (message, topic) in enumerate(zip(messages, parsed, strict=True)):
             if len(rows.code) >= yield_at or not i % _YIELD_EVERY_MESSAGES:
@@ -155,7 +175,7 @@ class BatchBuilder:
                 continue
             if isinstance(topic, DeviceTopic):
                 topics[i] = topic
-            entry, rejection = self._identify(topic)
+            entry, rejection = self._identify(topic, retained=message.retained)
             if entry is not None:
                 sensor_key[i] = entry.sensor_key  # counted for the sensor even when rejected
             if rejection is not None:
@@ -218,6 +238,8 @@ class _LorawanPart:
             self.other_events[topic.source] += 1
             return None
         self.uplinks[topic.source] += 1
+        if self.messages[i].retained:
+            return Rejection(RejectionReason.RETAINED_MESSAGE, "a retained message (servers must publish without it)")
         envelope = self.envelopes[i]
         if type(envelope) is not Uplink:
             assert isinstance(envelope, Rejection)

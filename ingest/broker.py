@@ -24,6 +24,7 @@ import struct
 import threading
 import time
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
@@ -32,7 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from ingest._paho import IngestClient
+from ingest._paho import PAHO_HOOKS, IngestClient
 from ingest.batch import Message
 from ingest.inbox import Inbox
 from ingest.topics import shared, subscription
@@ -118,8 +119,8 @@ class BrokerLink:
         keepalive_s: int = 30,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
-        buffered_reads: bool = True,
         extra_filters: Sequence[str] = (),
+        paho_hooks: AbstractSet[str] = PAHO_HOOKS,
     ) -> None:
         self.url = url
         self.protocol = protocol
@@ -148,7 +149,7 @@ class BrokerLink:
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else False,
             manual_ack=True,
-            buffered_reads=buffered_reads,
+            hooks=paho_hooks,
         )
         if url.username:
             self.client.username_pw_set(url.username, url.password)
@@ -214,13 +215,13 @@ class BrokerLink:
         self.last_error = f"disconnected: {reason}"
         log.warning("disconnected from the broker (%s); reconnecting", reason)
 
-    def _on_publish(self, topic: bytes, payload: bytes, mid: int, qos: int) -> None:
+    def _on_publish(self, topic: bytes, payload: bytes, mid: int, qos: int, retained: bool) -> None:
         try:
             text = topic.decode("utf-8")
         except UnicodeDecodeError:  # brokers refuse such topics; never let one stop the network thread
             text = topic.decode("utf-8", "backslashreplace")
         self.received += 1
-        self.inbox.put(Message(text, payload, mid, qos, time.time(), self.generation))
+        self.inbox.put(Message(text, payload, mid, qos, time.time(), self.generation, retained))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -228,7 +229,9 @@ class BrokerLink:
         except UnicodeDecodeError:  # brokers refuse such topics; never let one stop the network thread
             topic = msg._topic.decode("utf-8", "backslashreplace")
         self.received += 1
-        self.inbox.put(Message(topic, bytes(msg.payload), msg.mid, msg.qos, time.time(), self.generation))
+        self.inbox.put(
+            Message(topic, bytes(msg.payload), msg.mid, msg.qos, time.time(), self.generation, bool(msg.retain))
+        )
 
     # -- used by the service ----------------------------------------------------------------------------------
 

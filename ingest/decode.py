@@ -5,10 +5,10 @@ and the first failure names the message: size, UTF-8, non-finite numbers, JSON s
 shape; then, over all records, unknown quantity, kind mismatch, unit; then (in `ingest.rows`, on whole columns)
 range and time. One bad record rejects the whole message. Edge cases are decided in docs/devices.md.
 
-Duplicate member names: orjson keeps the last one silently. Every member name is followed by exactly one `:`
-outside strings, so when a payload has no backslash escapes, its count of `:` bytes equals the number of members
-plus the colons inside the strings the walk saw if and only if no name repeats. When that count does not match
-(or the payload has escapes, or an odd shape), the payload is re-scanned exactly.
+Duplicate member names: orjson keeps the last one silently. The walk counts the members and the colons inside the
+strings it saw; when `ingest._plain.names_unique` cannot rule a repeat out from that count (or the shape is odd),
+the payload is re-scanned exactly. SenML `bver` must be a positive integer no newer than version 10 (RFC 8428
+section 4.4; `invalid_shape` otherwise).
 
 Speed: one `PayloadDecoder` serves a whole batch, appending to shared column lists; the common shapes (numbers
 where numbers belong) take no detour, and failure details are composed only when something fails.
@@ -17,6 +17,7 @@ where numbers belong) take no detour, and failure details are composed only when
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,17 @@ import numpy as np
 import orjson
 
 from ingest._json import classify_refused, find_duplicate_key
-from ingest._plain import SENML_FIELDS, SENML_RELATIVE_LIMIT_S, VOCABULARY, plain_object, plain_pack
+from ingest._plain import (
+    PLAIN_PATHS,
+    SENML_FIELDS,
+    SENML_RELATIVE_LIMIT_S,
+    VOCABULARY,
+    NameCache,
+    names_unique,
+    plain_object,
+    plain_pack,
+    senml_version_problem,
+)
 from ingest.outcome import Rejection, quoted, safe_text
 from ingest.rows import Limits, RowBuffer, Rows, check_rows
 from livinglab.domain import QUANTITIES, Kind, RejectionReason
@@ -51,13 +62,19 @@ def _json_type(value: Any) -> str:
 class PayloadDecoder:
     """Decodes the payloads of one batch into `rows` (see `decode`). Not thread-safe; one per batch.
 
-    `plain_paths=False` sends every payload through the full walk (tests compare the two).
+    `paths` names the plain paths tried before the full walk (`ingest._plain.PLAIN_PATHS`); tests compare them with
+    the walk alone, the benchmark turns each off.
     """
 
-    def __init__(self, rows: RowBuffer, limits: Limits, *, plain_paths: bool = True) -> None:
+    def __init__(self, rows: RowBuffer, limits: Limits, *, paths: AbstractSet[str] = PLAIN_PATHS) -> None:
+        unknown = set(paths) - PLAIN_PATHS
+        if unknown:
+            raise ValueError(f"unknown plain paths: {', '.join(sorted(unknown))}")
         self.rows = rows
         self.limits = limits
-        self.plain_paths = plain_paths
+        self._plain_object = "object" in paths
+        self._plain_pack = "senml" in paths
+        self._names: dict[Kind, NameCache] = {kind: {} for kind in Kind}
         self._append = (rows.msg.append, rows.code.append, rows.scale.append, rows.offset.append, rows.value.append,
                         rows.ts.append)  # fmt: skip
         self._reset(Kind.AIR, 0.0, 0)
@@ -93,10 +110,14 @@ class PayloadDecoder:
                 return document
             value, exact = document.value, True
         else:
-            plain = type(value) if self.plain_paths else None
-            if plain is dict and plain_object(self.rows, self.limits, payload, value, kind, msg):
+            plain = type(value)
+            if plain is dict and self._plain_object and plain_object(self.rows, limits, payload, value, kind, msg):
                 return None
-            if plain is list and plain_pack(self.rows, self.limits, payload, value, kind, received_at_s, msg):
+            if (
+                plain is list
+                and self._plain_pack
+                and plain_pack(self.rows, limits, payload, value, kind, received_at_s, msg, self._names[kind])
+            ):
                 return None
         mark = len(self.rows.code)
         self._reset(kind, received_at_s, msg)
@@ -128,7 +149,7 @@ class PayloadDecoder:
             self.bad_shape(f"expected a SenML pack or a JSON object, not {_json_type(value)}")
         if self.non_finite is not None:
             return Rejection(RejectionReason.NON_FINITE_VALUE, self.non_finite)
-        if not exact and (self.shape is not None or b"\\" in payload or payload.count(b":") != self.keys + self.colons):
+        if not exact and (self.shape is not None or not names_unique(payload, self.keys, self.colons)):
             duplicate = find_duplicate_key(payload)
             if duplicate is not None:
                 return Rejection(RejectionReason.DUPLICATE_KEY, f"member {quoted(duplicate)} repeated in one object")
@@ -183,7 +204,10 @@ class PayloadDecoder:
             if "bu" in record:
                 base_unit = self.string(record["bu"], index, "bu")
             if "bver" in record:
-                self.number(record["bver"], index, "bver")
+                version = self.number(record["bver"], index, "bver")
+                problem = None if version is None else senml_version_problem(version)
+                if problem is not None:
+                    self.bad_shape(f"record {index}: {problem}")
             raw = record.get("v", _MISSING)
             if raw is _MISSING:
                 raw = record.get("s", _MISSING)

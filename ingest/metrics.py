@@ -39,6 +39,16 @@ class IngestMetrics:
         )
         for reason in RejectionReason:
             self.rejected.labels(reason.value)
+        self.payloads_dropped = Counter(
+            "livinglab_ingest_rejected_payloads_dropped",
+            "Rejected messages stored without their payload: the quota of rejected payload bytes was used up.",
+            registry=r,
+        )
+        self.payload_bytes_dropped = Counter(
+            "livinglab_ingest_rejected_payload_bytes_dropped",
+            "Payload bytes of rejected messages left out for the quota (up to the payload cap each).",
+            registry=r,
+        )
         self.duplicates = Counter(
             "livinglab_ingest_readings_duplicate", "Readings already stored with the same value.", registry=r
         )

@@ -29,7 +29,7 @@ from ingest.notices import RejectionNotices
 from ingest.registry import SensorDirectory
 from ingest.settings import IngestSettings
 from ingest.writer import BatchWriter, WriteResult
-from livinglab.resilience import Backoff
+from livinglab.resilience import Backoff, is_transient
 from livinglab.storage import describe_error
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,8 @@ class BatchPipeline:
             m.rejected.labels(rejection.reason.value).inc()
         if batch.fcnt is not None:
             self._account_uplinks(batch, result)
+        m.payloads_dropped.inc(result.payloads_dropped)
+        m.payload_bytes_dropped.inc(result.payload_bytes_dropped)
         if result.rejections:
             sent_before = self.notices.sent
             self.notices.send(
@@ -216,7 +218,7 @@ class BatchPipeline:
                 self.metrics.database_up.set(0)
                 self.metrics.database_retries.inc()
                 delay = backoff.failed()
-                level = logging.WARNING if isinstance(exc, psycopg.OperationalError) else logging.ERROR
+                level = logging.WARNING if is_transient(exc) else logging.ERROR  # an error here is a bug, or bad data
                 log.log(level, "batch %s failed (%s); retrying in %.1f s", what, self.database_error, delay)
                 if self.stop.wait(delay):
                     return None

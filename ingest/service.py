@@ -20,12 +20,14 @@ from typing import Any
 
 import psycopg
 
+from ingest._paho import check_paho
 from ingest.batch import BatchBuilder
 from ingest.broker import BrokerLink, Protocol, probe_protocol
 from ingest.inbox import Inbox
 from ingest.metrics import HealthReport, HealthServer, IngestMetrics
 from ingest.notices import RejectionNotices
 from ingest.pipeline import BatchPipeline, describe
+from ingest.quota import RejectedQuota
 from ingest.registry import SensorDirectory
 from ingest.replay import ReplayWorker
 from ingest.settings import IngestSettings
@@ -44,6 +46,7 @@ class Ingester:
         self.settings = settings
         self._database_url = settings.require_database_url()
         self._mqtt_url = settings.require_mqtt_url()
+        check_paho(settings.paho_hook_names)  # the hooks rely on paho's private parts: fail at start, not later
         self._stop = threading.Event()
         self._ready = threading.Event()
         self.metrics = IngestMetrics()
@@ -59,6 +62,11 @@ class Ingester:
             allowed_lateness_s=settings.allowed_lateness_s,
             payload_cap_bytes=settings.rejected_payload_cap_bytes,
             policy=policy,
+            quota=RejectedQuota(
+                prefix=settings.topic_prefix,
+                quota_bytes=settings.rejected_quota_bytes,
+                period_s=settings.rejected_quota_period_s,
+            ),
         )
         self.sensors = SensorDirectory(
             self._database_url,
@@ -203,6 +211,7 @@ class Ingester:
             reconnect_min_s=s.reconnect_min_s,
             reconnect_max_s=s.reconnect_max_s,
             extra_filters=[topic_filter for _, topic_filter in s.uplink_filters()],
+            paho_hooks=s.paho_hook_names,
         )
 
     # -- health -------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from ingest._paho import PAHO_HOOKS
 from ingest.rows import Limits
 from ingest.uplink_topics import DEFAULT_FILTERS, UplinkSource, check_filter
 from livinglab.settings import CoreSettings
@@ -50,6 +51,15 @@ class IngestSettings(CoreSettings):
     )
     rejected_payload_cap_bytes: int = Field(
         default=64 * 1024, ge=0, description="Bytes of a rejected payload kept for inspection and replay."
+    )
+    rejected_quota_bytes: int = Field(
+        default=1024 * 1024,
+        ge=0,
+        description="Rejected payload bytes kept per sensor (per city, for messages naming no registered sensor) "
+        "and quota period; beyond it a rejection is stored without its payload and counted as dropped.",
+    )
+    rejected_quota_period_s: int = Field(
+        default=86400, ge=60, description="The rejected payload quota's period (UTC-aligned), in seconds."
     )
     replay_poll_s: float = Field(
         default=30.0,
@@ -96,6 +106,11 @@ class IngestSettings(CoreSettings):
         default=DEFAULT_FILTERS[UplinkSource.TTS],
         description="Topic filter of The Things Stack uplinks (other events it matches are ignored).",
     )
+    paho_hooks: str = Field(
+        default="publish,pubacks",
+        description="paho-mqtt private hooks the ingester uses, comma-separated (`publish`, `pubacks`), or `none`"
+        " for paho's own paths (needed to run a paho-mqtt version the hooks were not tested with).",
+    )
     health_port: int | None = Field(default=None, ge=0, le=65535, description="Serve /metrics and /health here.")
     health_host: str = Field(default="127.0.0.1", description="Address of the /metrics and /health server.")
 
@@ -111,6 +126,16 @@ class IngestSettings(CoreSettings):
     def _check_topic_filter(cls, value: str) -> str:
         return check_filter(value)
 
+    @field_validator("paho_hooks")
+    @classmethod
+    def _check_hooks(cls, value: str) -> str:
+        names = sorted({part.strip() for part in value.split(",") if part.strip()} - {"none"})
+        unknown = set(names) - PAHO_HOOKS
+        if unknown:
+            known = ", ".join(sorted(PAHO_HOOKS))
+            raise ValueError(f"unknown paho hooks: {', '.join(sorted(unknown))} (known: {known})")
+        return ",".join(names) or "none"
+
     @model_validator(mode="after")
     def _check_window(self) -> Self:
         if self.batch_size > self.receive_maximum:
@@ -125,6 +150,11 @@ class IngestSettings(CoreSettings):
             (self.tts_enabled, UplinkSource.TTS, self.tts_topic_filter),
         ]
         return [(source, topic_filter) for enabled, source, topic_filter in sources if enabled]
+
+    @property
+    def paho_hook_names(self) -> frozenset[str]:
+        """The hooks `paho_hooks` names."""
+        return frozenset() if self.paho_hooks == "none" else frozenset(self.paho_hooks.split(","))
 
     @property
     def inbox_limit(self) -> int:

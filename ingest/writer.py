@@ -13,6 +13,7 @@ that path means another ingester stored the same key meanwhile; the next attempt
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from ingest.batch import Batch
 from ingest.conflicts import Resolution, key_order, resolve_keys
 from ingest.frames import record_frames
 from ingest.outcome import Rejection, safe_text
+from ingest.quota import Allotment, PayloadClaim, RejectedQuota
 from ingest.tallies import Tallies, run_starts
 from livinglab.resilience import DatabasePolicy
 from livinglab.storage import CHANNEL_DIRTY, connect
@@ -56,8 +58,8 @@ WITH dirty AS (
 SELECT pg_notify(%(channel)s, %(windows)s::text) WHERE %(windows)s::int > 0
 """
 _COPY_REJECTED = (
-    "COPY rejected (received_at, topic, city, kind, sensor_id, sensor_key, reason, detail, payload, payload_size)"
-    " FROM STDIN"
+    "COPY rejected (received_at, topic, city, kind, sensor_id, sensor_key, reason, detail, payload, payload_size,"
+    " payload_dropped) FROM STDIN"
 )
 #: Unique violations in a row before giving up on a batch for now (each one means a concurrent ingester won a race).
 _MAX_RACES = 20
@@ -75,6 +77,9 @@ class WriteResult:
     through_staging: bool
     #: LoRaWAN frames missed by frame counter, per message that revealed a gap (message index -> frames).
     frames_missed: dict[int, int] = field(default_factory=dict)
+    #: Rejected messages stored without their payload (the quota was used up), and the payload bytes left out.
+    payloads_dropped: int = 0
+    payload_bytes_dropped: int = 0
 
 
 def _distinct_sorted(*columns: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
@@ -94,9 +99,11 @@ class BatchWriter:
         allowed_lateness_s: float = 7200.0,
         payload_cap_bytes: int = 64 * 1024,
         policy: DatabasePolicy | None = None,
+        quota: RejectedQuota | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.policy = policy
+        self.quota = quota
         self.application_name = application_name
         self.allowed_lateness_s = allowed_lateness_s
         self.payload_cap_bytes = payload_cap_bytes
@@ -207,8 +214,9 @@ class BatchWriter:
                 "channel": CHANNEL_DIRTY,
             },
         )
+        allotment = None
         if rejections and store_rejections:
-            self._store_rejections(conn, batch, rejections)
+            allotment = self._store_rejections(conn, batch, rejections)
         missed = None
         if batch.fcnt is not None and store_rejections:
             missed = record_frames(conn, batch.sensor_key, batch.fcnt)
@@ -220,6 +228,8 @@ class BatchWriter:
             rejections=rejections,
             through_staging=through_staging,
             frames_missed={} if missed is None else {i: int(missed[i]) for i in np.flatnonzero(missed).tolist()},
+            payloads_dropped=allotment.dropped if allotment else 0,
+            payload_bytes_dropped=allotment.dropped_bytes if allotment else 0,
         )
         return result, self._tallies(batch, resolution, late, rejections, missed)
 
@@ -278,12 +288,29 @@ class BatchWriter:
         tallies.add_latency(batch.row_sensor_key[insert], batch.received_at_s[rows.msg[insert]], rows.ts_us[insert])
         return tallies
 
-    def _store_rejections(self, conn: psycopg.Connection[Any], batch: Batch, rejections: dict[int, Rejection]) -> None:
+    def _store_rejections(
+        self, conn: psycopg.Connection[Any], batch: Batch, rejections: dict[int, Rejection]
+    ) -> Allotment | None:
         cap = self.payload_cap_bytes
+        order = sorted(rejections)
+        allotment = None
+        if self.quota is not None:
+            claims = [
+                PayloadClaim(
+                    batch.messages[i].topic,
+                    batch.topics[i],
+                    int(batch.sensor_key[i]),
+                    batch.messages[i].received_at_s,
+                    min(cap, len(batch.messages[i].payload)),
+                )
+                for i in order
+            ]
+            allotment = self.quota.allot(conn, claims, time.time())
         with conn.cursor().copy(_COPY_REJECTED) as copy:
-            for i in sorted(rejections):
+            for n, i in enumerate(order):
                 message, topic, rejection = batch.messages[i], batch.topics[i], rejections[i]
                 key = int(batch.sensor_key[i])
+                kept = allotment is None or allotment.kept[n]
                 copy.write_row(
                     (
                         datetime.fromtimestamp(message.received_at_s, tz=UTC),
@@ -294,7 +321,9 @@ class BatchWriter:
                         key if key >= 0 else None,
                         rejection.reason.value,
                         safe_text(rejection.detail, 2000),
-                        message.payload[:cap],
+                        message.payload[:cap] if kept else b"",
                         len(message.payload),
+                        not kept,
                     )
                 )
+        return allotment

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from livinglab.brokeraccess.command import BrokerAdminSettings, add_mqtt_commands
 from livinglab.errors import LivinglabError
 from livinglab.logs import configure_logging
 from livinglab.settings import CoreSettings
@@ -25,15 +26,19 @@ def _on_signals(stop: Callable[[], None]) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from api import ApiSettings
     from livinglab.runtime import Platform
 
     settings = CoreSettings()
     configure_logging(settings.log_level, "up")
+    api = ApiSettings()
     platform = Platform(
         settings,
         simulate=args.simulate,
         scenario=args.scenario,
-        api_port=args.port,
+        api_port=args.port if args.port is not None else api.api_port,
+        # A port asked for (--port or LIVINGLAB_API_PORT) is used or refused; only the default may move.
+        api_port_fixed=args.port is not None or "api_port" in api.model_fields_set,
         public_read=args.public_read,
     )
     _on_signals(platform.stop)
@@ -158,22 +163,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api import ApiSettings, create_app
+    from api.server import server_config
 
     overrides = _overrides(args, "api_host")
     if args.port is not None:
         overrides["api_port"] = args.port
     settings = ApiSettings(**overrides)
     configure_logging(settings.log_level, "api")
-    app = create_app(settings)
-    # Event streams never end by themselves: give them a bounded grace period at shutdown.
-    uvicorn.run(
-        app,
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    uvicorn.Server(server_config(create_app(settings), settings)).run()
     return 0
 
 
@@ -223,6 +220,7 @@ def settings_classes() -> list[tuple[str, type[CoreSettings]]]:
         ("api", ApiSettings),
         ("simulate", SimulatorSettings),
         ("retention", RetentionSettings),
+        ("mqtt", BrokerAdminSettings),
     ]
 
 
@@ -262,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the whole platform on this machine (embedded database and broker by default)")
     up.add_argument("--simulate", action="store_true", help="also run a simulated city")
     up.add_argument("--scenario", default="demo", help="scenario for --simulate: a shipped name or a YAML path")
-    up.add_argument("--port", type=int, default=8000, help="API port (a free one is picked if taken)")
+    up.add_argument(
+        "--port", type=int, default=None, help="API port (default: LIVINGLAB_API_PORT, else 8000 or a free one)"
+    )
     up.add_argument("--public-read", action="store_true", help="serve read endpoints without an API key")
     up.set_defaults(func=cmd_up)
 
@@ -304,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     retention.set_defaults(func=cmd_retention)
 
     _add_simulate(sub)
+    add_mqtt_commands(sub)
     return parser
 
 

@@ -243,8 +243,11 @@ class RoadFunction(enum.StrEnum):
 
 
 class RejectionReason(enum.StrEnum):
-    """Why a message was rejected (CONTRACT.md sections 1 and 6), in the order the checks run."""
+    """Why a message was rejected (CONTRACT.md sections 1 and 6, plus `retained_message`), in the order the checks
+    run."""
 
+    #: Delivered because it was retained on the broker (a copy of a message already delivered live, perhaps stored).
+    RETAINED_MESSAGE = "retained_message"
     TOPIC_INVALID = "topic_invalid"
     UNKNOWN_SENSOR = "unknown_sensor"
     KIND_MISMATCH = "kind_mismatch"

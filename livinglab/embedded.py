@@ -124,7 +124,9 @@ class _ChildProcess:
 #: holds a batch unacknowledged until COMMIT, so the in-flight window (for MQTT 3.1.1 clients; MQTT 5 clients announce
 #: their own Receive Maximum) must hold at least two batches (LIVINGLAB_BATCH_SIZE, default 1000); the queue holds an
 #: ingester's backlog while it is away; autosave keeps at most a second of it at risk when the broker crashes.
+#: Retained messages are refused: a retained reading would be sent again to every new subscription (docs/devices.md).
 MOSQUITTO_TUNING: dict[str, str] = {
+    "retain_available": "false",
     "persistence": "true",
     "autosave_interval": "1",
     "max_inflight_messages": "4000",
@@ -141,6 +143,7 @@ per_listener_settings false
 listener {port} {host}
 allow_anonymous {allow_anonymous}
 {auth_lines}
+retain_available {retain_available}
 persistence {persistence}
 persistence_location {state_dir}/
 autosave_interval {autosave_interval_s}
@@ -179,6 +182,7 @@ class MosquittoBroker(_ChildProcess):
         max_packet_size: int = int(MOSQUITTO_TUNING["max_packet_size"]),
         password_file: Path | None = None,
         acl_file: Path | None = None,
+        retain_available: bool = MOSQUITTO_TUNING["retain_available"] == "true",
         binary: str | None = None,
     ) -> None:
         super().__init__()
@@ -192,6 +196,7 @@ class MosquittoBroker(_ChildProcess):
         self.max_packet_size = max_packet_size
         self.password_file = password_file
         self.acl_file = acl_file
+        self.retain_available = retain_available
         self.binary = binary or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
     @staticmethod
@@ -227,6 +232,7 @@ class MosquittoBroker(_ChildProcess):
                 host=self.host,
                 allow_anonymous="false" if self.password_file else "true",
                 auth_lines="\n".join(auth_lines),
+                retain_available="true" if self.retain_available else "false",
                 persistence="true" if self.persistence else "false",
                 state_dir=self.state_dir,
                 autosave_interval_s=self.autosave_interval_s,

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import psycopg
 
-from livinglab.embedded import Broker, EmbeddedPostgres, make_broker, port_or_free, wait_for_port
+from livinglab.embedded import Broker, EmbeddedPostgres, make_broker, port_is_free, port_or_free, wait_for_port
+from livinglab.errors import ConfigurationError
 from livinglab.settings import CoreSettings
 from livinglab.storage import connect, migrate
 from livinglab.storage.keys import Scope, create_key, revoke_keys_named
@@ -87,12 +88,14 @@ class Platform:
         simulate: bool = False,
         scenario: str = "demo",
         api_port: int = 8000,
+        api_port_fixed: bool = False,
         public_read: bool = False,
     ) -> None:
         self.settings = settings
         self.simulate = simulate
         self.scenario = scenario
         self.api_port = api_port
+        self.api_port_fixed = api_port_fixed
         self.public_read = public_read
         self._stop = threading.Event()
         self._children: list[Child] = []
@@ -110,6 +113,8 @@ class Platform:
 
     def _run(self) -> int:
         started = time.monotonic()
+        if self.api_port_fixed and not port_is_free(self.api_port):
+            raise ConfigurationError(f"the API port {self.api_port} is taken (--port, LIVINGLAB_API_PORT)")
         database_url, self._embedded_db = resolve_database_url(self.settings)
         if self._embedded_db:
             log.info("embedded PostgreSQL in %s", self._embedded_db.pgdata)
@@ -134,7 +139,7 @@ class Platform:
                 self._register_scenario(conn)
             conn.commit()
 
-        api_port = port_or_free(self.api_port)
+        api_port = self.api_port if self.api_port_fixed else port_or_free(self.api_port)
         env = {
             **os.environ,
             "LIVINGLAB_DATABASE_URL": database_url,

@@ -1,20 +1,26 @@
 """Storing hourly results and reporting what changed, in one statement.
 
 An hourly table is written from a staging table: rows whose values changed are upserted, rows of the recomputed
-range that no longer have data are deleted, and the statement returns (1) how many rows changed, (2) up to N of
-them as change-event items built in SQL, and (3) the (city, district, hour) periods whose service levels the
-changes affect (completed hours only: a service period is tallied once its hour is over).
+range that no longer have data are deleted, and the statement returns (1) how many rows changed per city, (2) up to
+N of them per city as change-event items built in SQL, and (3) the (city, district, hour) periods whose service
+levels the changes affect (completed hours only: a service period is tallied once its hour is over). Rows labelled
+more than an hour ahead (index labels a reading will reach later) are not announced: they are announced when their
+label becomes current (`processing.rounds.tally_round`).
+
+`publish_changes` turns the changes of one kind into one change event per city (see `livinglab.events`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from livinglab.events import EventType, items_payload, publish_event
 
 #: ISO 8601 UTC with `Z`, as every time in an event payload.
 ISO_UTC = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
@@ -24,13 +30,15 @@ WITH upserted AS ({upsert} RETURNING {returning}),
 deleted AS ({delete} RETURNING {returning}),
 changed AS (SELECT * FROM upserted UNION ALL SELECT * FROM deleted)
 SELECT
-    (SELECT count(*) FROM changed),
-    (SELECT coalesce(json_agg(x.item ORDER BY x.label DESC, x.sensor_id), '[]') FROM (
-        SELECT json_build_object({item}) AS item, c.{label} AS label, s.sensor_id
+    (SELECT coalesce(json_object_agg(n.city, n.total), '{{}}') FROM (
+        SELECT s.city, count(*) AS total FROM changed c JOIN sensors s USING (sensor_key)
+        WHERE c.{label} <= now() + interval '1 hour' GROUP BY s.city) n),
+    (SELECT coalesce(json_agg(json_build_array(x.city, x.item) ORDER BY x.city, x.rank), '[]') FROM (
+        SELECT s.city, json_build_object({item}) AS item,
+               row_number() OVER (PARTITION BY s.city ORDER BY c.{label} DESC, s.sensor_id) AS rank
         FROM changed c JOIN sensors s USING (sensor_key)
-        WHERE c.{label} <= now() + interval '1 hour'
-        ORDER BY c.{label} DESC, s.sensor_id
-        LIMIT %(items)s) x),
+        WHERE c.{label} <= now() + interval '1 hour') x
+     WHERE x.rank <= %(items)s),
     (SELECT coalesce(json_agg(json_build_array(p.city, p.district, p.epoch_s)), '[]') FROM (
         SELECT DISTINCT s.city, s.district, extract(epoch FROM {period})::bigint AS epoch_s
         FROM changed c JOIN sensors s USING (sensor_key)
@@ -57,16 +65,34 @@ def upsert_changed(table: str, keys: Sequence[str], values: Sequence[str], selec
 
 @dataclass(slots=True)
 class Changes:
-    """What a store step changed: the count, event items, and the service periods to recount."""
+    """What a store step changed, per city: how many rows (`total`) and up to N of them as event items (`items`);
+    and the service periods to recount."""
 
-    total: int = 0
-    items: list[dict[str, Any]] = field(default_factory=list)
+    total: dict[str, int] = field(default_factory=dict)
+    items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     periods: set[tuple[str, str, datetime]] = field(default_factory=set)
 
-    def merge(self, other: Changes) -> None:
-        self.total += other.total
-        self.items += other.items
-        self.periods |= other.periods
+    @classmethod
+    def of_items(cls, cities_and_items: Iterable[tuple[str, dict[str, Any]]], *, limit: int) -> Changes:
+        """Changes of these (city, item) pairs: every pair counts, at most `limit` items per city are kept."""
+        changes = cls()
+        for city, item in cities_and_items:
+            changes.total[city] = changes.total.get(city, 0) + 1
+            kept = changes.items.setdefault(city, [])
+            if len(kept) < limit:
+                kept.append(item)
+        return changes
+
+
+def publish_changes(conn: psycopg.Connection[Any], type_: EventType, changes: Changes, **extra: Any) -> None:
+    """One change event per city with changes (payload: `extra`, the city's items, `truncated`)."""
+    for city in sorted(changes.total):
+        total = changes.total[city]
+        if total:
+            items = changes.items.get(city, [])
+            payload = items_payload(items, **extra)
+            payload["truncated"] = total > len(payload["items"])
+            publish_event(conn, type_, payload, city=city)
 
 
 def store_and_summarize(
@@ -97,9 +123,9 @@ def store_and_summarize(
     )
     row = conn.execute(query, {**params, "items": items}).fetchone()
     assert row is not None
-    total, item_list, periods = row
-    return Changes(
-        total=int(total),
-        items=list(item_list),
-        periods={(city, district, datetime.fromtimestamp(epoch_s, UTC)) for city, district, epoch_s in periods},
-    )
+    totals, city_items, periods = row
+    changes = Changes(total={city: int(n) for city, n in totals.items()})
+    for city, city_item in city_items:
+        changes.items.setdefault(city, []).append(city_item)
+    changes.periods = {(city, district, datetime.fromtimestamp(epoch_s, UTC)) for city, district, epoch_s in periods}
+    return changes

@@ -185,10 +185,57 @@ def _round_half_up_to(x: np.ndarray, decimals: int, epsilon: float) -> np.ndarra
 
 
 @kernel
-def _truncate(x: np.ndarray, decimals: int, epsilon: float) -> np.ndarray:
-    """Truncation to `decimals` places after adding epsilon: floor((x + epsilon) 10^d) / 10^d (x >= 0)."""
+def _product_error(a: float, b: float, product: float) -> float:
+    """a b - fl(a b), exactly (Dekker's two-product with Veltkamp splitting; no overflow for the sizes used here)."""
+    c = 134217729.0 * a  # 2^27 + 1
+    a_hi = c - (c - a)
+    a_lo = a - a_hi
+    c = 134217729.0 * b
+    b_hi = c - (c - b)
+    b_lo = b - b_hi
+    return ((a_hi * b_hi - product) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+
+
+@kernel
+def _truncate(x: np.ndarray, decimals: int, digits: int) -> np.ndarray:
+    """EPA truncation to `decimals` places of x first rounded to `digits` significant digits (CONTRACT.md section 4).
+
+    With a = |x| > 0: m = round_half_even(a 10^p), p = digits - 1 - floor(log10 a), is the significand of a in
+    `digits` decimal digits, computed from the exact product (two-product), so it equals rounding the exact binary
+    value in decimal. The result is floor(+-m 10^(decimals - p)) / 10^decimals, taken in integers, then divided
+    once. Zero, NaN and infinities, and magnitudes whose scale 10^p is not exact (p outside 0..22, far from any
+    concentration), are floored to `decimals` places directly.
+    """
     scale = 10.0**decimals
     out = np.empty(x.size, dtype=np.float64)
     for i in range(x.size):
-        out[i] = np.floor((x[i] + epsilon) * scale) / scale
+        v = x[i]
+        a = abs(v)
+        if not (a > 0.0 and a < np.inf):
+            out[i] = np.floor(v * scale) / scale
+            continue
+        e = int(np.floor(np.log10(a)))
+        if a < 10.0**e:  # log10 rounded up across a power of ten
+            e -= 1
+        elif a >= 10.0 ** (e + 1):
+            e += 1
+        p = digits - 1 - e
+        if p < 0 or p > 22:
+            out[i] = np.floor(v * scale) / scale
+            continue
+        shift = 10.0**p
+        high = a * shift
+        low = _product_error(a, shift, high)
+        m = np.floor(high)
+        fraction = high - m  # exact: high < 2^53
+        if fraction > 0.5 or (fraction == 0.5 and (low > 0.0 or (low == 0.0 and m % 2.0 == 1.0))):
+            m += 1.0
+        significand = np.int64(m)
+        q = p - decimals
+        if q <= 0:
+            kept = significand * np.int64(10) ** np.int64(-q)
+            out[i] = (kept if v > 0.0 else -kept) / scale
+        else:
+            unit = np.int64(10) ** np.int64(q)
+            out[i] = (significand // unit if v > 0.0 else -((significand + unit - 1) // unit)) / scale
     return out

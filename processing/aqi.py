@@ -10,8 +10,9 @@ Per station and label H (an hour boundary; the last included hour is [H - 1 h, H
 - SO2 and NO2: the latest hour; an SO2 hour above the AQI-200 band uses the 24-hour SO2 mean (18 of 24 valid
   hours) on the same breakpoints, and 200 when that mean is not above the band or not valid.
 Concentrations are stored in ug/m3 and converted to the table's ppm or ppb at 25 C and 1 atm with the molar masses
-of `livinglab.domain`, then truncated to the table's precision after adding a 1e-6 tolerance (so 34.9999999 counts
-as 35.0, as CONTRACT.md says), then turned into a sub-index rounded half up. The AQI is the largest sub-index,
+of `livinglab.domain`, then truncated to the table's precision as EPA truncates, forgiving only binary
+floating-point error (CONTRACT.md section 4: rounded to 9 significant digits first, so 34.99999999999999 is 35.0 and
+34.9999999 is 34.9), then turned into a sub-index rounded half up. The AQI is the largest sub-index,
 capped at 500; its pollutant is `dominant_pollutant` (ties: the first in `aqi_table().pollutants`).
 """
 
@@ -41,9 +42,9 @@ def nowcast(means: npt.ArrayLike, valid: npt.ArrayLike) -> FloatArray:
 
 
 def truncate(values: npt.ArrayLike, decimals: int) -> FloatArray:
-    """Truncation to `decimals` places after adding the reference's truncation tolerance (1e-6)."""
+    """EPA truncation to `decimals` places of values first rounded to 9 significant digits (CONTRACT.md section 4)."""
     x = np.ascontiguousarray(values, dtype=np.float64)
-    return _k._truncate(x.ravel(), decimals, index_rules().truncation_epsilon).reshape(x.shape)
+    return _k._truncate(x.ravel(), decimals, index_rules().truncation_significant_digits).reshape(x.shape)
 
 
 def _breakpoints(column: str) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:

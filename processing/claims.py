@@ -3,8 +3,13 @@ and days, filled by the minute step).
 
 A claim is its own short transaction: `FOR UPDATE SKIP LOCKED` picks rows nobody holds, and a lease
 (`claimed_until`, `claimed_by`) keeps other processors off them after that transaction commits. So any number of
-processors share the work and the ingester never waits on a computation. A processor that dies leaves leases that
-expire and are taken over.
+processors share the work and the ingester never waits on a computation.
+
+Leases are short and their owner keeps them: while it computes, a processor renews the lease of the round in hand
+(`renew_windows`, `renew_rollups`, from `processing.leases`), and when a round fails, or when it (re)connects or
+restarts under the same worker id, it takes back everything still claimed in its name (`take_back`), so those
+windows are computed again at once. A processor that dies stops renewing: its windows move on to the others when
+the lease runs out, seconds later.
 
 An hour or day that is still running (the current one) is due a delay after it is queued, so its raw readings are
 not read again for every minute; a past one (late readings, a backlog) is due at once.
@@ -107,6 +112,54 @@ WHERE NOT l.unchanged AND l.claimed_by = %(worker)s
   AND (d.sensor_key, d.quantity, d.width_s, d.window_start) = (l.sensor_key, l.quantity, l.width_s, l.window_start)
 """
 
+_RENEW_WINDOWS = """
+UPDATE dirty_windows d SET claimed_until = now() + make_interval(secs => %(lease)s)
+FROM (
+    SELECT d.sensor_key, d.quantity, d.window_start
+    FROM dirty_windows d
+    JOIN unnest(%(key)s::int4[], %(quantity)s::int2[], %(start)s::timestamptz[])
+        AS c(sensor_key, quantity, window_start) USING (sensor_key, quantity, window_start)
+    WHERE d.claimed_by = %(worker)s
+    ORDER BY 1, 2, 3
+    FOR UPDATE OF d SKIP LOCKED
+) c
+WHERE (d.sensor_key, d.quantity, d.window_start) = (c.sensor_key, c.quantity, c.window_start)
+"""
+
+_RENEW_ROLLUPS = """
+UPDATE dirty_rollups d SET claimed_until = now() + make_interval(secs => %(lease)s)
+FROM (
+    SELECT d.sensor_key, d.quantity, d.width_s, d.window_start
+    FROM dirty_rollups d
+    JOIN unnest(%(key)s::int4[], %(quantity)s::int2[], %(width)s::int4[], %(start)s::timestamptz[])
+        AS c(sensor_key, quantity, width_s, window_start) USING (sensor_key, quantity, width_s, window_start)
+    WHERE d.claimed_by = %(worker)s
+    ORDER BY 1, 2, 3, 4
+    FOR UPDATE OF d SKIP LOCKED
+) c
+WHERE (d.sensor_key, d.quantity, d.width_s, d.window_start) = (c.sensor_key, c.quantity, c.width_s, c.window_start)
+"""
+
+# Rows locked by someone else at that moment (an ingester re-marking a window, a stale round ending) are skipped:
+# their lease runs out on its own, seconds later, since nobody renews it.
+_TAKE_BACK = """
+WITH windows AS (
+    UPDATE dirty_windows d SET claimed_until = NULL, claimed_by = NULL
+    FROM (SELECT sensor_key, quantity, window_start FROM dirty_windows WHERE claimed_by = %(worker)s
+          ORDER BY 1, 2, 3 FOR UPDATE SKIP LOCKED) c
+    WHERE (d.sensor_key, d.quantity, d.window_start) = (c.sensor_key, c.quantity, c.window_start)
+    RETURNING 1
+), rollups AS (
+    UPDATE dirty_rollups d SET claimed_until = NULL, claimed_by = NULL
+    FROM (SELECT sensor_key, quantity, width_s, window_start FROM dirty_rollups WHERE claimed_by = %(worker)s
+          ORDER BY 1, 2, 3, 4 FOR UPDATE SKIP LOCKED) c
+    WHERE (d.sensor_key, d.quantity, d.width_s, d.window_start)
+        = (c.sensor_key, c.quantity, c.width_s, c.window_start)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM windows) + (SELECT count(*) FROM rollups)
+"""
+
 #: Queues the rollups of the hours and days of some minutes (deduplicated, in key order: see the module doc).
 MARK_ROLLUPS = """
 INSERT INTO dirty_rollups AS d (sensor_key, quantity, width_s, window_start, due_at)
@@ -196,6 +249,23 @@ def release_rollups(
         _RELEASE_ROLLUPS,
         {**claim.params(), "worker": worker, "hour_delay": hour_delay_s, "day_delay": day_delay_s},
     )
+
+
+def renew(conn: psycopg.Connection[Any], claim: Claim, *, rollups: bool, worker: str, lease_s: float) -> int:
+    """Extend the lease of the windows of `claim` (minutes, or hours and days with `rollups`) still claimed by
+    `worker`, in a transaction of its own; returns how many. Never waits for a row lock."""
+    adapt_numpy(conn)
+    with conn.transaction():
+        query = _RENEW_ROLLUPS if rollups else _RENEW_WINDOWS
+        return conn.execute(query, {**claim.params(), "worker": worker, "lease": lease_s}).rowcount
+
+
+def take_back(conn: psycopg.Connection[Any], *, worker: str) -> int:
+    """Release every window still claimed by `worker` (after a failed round, a reconnect or a restart: what it had
+    claimed is not being computed any more), in a transaction of its own; returns how many."""
+    with conn.transaction():
+        row = conn.execute(_TAKE_BACK, {"worker": worker}).fetchone()
+    return int(row[0]) if row else 0
 
 
 def mark_rollups(conn: psycopg.Connection[Any], claim: Claim, *, hour_delay_s: float, day_delay_s: float) -> None:

@@ -8,16 +8,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
 from livinglab.domain import QUANTITIES_BY_CODE, Kind
-from livinglab.events import MAX_ITEMS, EventType, items_payload, publish_event
+from livinglab.events import MAX_ITEMS, EventType
 from processing import claims, hourly_air, hourly_traffic, service_levels
-from processing._changes import ISO_UTC, Changes
+from processing._changes import ISO_UTC, Changes, publish_changes
+from processing.claims import Claim
+from processing.leases import LeaseKeeper
 from processing.sensors import load_sensors
 from processing.settings import ProcessorSettings
 from processing.windows import compute_windows, publish_aggregates, store_windows
@@ -25,21 +29,19 @@ from processing.windows import compute_windows, publish_aggregates, store_window
 HOUR = timedelta(hours=1)
 
 
-def _publish(conn: psycopg.Connection[Any], type_: EventType, changes: Changes) -> None:
-    if changes.total:
-        payload = items_payload(changes.items)
-        payload["truncated"] = changes.total > len(changes.items[:MAX_ITEMS])
-        publish_event(conn, type_, payload)
+def _holding(keeper: LeaseKeeper | None, claim: Claim, *, rollups: bool) -> AbstractContextManager[None]:
+    return keeper.hold(claim, rollups=rollups) if keeper is not None else contextlib.nullcontext()
 
 
-def minute_round(conn: psycopg.Connection[Any], settings: ProcessorSettings) -> int:
-    """Compute one batch of dirty minutes. Returns the number of windows processed."""
+def minute_round(conn: psycopg.Connection[Any], settings: ProcessorSettings, keeper: LeaseKeeper | None = None) -> int:
+    """Compute one batch of dirty minutes (with `keeper` renewing their lease meanwhile). Returns the number of
+    windows processed."""
     claim = claims.claim_windows(
         conn, worker=settings.worker_id, limit=settings.claim_batch, lease_s=settings.claim_lease_s
     )
     if not claim:
         return 0
-    with conn.transaction():
+    with _holding(keeper, claim, rollups=False), conn.transaction():
         has_readings = compute_windows(conn, claim)
         publish_aggregates(conn, store_windows(conn, claim, has_readings, items=MAX_ITEMS))
         claims.mark_rollups(
@@ -49,9 +51,15 @@ def minute_round(conn: psycopg.Connection[Any], settings: ProcessorSettings) -> 
     return len(claim)
 
 
-def rollup_round(conn: psycopg.Connection[Any], settings: ProcessorSettings, *, due_only: bool = True) -> int:
+def rollup_round(
+    conn: psycopg.Connection[Any],
+    settings: ProcessorSettings,
+    keeper: LeaseKeeper | None = None,
+    *,
+    due_only: bool = True,
+) -> int:
     """Compute one batch of due hours and days (any queued, with `due_only=False`) and everything derived from the
-    hours. Returns windows processed."""
+    hours (with `keeper` renewing their lease meanwhile). Returns windows processed."""
     claim = claims.claim_rollups(
         conn,
         worker=settings.worker_id,
@@ -61,7 +69,7 @@ def rollup_round(conn: psycopg.Connection[Any], settings: ProcessorSettings, *, 
     )
     if not claim:
         return 0
-    with conn.transaction():
+    with _holding(keeper, claim, rollups=True), conn.transaction():
         row = conn.execute("SELECT now()").fetchone()
         assert row is not None
         now: datetime = row[0]
@@ -98,17 +106,17 @@ def rollup_round(conn: psycopg.Connection[Any], settings: ProcessorSettings, *, 
         if ranges:
             grid = hourly_air.load_grid(conn, ranges, {k: sensors[k].interval_s for k in ranges})
             ispu = hourly_air.store_ispu(conn, grid, ranges, items=MAX_ITEMS)
-            _publish(conn, EventType.ISPU, ispu)
-            _publish(conn, EventType.AQI, hourly_air.store_aqi(conn, grid, ranges, items=MAX_ITEMS))
+            publish_changes(conn, EventType.ISPU, ispu)
+            publish_changes(conn, EventType.AQI, hourly_air.store_aqi(conn, grid, ranges, items=MAX_ITEMS))
             periods |= ispu.periods
         traffic_hours = {
             k: sorted(hours) for k, hours in touched.items() if k in sensors and sensors[k].kind is Kind.TRAFFIC
         }
         if traffic_hours:
             traffic = hourly_traffic.store_traffic(conn, traffic_hours, sensors, items=MAX_ITEMS)
-            _publish(conn, EventType.TRAFFIC, traffic)
+            publish_changes(conn, EventType.TRAFFIC, traffic)
             periods |= traffic.periods
-        _publish(conn, EventType.SERVICE_LEVELS, service_levels.tally_periods(conn, periods))
+        publish_changes(conn, EventType.SERVICE_LEVELS, service_levels.tally_periods(conn, periods))
         claims.release_rollups(
             conn,
             claim,
@@ -120,19 +128,24 @@ def rollup_round(conn: psycopg.Connection[Any], settings: ProcessorSettings, *, 
 
 
 _CURRENT_ISPU = f"""
-SELECT json_build_object('sensor_id', s.sensor_id, 'window_end', {ISO_UTC.format("i.window_end")}, 'ispu', i.ispu,
-                         'category', i.category, 'critical_parameter', i.critical_parameter)
-FROM ispu_hourly i JOIN sensors s USING (sensor_key)
-WHERE i.window_end = ANY(%(labels)s::timestamptz[])
-ORDER BY i.window_end DESC, s.sensor_id LIMIT %(limit)s
+SELECT city, item FROM (
+    SELECT s.city, json_build_object('sensor_id', s.sensor_id, 'window_end', {ISO_UTC.format("i.window_end")},
+                                     'ispu', i.ispu, 'category', i.category,
+                                     'critical_parameter', i.critical_parameter) AS item,
+           row_number() OVER (PARTITION BY s.city ORDER BY i.window_end DESC, s.sensor_id) AS rank
+    FROM ispu_hourly i JOIN sensors s USING (sensor_key)
+    WHERE i.window_end = ANY(%(labels)s::timestamptz[])
+) x WHERE rank <= %(limit)s ORDER BY city, rank
 """
 
 _CURRENT_AQI = f"""
-SELECT json_build_object('sensor_id', s.sensor_id, 'hour', {ISO_UTC.format("a.hour")}, 'aqi', a.aqi,
-                         'category', a.category, 'dominant_pollutant', a.dominant_pollutant)
-FROM aqi_hourly a JOIN sensors s USING (sensor_key)
-WHERE a.hour = ANY(%(labels)s::timestamptz[])
-ORDER BY a.hour DESC, s.sensor_id LIMIT %(limit)s
+SELECT city, item FROM (
+    SELECT s.city, json_build_object('sensor_id', s.sensor_id, 'hour', {ISO_UTC.format("a.hour")}, 'aqi', a.aqi,
+                                     'category', a.category, 'dominant_pollutant', a.dominant_pollutant) AS item,
+           row_number() OVER (PARTITION BY s.city ORDER BY a.hour DESC, s.sensor_id) AS rank
+    FROM aqi_hourly a JOIN sensors s USING (sensor_key)
+    WHERE a.hour = ANY(%(labels)s::timestamptz[])
+) x WHERE rank <= %(limit)s ORDER BY city, rank
 """
 
 
@@ -143,9 +156,10 @@ def tally_round(conn: psycopg.Connection[Any]) -> int:
         hours, changes = service_levels.tally_completed_hours(conn)
         if not hours:
             return 0
-        _publish(conn, EventType.SERVICE_LEVELS, changes)
+        publish_changes(conn, EventType.SERVICE_LEVELS, changes)
         labels = {"labels": [h + HOUR for h in hours], "limit": MAX_ITEMS + 1}
         for type_, query in ((EventType.ISPU, _CURRENT_ISPU), (EventType.AQI, _CURRENT_AQI)):
-            items = [r[0] for r in conn.execute(query, labels).fetchall()]
-            _publish(conn, type_, Changes(total=len(items), items=items[:MAX_ITEMS]))
+            # MAX_ITEMS + 1 per city: one more than an event carries tells that it is truncated.
+            rows = conn.execute(query, labels).fetchall()
+            publish_changes(conn, type_, Changes.of_items(rows, limit=MAX_ITEMS))
     return len(hours)

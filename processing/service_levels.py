@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from livinglab.events import MAX_ITEMS
 from processing._changes import Changes, upsert_changed
 
 #: Advisory-lock namespace (first key) for districts; the second key is hashtext(city/district).
@@ -152,8 +153,11 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat().replace("+00:00", "Z")
 
 
-def tally_periods(conn: psycopg.Connection[Any], periods: Iterable[tuple[str, str, datetime]]) -> Changes:
-    """Recount completeness and service levels of these (city, district, hour) periods and their days."""
+def tally_periods(
+    conn: psycopg.Connection[Any], periods: Iterable[tuple[str, str, datetime]], *, items: int = MAX_ITEMS
+) -> Changes:
+    """Recount completeness and service levels of these (city, district, hour) periods and their days; the
+    changed tallies are reported per city, at most `items` of them as event items."""
     ordered = sorted(set(periods))
     if not ordered:
         return Changes()
@@ -166,19 +170,22 @@ def tally_periods(conn: psycopg.Connection[Any], periods: Iterable[tuple[str, st
     conn.execute(_COMPLETENESS, params)
     rows = conn.execute(_HOURLY, params).fetchall()
     conn.execute(_DAILY, params)
-    return Changes(
-        total=len(rows),
-        items=[
-            {
-                "city": city,
-                "district": district,
-                "service": service,
-                "period_start": _iso(start),
-                "numerator": numerator,
-                "denominator": denominator,
-            }
+    return Changes.of_items(
+        (
+            (
+                city,
+                {
+                    "city": city,
+                    "district": district,
+                    "service": service,
+                    "period_start": _iso(start),
+                    "numerator": numerator,
+                    "denominator": denominator,
+                },
+            )
             for city, district, service, start, numerator, denominator in rows
-        ],
+        ),
+        limit=items,
     )
 
 

@@ -13,7 +13,12 @@ class ProcessorSettings(CoreSettings):
     worker_id: str = Field(default="livinglab-process-1", description="Names this processor in claimed work.")
     claim_batch: int = Field(default=5000, ge=1, description="Dirty 1-minute windows claimed per round.")
     rollup_batch: int = Field(default=2000, ge=1, description="Dirty hours and days claimed per round.")
-    claim_lease_s: float = Field(default=120.0, gt=0, description="A claim not finished by then is taken over.")
+    claim_lease_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Lease of claimed windows, renewed every third of it while the processor computes them; the"
+        " windows of a processor that died move on to the others when it runs out.",
+    )
     poll_interval_s: float = Field(default=5.0, gt=0, description="Polling fallback when no NOTIFY arrives.")
     hour_rollup_delay_s: float = Field(
         default=10.0,

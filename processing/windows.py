@@ -16,8 +16,8 @@ import numpy.typing as npt
 import psycopg
 
 from livinglab.domain import QUANTITIES_BY_CODE, Window
-from livinglab.events import EventType, items_payload, publish_event
-from processing._changes import upsert_changed
+from livinglab.events import EventType
+from processing._changes import Changes, publish_changes, upsert_changed
 from processing._pgio import adapt_numpy, fetch_arrays, stage
 from processing.aggregates import completeness, group_stats
 from processing.claims import Claim
@@ -43,12 +43,16 @@ CROSS JOIN LATERAL (
 _VALUES = ("count", "sum", "mean", "min", "max", "p50", "p95", "completeness")
 
 _UPSERT = """
-WITH upserted AS ({upsert} RETURNING t.*)
-SELECT (SELECT count(*) FROM upserted), s.sensor_id, u.quantity, u.window_start, u.count, u.mean, u.min, u.max,
-       u.p50, u.p95, u.completeness
-FROM upserted u JOIN sensors s USING (sensor_key)
-ORDER BY u.window_start DESC, s.sensor_id, u.quantity
-LIMIT %(items)s
+WITH upserted AS ({upsert} RETURNING t.*),
+ranked AS (
+    SELECT s.city, s.sensor_id, u.quantity, u.window_start, u.count, u.mean, u.min, u.max, u.p50, u.p95,
+           u.completeness, count(*) OVER (PARTITION BY s.city) AS total,
+           row_number() OVER (PARTITION BY s.city ORDER BY u.window_start DESC, s.sensor_id, u.quantity) AS rank
+    FROM upserted u JOIN sensors s USING (sensor_key)
+)
+SELECT city, total, sensor_id, quantity, window_start, count, mean, min, max, p50, p95, completeness
+FROM ranked WHERE rank <= %(items)s
+ORDER BY city, rank
 """
 
 _DELETE_EMPTY = """
@@ -109,12 +113,13 @@ def compute_windows(conn: psycopg.Connection[Any], claim: Claim) -> npt.NDArray[
 
 def store_windows(
     conn: psycopg.Connection[Any], claim: Claim, has_readings: npt.NDArray[np.bool_], *, items: int
-) -> dict[int, tuple[int, list[dict[str, Any]]]]:
+) -> dict[int, Changes]:
     """Upsert the staged aggregates of each width and delete those of empty windows.
 
-    Returns, per width in seconds, the number of aggregates that changed and up to `items` of them as event items.
+    Returns, per width in seconds, the aggregates that changed: per city, how many and up to `items` of them as
+    event items.
     """
-    changed: dict[int, tuple[int, list[dict[str, Any]]]] = {}
+    changed: dict[int, Changes] = {}
     for width in sorted({int(w) for w in claim.width_s}):
         table = _WINDOWS[width].table
         empty = ~has_readings & (claim.width_s == width)
@@ -127,14 +132,17 @@ def store_windows(
             f"SELECT sensor_key, quantity, window_start, {', '.join(_VALUES)} FROM agg_staging"
             " WHERE width_s = %(width)s ORDER BY 1, 2, 3",
         )
-        rows = conn.execute(_UPSERT.format(upsert=upsert), {"width": width, "items": items}).fetchall()
-        total = int(rows[0][0]) if rows else 0
-        changed[width] = (total, [_item(r) for r in rows])
+        changes = Changes()
+        for row in conn.execute(_UPSERT.format(upsert=upsert), {"width": width, "items": items}):
+            city, total = row[0], int(row[1])
+            changes.total[city] = total
+            changes.items.setdefault(city, []).append(_item(row[2:]))
+        changed[width] = changes
     return changed
 
 
 def _item(row: tuple[Any, ...]) -> dict[str, Any]:
-    _, sensor_id, quantity, window_start, count, mean, vmin, vmax, p50, p95, complete = row
+    sensor_id, quantity, window_start, count, mean, vmin, vmax, p50, p95, complete = row
     return {
         "sensor_id": sensor_id,
         "quantity": QUANTITIES_BY_CODE[quantity].name,
@@ -149,10 +157,7 @@ def _item(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def publish_aggregates(conn: psycopg.Connection[Any], changed: dict[int, tuple[int, list[dict[str, Any]]]]) -> None:
-    """One `aggregates` event per window width that changed."""
-    for width, (total, items) in changed.items():
-        if total:
-            payload = items_payload(items, window=_WINDOWS[width].value)
-            payload["truncated"] = total > len(items)
-            publish_event(conn, EventType.AGGREGATES, payload)
+def publish_aggregates(conn: psycopg.Connection[Any], changed: dict[int, Changes]) -> None:
+    """One `aggregates` event per window width and city that changed."""
+    for width, changes in changed.items():
+        publish_changes(conn, EventType.AGGREGATES, changes, window=_WINDOWS[width].value)

@@ -9,16 +9,16 @@ first. Any number of processors can run against one database (see `processing.cl
 from __future__ import annotations
 
 import logging
-import select
 import threading
 import time
 from typing import Any
 
 import psycopg
 
-from livinglab.resilience import Backoff
-from livinglab.storage import CHANNEL_DIRTY, check_schema, connect
-from processing import aggregates, aqi, ispu, traffic
+from livinglab.resilience import Backoff, is_transient
+from livinglab.storage import check_schema, connect, describe_error
+from processing import aggregates, aqi, claims, ispu, traffic
+from processing.leases import LeaseKeeper
 from processing.rounds import minute_round, rollup_round, tally_round
 from processing.settings import ProcessorSettings
 
@@ -55,7 +55,14 @@ def process_until_idle(conn: psycopg.Connection[Any], settings: ProcessorSetting
 
 
 class Processor:
-    """Runs rounds whenever the ingester NOTIFYs, and every `poll_interval_s` regardless."""
+    """Runs rounds whenever the ingester NOTIFYs, and every `poll_interval_s` regardless.
+
+    Two connections: the computing one, and the `LeaseKeeper`'s, which hears NOTIFY and keeps the lease of the
+    round in hand. Any database failure the processor can retry (`livinglab.resilience.is_transient`) rolls the
+    round back; the processor reconnects after a backoff and first takes back what it still had claimed, so those
+    windows are computed again at once instead of waiting out their lease. A restart under the same worker id does
+    the same.
+    """
 
     def __init__(self, settings: ProcessorSettings) -> None:
         self.settings = settings
@@ -63,20 +70,48 @@ class Processor:
         self._policy = settings.database_policy()
         self._name = f"livinglab-{settings.worker_id}"
         self._stop = threading.Event()
+        self.keeper = LeaseKeeper(
+            self._database_url,
+            policy=self._policy,
+            worker=settings.worker_id,
+            lease_s=settings.claim_lease_s,
+            application_name=f"{self._name}-listen",
+        )
+        #: Set while the computing connection works.
+        self.connected = threading.Event()
+        #: Rounds that failed and were rolled back, why the last one did, windows computed, windows taken back.
+        self.failures = 0
+        self.last_error: str | None = None
+        self.windows = 0
+        self.taken_back = 0
 
     def stop(self) -> None:
         self._stop.set()
+        self.keeper.woken.set()
 
     def run(self) -> None:
         warm_up()
+        keeper = threading.Thread(
+            target=self.keeper.run, args=(self._stop,), name=f"{self.settings.worker_id}-leases", daemon=True
+        )
+        keeper.start()
         backoff = Backoff(0.5, 10.0)
-        while not self._stop.is_set():
-            try:
-                self._run_connected(backoff)
-            except psycopg.OperationalError as exc:
-                delay = backoff.failed()
-                log.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
-                self._stop.wait(delay)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._run_connected(backoff)
+                except psycopg.Error as exc:
+                    if not is_transient(exc):
+                        raise
+                    self.connected.clear()
+                    self.failures += 1
+                    self.last_error = describe_error(exc)
+                    delay = backoff.failed()
+                    log.warning("round failed (%s); reconnecting in %.1f s", self.last_error, delay)
+                    self._stop.wait(delay)
+        finally:
+            self._stop.set()
+            keeper.join(timeout=self._policy.cut_after_s + 5)
         self._finish_deferred()
 
     def _finish_deferred(self) -> None:
@@ -91,47 +126,39 @@ class Processor:
             log.warning("deferred hours and days left queued (%s)", exc)
 
     def _run_connected(self, backoff: Backoff) -> None:
-        policy, name = self._policy, self._name
-        with (
-            connect(self._database_url, policy=policy, application_name=name) as conn,
-            connect(self._database_url, policy=policy, application_name=f"{name}-listen", autocommit=True) as listener,
-        ):
+        with connect(self._database_url, policy=self._policy, application_name=self._name) as conn:
             check_schema(conn)
             conn.rollback()
-            listener.execute(f"LISTEN {CHANNEL_DIRTY}")
+            taken = claims.take_back(conn, worker=self.settings.worker_id)
+            if taken:
+                self.taken_back += taken
+                log.info("took back %d windows still claimed by %s", taken, self.settings.worker_id)
             backoff.succeeded()
+            self.last_error = None
+            self.connected.set()
             log.info("processor %s ready", self.settings.worker_id)
             last_rollups = last_tally = 0.0
             while not self._stop.is_set():
-                minutes = minute_round(conn, self.settings)
+                minutes = minute_round(conn, self.settings, self.keeper)
                 rollups = 0
                 now = time.monotonic()
                 if not minutes or now - last_rollups >= self.settings.rollup_interval_s:
-                    rollups = rollup_round(conn, self.settings)
+                    rollups = rollup_round(conn, self.settings, self.keeper)
                     last_rollups = now
                 if now - last_tally >= self.settings.tally_interval_s:
                     tally_round(conn)
                     last_tally = now
+                self.windows += minutes + rollups
                 if minutes or rollups:
                     log.debug("processed %d minutes, %d hours/days", minutes, rollups)
                     continue
-                self._wait_for_work(conn, listener)
+                self._wait_for_work(conn)
 
-    def _wait_for_work(self, conn: psycopg.Connection[Any], listener: psycopg.Connection[Any]) -> None:
+    def _wait_for_work(self, conn: psycopg.Connection[Any]) -> None:
         timeout = self.settings.poll_interval_s
         with conn.transaction():
             row = conn.execute(_NEXT_DUE).fetchone()
         if row is not None and row[0] is not None:
             timeout = min(timeout, max(float(row[0]), 0.05))
-        deadline = time.monotonic() + timeout
-        while not self._stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            ready, _, _ = select.select([listener.fileno()], [], [], min(remaining, 0.5))
-            if ready:
-                notified = False
-                for _ in listener.notifies(timeout=0, stop_after=100):
-                    notified = True
-                if notified:
-                    return
+        if self.keeper.woken.wait(timeout):
+            self.keeper.woken.clear()

@@ -21,7 +21,9 @@ from simulators.messages import Record, iso_time, senml_payload, simple_payload,
 MALFORMED_REASONS: tuple[RejectionReason, ...] = tuple(
     r
     for r in RejectionReason
-    if r not in (RejectionReason.UNKNOWN_SENSOR, RejectionReason.CONFLICTING_DUPLICATE) and r not in LORAWAN_REASONS
+    if r
+    not in (RejectionReason.UNKNOWN_SENSOR, RejectionReason.CONFLICTING_DUPLICATE, RejectionReason.RETAINED_MESSAGE)
+    and r not in LORAWAN_REASONS
 )
 
 #: Fault types the ledger counts, besides each malformed reason.

@@ -63,8 +63,8 @@ def test_migrate_is_idempotent(empty_database_url: str, tmp_path: Path) -> None:
 def test_up_simulate_serves_aggregates_then_stops_cleanly(fresh_database_url: str, tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
-        _livinglab("up", "--simulate", "--port", str(port)),
-        env=_env(tmp_path, LIVINGLAB_DATABASE_URL=fresh_database_url),
+        _livinglab("up", "--simulate"),  # the port from LIVINGLAB_API_PORT, as --port would give it
+        env=_env(tmp_path, LIVINGLAB_DATABASE_URL=fresh_database_url, LIVINGLAB_API_PORT=str(port)),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -91,7 +91,9 @@ def test_a_silent_link_is_cut_at_the_deadline(database_url: str, proxy: FaultPro
             conn.execute("SELECT 1")
         waited = time.monotonic() - started
         assert conn.closed or conn.broken
-    assert POLICY.cut_after_s <= waited < POLICY.cut_after_s + 1.5, waited
+    # Not before the deadline; that it comes at all is the DatabaseTimeout above (a test never bounds wall-clock time
+    # from above: a busy machine may be late, never early).
+    assert waited >= POLICY.cut_after_s, waited
 
 
 @pytest.mark.integration
@@ -128,7 +130,9 @@ def test_an_async_connection_is_cut_too(database_url: str, proxy: FaultProxy) ->
             return time.monotonic() - started
 
     waited = asyncio.run(scenario())
-    assert POLICY.cut_after_s <= waited < POLICY.cut_after_s + 1.5, waited
+    # Not before the deadline; that it comes at all is the DatabaseTimeout above (a test never bounds wall-clock time
+    # from above: a busy machine may be late, never early).
+    assert waited >= POLICY.cut_after_s, waited
 
 
 @pytest.mark.integration
@@ -138,14 +142,12 @@ def test_a_client_gone_silent_in_a_transaction_releases_its_locks(database_url: 
         with connect(database_url, policy=DatabasePolicy(timeout_s=30)) as waiting:
             silent.execute("SELECT pg_advisory_xact_lock(4242)")
             proxy.blackhole()
-            started = time.monotonic()
-            # The server ends the silent client's transaction after its idle-in-transaction timeout.
+            # The server ends the silent client's transaction after its idle-in-transaction timeout, so the lock
+            # comes well before the waiting side's own 30 s statement timeout would cancel it (QueryCanceled).
             waiting.execute("SELECT pg_advisory_xact_lock(4242)")
-            blocked = time.monotonic() - started
             waiting.rollback()
     finally:
         silent.close()  # closing sends nothing the blackhole could hold up
-    assert blocked < POLICY.timeout_s + 1.5, blocked
 
 
 @pytest.mark.integration

@@ -70,6 +70,8 @@ const LABELS = {
     rejected24h: "Ditolak",
     duplicates24h: "Duplikat",
     late24h: "Terlambat",
+    payloadsDropped24h: "Muatan dibuang",
+    payloadsDroppedHelp: "Pesan ditolak yang disimpan tanpa muatannya: kuota byte muatan ditolak sensor ini sudah habis",
     stale: "Tidak aktif",
     live: "Aktif",
     never: "belum pernah",
@@ -170,6 +172,8 @@ const LABELS = {
     rejected24h: "Rejected",
     duplicates24h: "Duplicates",
     late24h: "Late",
+    payloadsDropped24h: "Payloads dropped",
+    payloadsDroppedHelp: "Rejected messages stored without their payload: this sensor's quota of rejected payload bytes was used up",
     stale: "Stale",
     live: "Live",
     never: "never",
@@ -230,6 +234,7 @@ const INDICATORS = {
 
 const REASONS = {
   id: {
+    retained_message: "pesan tersimpan (retained)",
     topic_invalid: "topik tidak valid",
     unknown_sensor: "sensor tidak terdaftar",
     kind_mismatch: "jenis tidak cocok",
@@ -249,6 +254,7 @@ const REASONS = {
     no_readings: "tanpa bacaan",
   },
   en: {
+    retained_message: "retained message",
     topic_invalid: "invalid topic",
     unknown_sensor: "unknown sensor",
     kind_mismatch: "kind mismatch",

@@ -187,6 +187,7 @@ export function renderQuality(tbody, summary, { sensors, quality, now, selected,
         h("td", { class: "num" }, num(q?.rejected_24h)),
         h("td", { class: "num" }, num(q?.duplicates_24h)),
         h("td", { class: "num" }, num(q?.late_24h)),
+        h("td", { class: `num${q?.payloads_dropped_24h ? " bad" : ""}` }, num(q?.payloads_dropped_24h)),
       );
       row.dataset.stale = String(isStale);
       return selectable(row, sensor.sensor_id, selected, onSelect);

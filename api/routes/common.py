@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from api.jsonpage import PageSource, page_query
 from api.pagination import encode_cursor
-from api.params import PageRequest
+from api.params import PageRequest, utc_instant
 from api.problems import ProblemError
 from livinglab.domain import IDENTIFIER_PATTERN, QUANTITIES, Kind, Quantity
 
@@ -50,9 +50,10 @@ def quantity_time_after(page: PageRequest) -> tuple[int, datetime | None]:
     if after is None:
         return -1, None
     try:
-        return int(str(after[0])), datetime.fromisoformat(str(after[1]))
+        code, ts = int(str(after[0])), datetime.fromisoformat(str(after[1]))
     except ValueError:
         raise ProblemError(400, "the cursor is not valid") from None
+    return code, utc_instant("the cursor's time", ts)
 
 
 def quantity_time_cursor(rows: Sequence[Sequence[Any]], limit: int) -> str | None:

@@ -39,8 +39,19 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
+#: Sent with the page and with every asset, 404s aside: a browser given any of them directly (a module, the style
+#: sheet, the page under /dashboard/index.html) gets the same policy as `/`. The page keeps the operator's key in
+#: localStorage, so nothing from another origin may run beside it or frame it.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
 # Revalidate on every load (the ETag makes that a 304), so an upgrade never leaves a mix of old and new modules.
-_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+_HEADERS = {"Cache-Control": "no-cache", **SECURITY_HEADERS}
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,15 +59,11 @@ router = APIRouter(include_in_schema=False)
 @router.get("/")
 async def dashboard_page() -> Response:
     """The dashboard's HTML page."""
-    return FileResponse(
-        ASSETS_DIR / "index.html",
-        media_type="text/html; charset=utf-8",
-        headers={**_HEADERS, "Content-Security-Policy": CONTENT_SECURITY_POLICY, "Referrer-Policy": "no-referrer"},
-    )
+    return FileResponse(ASSETS_DIR / "index.html", media_type="text/html; charset=utf-8", headers=_HEADERS)
 
 
 class _Assets(StaticFiles):
-    """Static files with the dashboard's caching headers (JavaScript always as `text/javascript`)."""
+    """Static files with the dashboard's caching and security headers (JavaScript always as `text/javascript`)."""
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)

@@ -45,6 +45,11 @@ class SensorQualityPublic(BaseModel):
     frames_missed_24h: int = Field(
         default=0, description="LoRaWAN: uplinks that never arrived, by the frame counter's gaps."
     )
+    payloads_dropped_24h: int = Field(
+        default=0,
+        description="Rejected messages stored without their payload because the sensor's quota of rejected payload "
+        "bytes was used up (a device sending much that is refused).",
+    )
 
 
 class SensorQualityListPublic(Page[SensorQualityPublic]):
@@ -73,7 +78,7 @@ async def list_sensor_quality(
             " AND (%(district)s::text IS NULL OR district = %(district)s)"
             " AND (%(after)s::text IS NULL OR sensor_id > %(after)s) ORDER BY sensor_id LIMIT %(limit)s)"
             " SELECT p.*, seen.last_seen, c.accepted, c.rejected, c.duplicates, c.late, c.ignored_members,"
-            " c.fcnt_gaps, c.frames_missed, a.received, a.expected"
+            " c.fcnt_gaps, c.frames_missed, a.received, a.expected, dr.dropped"
             " FROM page p"
             " LEFT JOIN LATERAL (SELECT max(last_seen) AS last_seen FROM ingest_counters"
             "  WHERE sensor_key = p.sensor_key AND last_seen IS NOT NULL) seen ON true"
@@ -83,6 +88,8 @@ async def list_sensor_quality(
             "  WHERE sensor_key = p.sensor_key AND hour >= %(since)s) c ON true"
             " LEFT JOIN LATERAL (SELECT sum(received) AS received, sum(expected) AS expected FROM completeness_hourly"
             "  WHERE sensor_key = p.sensor_key AND hour >= %(h0)s AND hour < %(h1)s) a ON true"
+            " LEFT JOIN LATERAL (SELECT sum(messages) AS dropped FROM rejected_drops"
+            "  WHERE sensor_key = p.sensor_key AND hour >= %(since)s) dr ON true"
             " ORDER BY p.sensor_id",
             {
                 "city": city,
@@ -128,6 +135,7 @@ async def list_sensor_quality(
                 ignored_members_24h=int(r["ignored_members"] or 0),
                 fcnt_gaps_24h=int(r["fcnt_gaps"] or 0),
                 frames_missed_24h=int(r["frames_missed"] or 0),
+                payloads_dropped_24h=int(r["dropped"] or 0),
             )
         )
     next_cursor = encode_cursor([items[-1].sensor_id]) if more else None

@@ -32,7 +32,7 @@ RejectedIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The reject
 
 _COLUMNS = (
     "id, received_at, topic, city, kind, sensor_id, reason, detail, payload, payload_size,"
-    " replay_requested_at, replayed_at, replay_outcome"
+    " replay_requested_at, replayed_at, replay_outcome, payload_dropped"
 )
 
 
@@ -50,6 +50,11 @@ class RejectedPublic(BaseModel):
     payload_base64: str = Field(description="The payload's bytes (up to the ingester's size cap), base64.")
     payload_size: int = Field(description="The payload's full size in bytes.")
     payload_truncated: bool = Field(description="Whether only the first bytes of the payload were kept.")
+    payload_dropped: bool = Field(
+        default=False,
+        description="Whether the payload was left out because its sensor's quota of rejected payload bytes was used"
+        " up (LIVINGLAB_REJECTED_QUOTA_BYTES); the message cannot be replayed then.",
+    )
     replay_status: ReplayStatus = Field(
         description="none, pending (requested, not yet carried out), accepted, or rejected (again: see replay_outcome)."
     )
@@ -89,6 +94,7 @@ def _public(row: dict[str, Any]) -> RejectedPublic:
         payload_base64=base64.b64encode(payload).decode("ascii"),
         payload_size=row["payload_size"],
         payload_truncated=len(payload) < row["payload_size"],
+        payload_dropped=row["payload_dropped"],
         replay_status=replay_status(row),
         replay_requested_at=row["replay_requested_at"],
         replayed_at=row["replayed_at"],

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from psycopg import AsyncConnection
 
-from api.deps import ReadAccess, SettingsDep
+from api.deps import ReadAccess, SettingsDep, connection
 from api.problems import ProblemError
 from api.schemas import COMMON_RESPONSES
-from api.stream import StreamOptions, event_stream
+from api.stream import FeedDownError, StreamOptions, event_stream, start_position
 from livinglab.events import EventType
 
 router = APIRouter(prefix="/v1", tags=["live updates"], responses=COMMON_RESPONSES)
@@ -39,9 +41,11 @@ async def stream(
     ] = None,
 ) -> StreamingResponse:
     """New aggregates and index changes as they are stored, one SSE message per event: `id` is the event id,
-    `event` its type and `data` its JSON payload (see `livinglab.events`). Comments are sent as heartbeats every
-    `LIVINGLAB_SSE_HEARTBEAT_S` seconds. A client reconnecting with `Last-Event-ID` first gets the events it missed
-    (or one `resync` event when it missed too many, after which it should refetch from the HTTP API).
+    `event` its type and `data` its JSON payload (see `livinglab.events`). Event ids increase in the order the
+    events were committed. Comments are sent as heartbeats every `LIVINGLAB_SSE_HEARTBEAT_S` seconds. A client
+    reconnecting with `Last-Event-ID` first gets the events it missed, each once and in order (or one `resync` event
+    when it missed too many, after which it should refetch from the HTTP API). When the database becomes
+    unreachable the stream ends with a comment saying so; reconnecting is answered 503 until it is back.
     """
     wanted = None
     if types:
@@ -58,12 +62,22 @@ async def stream(
         if resume < 0:
             raise ProblemError(400, "Last-Event-ID must not be negative")
     options = StreamOptions(settings.sse_heartbeat_s, settings.sse_max_backlog, wanted)
-    metrics = request.app.state.metrics
+    state = request.app.state
+    feed = state.event_feed
+
+    def source() -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+        return connection(state.pool, settings.pool_timeout_s, state.idle_check)
+
+    try:
+        start, resync = await start_position(feed, source, resume, options.max_backlog)
+    except FeedDownError:
+        raise ProblemError(503, "live updates are unavailable: the event feed cannot reach the database") from None
+    metrics = state.metrics
 
     async def body() -> AsyncIterator[str]:
         metrics.sse_clients.inc()
         try:
-            async for chunk in event_stream(request.app.state.pool, request.app.state.event_feed, resume, options):
+            async for chunk in event_stream(feed, source, start, resync, options):
                 yield chunk
         finally:
             metrics.sse_clients.dec()

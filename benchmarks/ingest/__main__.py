@@ -1,6 +1,6 @@
 """Ingest benchmark: the ingester end to end beside baselines measured in the same run, on this machine.
 
-    python -m benchmarks.ingest [--messages 100000] [--packs 8000] [--rounds 2] [--quick]
+    python -m benchmarks.ingest [--messages 100000] [--packs 8000] [--rounds 2] [--quick] [--no-ablation]
 
 Everything runs on loopback: a PostgreSQL of its own (initdb in a temporary directory, fsync on, commit timestamps
 on), a Mosquitto with the shipped tuning, the ingester as `python -m livinglab ingest` with its default settings,
@@ -25,12 +25,21 @@ Baselines and the ingester take turns, round by round, so noise on a shared mach
 Latency: single readings at a steady rate well below capacity; `ts` is the moment each is handed to mosquitto_pub,
     and PostgreSQL's commit timestamp of its row ends it (publish to commit).
 Peak memory: the ingester process's peak resident set (VmHWM) in runs (a) and (b).
+Ablation, so that each fast path keeps its place by a measured gain:
+- paho hooks (`ingest/_paho.py`): in each round, the messages of load (a) queued by the broker while an ingester
+  was away, then drained by it, with all hooks on, one turned off (`LIVINGLAB_PAHO_HOOKS`) and all off (paho's
+  own paths), the order reversed every other round. With the backlog waiting the ingester is the limit, not the
+  publishers: msg/s, and the ingester's CPU time (all its threads, user and system) per message, from its first
+  stored readings to the last; best of the rounds.
+- decoder plain paths (`ingest/_plain.py`): the build step's CPU time per message on each load shape, with every
+  path on, with that shape's path off and with the full walk alone (`benchmarks/ingest/_decoding.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -49,7 +58,8 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks._servers import configured_bindir
-from benchmarks.ingest import _load, _lorawan
+from benchmarks.ingest import _decoding, _load, _lorawan
+from ingest._paho import PAHO_HOOKS
 from livinglab.embedded import MosquittoBroker, free_port
 from livinglab.launch import PostgresCluster, find_bindir
 from livinglab.sensors import SensorSpec
@@ -93,6 +103,12 @@ def _wait(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s
     raise TimeoutError(f"{what} not reached within {timeout_s} s")
 
 
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds a process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -125,17 +141,21 @@ class Bench:
         return int(row[0]) if row else 0
 
     @contextmanager
-    def ingester(self) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    def ingester(
+        self, paho_hooks: str | None = None, *, client_id: str | None = None, keep_session: bool = False
+    ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         self.runs += 1
         port = free_port()
         env = {
             "PATH": "/usr/bin:/bin:/usr/sbin",
             "LIVINGLAB_DATABASE_URL": self.database_url,
             "LIVINGLAB_MQTT_URL": self.broker.url,
-            "LIVINGLAB_CLIENT_ID": f"bench-ingest-{self.runs}",
+            "LIVINGLAB_CLIENT_ID": client_id or f"bench-ingest-{self.runs}",
             "LIVINGLAB_HEALTH_PORT": str(port),
             "LIVINGLAB_LOG_LEVEL": "WARNING",
         }
+        if paho_hooks is not None:
+            env["LIVINGLAB_PAHO_HOOKS"] = paho_hooks
         log = (self.work / f"ingest-{self.runs}.log").open("ab")
         process = subprocess.Popen([sys.executable, "-m", "livinglab", "ingest"], env=env, stdout=log, stderr=log)
         try:
@@ -145,7 +165,8 @@ class Bench:
             process.terminate()
             process.wait(timeout=30)
             log.close()
-            self._end_session(env["LIVINGLAB_CLIENT_ID"])
+            if not keep_session:
+                self._end_session(env["LIVINGLAB_CLIENT_ID"])
 
     def _end_session(self, client_id: str) -> None:
         """Discard an ingester's persistent session, or the broker would queue every later run's messages for it."""
@@ -198,6 +219,48 @@ def run_single(bench: Bench, messages: int, publishers: int) -> tuple[float, flo
         peak = _peak_rss_mib(process.pid)
     assert bench.count() == total, "not every reading was stored"
     return total / (done - started), baseline, peak
+
+
+def run_backlog(bench: Bench, sensors: list[str], files: list[_load.LoadFile], paho_hooks: str) -> tuple[float, float]:
+    """Load (a) queued by the broker while the ingester was away, then drained by it: (msg/s, CPU us per message).
+
+    With the whole load waiting at the broker the ingester is the limit, not the publishers, so msg/s is its
+    capacity and CPU per message is not diluted by idle time. Both are taken from the first moment the ingester
+    reports stored readings (after start-up) to the last.
+    """
+    total = sum(f.messages for f in files)
+    bench.reset(sensors)
+    client_id = f"bench-backlog-{bench.runs + 1}"
+    with bench.ingester(paho_hooks, client_id=client_id, keep_session=True):
+        pass  # subscribed once: the broker now queues for the session
+    _load.publish_files(bench.broker.port, files)
+    accepted = "livinglab_ingest_readings_accepted_total"
+    with bench.ingester(paho_hooks, client_id=client_id) as (process, port):
+        first_at = _wait(lambda: _metric(port, accepted) > 0, 60, "first readings", interval_s=0.005)
+        cpu_first, first = _cpu_s(process.pid), _metric(port, accepted)
+        done = _wait(lambda: _metric(port, accepted) >= total, 300, "backlog drained", interval_s=0.05)
+        cpu = _cpu_s(process.pid) - cpu_first
+    assert bench.count() == total, "not every reading was stored"
+    drained = total - first
+    if drained < total / 2:
+        raise RuntimeError(f"only {drained:,.0f} of {total:,} messages left to measure after start-up")
+    return drained / (done - first_at), cpu / drained * 1e6
+
+
+def run_hooks_off(
+    bench: Bench, messages: int, publishers: int, *, reverse: bool = False
+) -> dict[str, tuple[float, float]]:
+    """Backlogs of load (a) drained with all paho hooks on, each one off, and all off: {variant: (msg/s, CPU us)}.
+    `reverse` runs the variants in the opposite order (alternate rounds, so a trend in the machine's load spreads
+    over all of them)."""
+    sensors = [f"single-{i}" for i in range(publishers)]
+    files = _load.write_single_files(bench.work, sensors, messages // publishers, bench.base_ts)
+    variants = ["on", *sorted(PAHO_HOOKS), "all"]
+    results = {}
+    for variant in reversed(variants) if reverse else variants:
+        hooks = {"on": PAHO_HOOKS, "all": frozenset()}.get(variant, PAHO_HOOKS - {variant})
+        results[variant] = run_backlog(bench, sensors, files, ",".join(sorted(hooks)) or "none")
+    return {variant: results[variant] for variant in variants}
 
 
 def run_packs(bench: Bench, packs: int, publishers: int) -> tuple[float, float, float]:
@@ -317,11 +380,14 @@ def main() -> int:
     parser.add_argument("--city-processes", type=int, default=2, help="(d) simulator publisher processes")
     parser.add_argument("--city-pack", type=int, default=1, help="(d) readings per message")
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (a smoke run)")
+    parser.add_argument("--no-ablation", action="store_true", help="skip the rows with a fast path turned off")
+    parser.add_argument("--backlog-messages", type=int, default=100_000, help="messages of each paho-hook backlog")
     _lorawan.add_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.messages, args.packs, args.naive_packs, args.rounds, args.latency_seconds = 20_000, 1_000, 40, 1, 3.0
         args.city_messages = min(args.city_messages, 20_000)
+        args.backlog_messages = min(args.backlog_messages, 50_000)
 
     bindir, reason = find_bindir(configured_bindir())
     if bindir is None:
@@ -335,11 +401,15 @@ def main() -> int:
         migrate(url)
         broker.start()
         bench = Bench(work, url, broker)
-        singles, packs, cities, uplinks = [], [], [], []
+        singles, packs, cities, hooks_off, uplinks = [], [], [], [], []
         for round_ in range(1, args.rounds + 1):
             singles.append(run_single(bench, args.messages, args.publishers))
             print(f"round {round_} (a): ingester {singles[-1][0]:,.0f} msg/s, count-only {singles[-1][1]:,.0f} msg/s",
                   flush=True)  # fmt: skip
+            if not args.no_ablation:
+                hooks_off.append(run_hooks_off(bench, args.backlog_messages, args.publishers, reverse=round_ % 2 == 0))
+                rates = ", ".join(f"{hook} {r:,.0f} msg/s {cpu:.1f} us" for hook, (r, cpu) in hooks_off[-1].items())
+                print(f"round {round_} backlog of (a), paho hooks: {rates}", flush=True)
             if args.uplinks:
                 uplinks.extend(_lorawan.run_uplinks(bench, args.uplinks, args.publishers))
                 print(f"round {round_} (e): {uplinks[-1].uplinks.rate:,.0f} msg/s", flush=True)
@@ -357,6 +427,7 @@ def main() -> int:
         broker.stop()
         server.destroy()
         shutil.rmtree(work, ignore_errors=True)
+    paths = [] if args.no_ablation else _decoding.measure_paths(rounds=5 if args.quick else 25)
 
     med = statistics.median
     a_ours, a_base = med(s[0] for s in singles), med(s[1] for s in singles)
@@ -393,8 +464,42 @@ def main() -> int:
     )
     print(f"| ingester peak memory (VmHWM) | (a) {max(s[2] for s in singles):.0f} MiB,"
           f" (b) {max(p[2] for p in packs):.0f} MiB | | | |")  # fmt: skip
+    if hooks_off:
+        print_hooks_off(hooks_off)
+    if paths:
+        print_paths_off(paths)
     print("\n".join(_lorawan.rows(uplinks, singles)))
     return 0
+
+
+def print_hooks_off(runs: list[dict[str, tuple[float, float]]]) -> None:
+    """The paho-hook ablation table: backlogs of load (a) drained with each hook off, beside all on. Best of the
+    rounds (highest msg/s, lowest CPU), as for the decoder table: on a shared machine the least disturbed run is
+    the one that shows what the code costs."""
+    rate, cpu_us = max(r["on"][0] for r in runs), min(r["on"][1] for r in runs)
+    print()
+    print(f"paho hooks: a backlog of load (a) drained by the ingester, best of {len(runs)} round(s)")
+    print()
+    print("| paho hooks | msg/s | vs all on | ingester CPU per message | vs all on |")
+    print("|---|---:|---:|---:|---:|")
+    for variant in runs[0]:
+        off_rate, off_cpu = max(r[variant][0] for r in runs), min(r[variant][1] for r in runs)
+        label = {"on": "all on", "all": "all off (paho's own paths)"}.get(variant, f"`{variant}` off")
+        print(f"| {label} | {off_rate:,.0f} | {off_rate / rate:.2f} | {off_cpu:.1f} us | {off_cpu / cpu_us:.2f} |")
+
+
+def print_paths_off(paths: list[_decoding.PathCost]) -> None:
+    """The decoder ablation table (see `benchmarks.ingest._decoding`)."""
+    print()
+    print("decoder plain paths: build-step CPU per message (best of the rounds, 1,000-message batches)")
+    print()
+    print("| load shape | plain path | all paths on | that path off | walk alone |")
+    print("|---|---|---:|---:|---:|")
+    for cost in paths:
+        print(
+            f"| {cost.shape} | `{cost.path}` | {cost.on_us:.2f} us | {cost.off_us:.2f} us"
+            f" ({cost.off_us / cost.on_us:.2f}x) | {cost.walk_us:.2f} us |"
+        )
 
 
 if __name__ == "__main__":

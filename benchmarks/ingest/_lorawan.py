@@ -23,7 +23,6 @@ figures of whichever run it hits, (a) included, a measure of those redeliveries 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,15 +136,9 @@ def run_uplinks(bench: Any, messages: int, publishers: int) -> list[UplinkRound]
     ]
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _measure(bench: Any, files: Sequence[_load.LoadFile], specs: Sequence[SensorSpec]) -> Run:
     """One ingester run on `files`, published as (a) publishes them."""
-    from benchmarks.ingest.__main__ import _metric, _peak_rss_mib, _wait
+    from benchmarks.ingest.__main__ import _cpu_s, _metric, _peak_rss_mib, _wait
 
     total, readings = sum(f.messages for f in files), sum(f.readings for f in files)
     bench.reset([])

@@ -37,8 +37,9 @@ class IndexRules:
     min_reading_fraction: float
     #: Added before the floor in half-up rounding.
     rounding_epsilon: float
-    #: Added before AQI truncation (CONTRACT.md: 34.9999999 truncates to 35.0).
-    truncation_epsilon: float
+    #: AQI truncation first rounds to this many significant digits (CONTRACT.md section 4: only binary
+    #: floating-point error is forgiven, so 34.99999999999999 truncates to 35.0 and 34.9999999 to 34.9).
+    truncation_significant_digits: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,12 +142,12 @@ class NowcastParameters:
 
 @functools.cache
 def index_rules() -> IndexRules:
-    """Hourly-mean validity and rounding rules of the air indices."""
+    """Hourly-mean validity, rounding and truncation rules of the air indices."""
     rules = _rules()
     return IndexRules(
         min_reading_fraction=float(rules["hourly_mean"]["min_reading_fraction"]),
         rounding_epsilon=float(rules["rounding"]["epsilon"]),
-        truncation_epsilon=float(rules["rounding"]["truncation_epsilon"]),
+        truncation_significant_digits=int(rules["rounding"]["truncation_significant_digits"]),
     )
 
 

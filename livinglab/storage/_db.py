@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 import psycopg
@@ -92,6 +92,19 @@ class _Watch:
             self.busy_since = None
             return self.fired
 
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Mark the block as a wait for the server; a failure after a cut is raised as `DatabaseTimeout`."""
+        self.begin()
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            if self.end():
+                raise _timeout_error(self, exc) from exc
+            raise
+        finally:
+            self.end()  # also when the wait was cancelled or interrupted: an idle connection must not be cut
+
 
 class _Watchdog:
     """One daemon thread per process that cuts connections busy past their deadline."""
@@ -147,15 +160,8 @@ class GuardedConnection(psycopg.Connection[Any]):
         watch = self._watch
         if watch is None or kwargs.get("timeout") is not None:  # a wait the caller bounded itself (notifies)
             return super().wait(gen, *args, **kwargs)
-        watch.begin()
-        try:
-            result = super().wait(gen, *args, **kwargs)
-        except psycopg.OperationalError as exc:
-            if watch.end():
-                raise _timeout_error(watch, exc) from exc
-            raise
-        watch.end()
-        return result
+        with watch.waiting():
+            return super().wait(gen, *args, **kwargs)
 
 
 class AsyncGuardedConnection(psycopg.AsyncConnection[Any]):
@@ -167,15 +173,8 @@ class AsyncGuardedConnection(psycopg.AsyncConnection[Any]):
         watch = self._watch
         if watch is None or kwargs.get("timeout") is not None:
             return await super().wait(gen, *args, **kwargs)
-        watch.begin()
-        try:
-            result = await super().wait(gen, *args, **kwargs)
-        except psycopg.OperationalError as exc:
-            if watch.end():
-                raise _timeout_error(watch, exc) from exc
-            raise
-        watch.end()
-        return result
+        with watch.waiting():
+            return await super().wait(gen, *args, **kwargs)
 
 
 def guard(conn: GuardedConnection | AsyncGuardedConnection, policy: DatabasePolicy, what: str = "database") -> None:

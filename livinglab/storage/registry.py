@@ -182,7 +182,8 @@ def update_sensor(conn: psycopg.Connection[Any], spec: SensorSpec) -> SensorReco
 #: Tables keyed by sensor_key whose rows go when their sensor is deleted.
 _SENSOR_TABLES = (
     "readings", "dirty_windows", "agg_1m", "agg_1h", "agg_1d", "ispu_hourly", "aqi_hourly",
-    "traffic_hourly", "ingest_counters", "ingest_latency", "dirty_rollups", "completeness_hourly", "lorawan_frames",
+    "traffic_hourly", "ingest_counters", "ingest_latency", "dirty_rollups", "completeness_hourly",
+    "rejected_drops", "lorawan_frames",
 )  # fmt: skip
 #: Public name of the same list, for roles that delete a sensor without a blocking connection (the API).
 SENSOR_DATA_TABLES: tuple[str, ...] = _SENSOR_TABLES

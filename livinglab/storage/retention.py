@@ -5,7 +5,7 @@ retention policies drop whole chunks of the hypertables (livinglab.storage.polic
 plain tables. Either way it trims:
 
 - `rejected` (by `received_at`) and `events` (by `created_at`; SSE clients catch up on at most that much);
-- `ingest_counters`, `ingest_latency` and `completeness_hourly` (by `hour`);
+- `ingest_counters`, `ingest_latency`, `completeness_hourly` and `rejected_drops` (by `hour`);
 - `dirty_windows` (and `dirty_rollups`, a day later) whose window is older than the readings' retention: their
   readings are gone, so computing them would produce nothing.
 
@@ -82,6 +82,7 @@ def retention_targets(policies: StoragePolicies, *, timescaledb: bool) -> list[T
         targets.append(Target("ingest_counters", "hour", policies.counters))
         targets.append(Target("ingest_latency", "hour", policies.counters))
         targets.append(Target("completeness_hourly", "hour", policies.counters))
+        targets.append(Target("rejected_drops", "hour", policies.counters))
     if policies.rejected is not None:
         targets.append(Target("rejected", "received_at", policies.rejected))
     if policies.events is not None:

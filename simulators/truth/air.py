@@ -8,9 +8,10 @@ out here, one station and one label at a time.
   sub-index by the ISPU formula over contiguous bands from 0/0, rounded half up, capped at 500; the largest is the
   ISPU and names the critical parameter.
 - AQI labelled H: PM2.5 and PM10 by NowCast over the 12 hours before H (valid with 2 of the latest 3), the others
-  by their averaging period; concentrations truncated (after adding a tolerance, so 34.9999999 is 35.0, as the
-  contract's example says) and turned into an index with the 2024
-  breakpoints, rounded to the nearest integer; the largest names the dominant pollutant.
+  by their averaging period; concentrations truncated as EPA does, forgiving only binary floating-point error
+  (written in decimal with 9 significant digits, then cut: 34.99999999999999 is 35.0, 34.9999999 is 34.9, as the
+  contract says) and turned into an index with the 2024 breakpoints, rounded to the nearest integer; the largest
+  names the dominant pollutant.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR, Decimal
 
 from livinglab.domain import QUANTITIES
 from livinglab.reference import AqiPollutant, aqi_table, index_rules, ispu_table, nowcast_parameters
@@ -63,8 +65,11 @@ def round_half_up(value: float) -> int:
 
 
 def truncate(value: float, decimals: int) -> float:
-    scale = 10.0**decimals
-    return math.floor((value + index_rules().truncation_epsilon) * scale) / scale
+    """EPA truncation to `decimals` places of `value` written in decimal with 9 significant digits."""
+    if not math.isfinite(value):
+        return value
+    written = Decimal(format(value, f".{index_rules().truncation_significant_digits}g"))
+    return float(written.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_FLOOR))
 
 
 def station_hours(series: Mapping[tuple[str, str], Series], sensor_id: str) -> dict[str, dict[int, tuple[float, int]]]:

@@ -34,7 +34,7 @@ def test_cache_serves_again_until_an_event_or_its_ttl(api_database_url: str, key
         with psycopg.connect(api_database_url) as conn:
             conn.execute("UPDATE ispu_hourly SET ispu = %s WHERE sensor_key = %s", (value, ids["cache-1"]))
             if announce:  # as a processor does in the transaction that stores results
-                publish_event(conn, EventType.ISPU, items_payload([{"sensor_id": "cache-1"}]))
+                publish_event(conn, EventType.ISPU, items_payload([{"sensor_id": "cache-1"}]), city="cachecity")
             conn.commit()
 
     with api_client(api_database_url, response_cache_s=60) as client:

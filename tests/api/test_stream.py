@@ -8,17 +8,18 @@ import httpx
 import psycopg
 import pytest
 
-from livinglab.events import EventType, items_payload, publish_event
+from livinglab.events import EventType, items_payload, latest_event_id, publish_event
 from tests.support.api import Keys, SseReader, serving
 
 pytestmark = pytest.mark.integration
 
 
 def _publish(url: str, type_: EventType, n: int) -> int:
+    """Publish one event; returns the id it got at commit."""
     with psycopg.connect(url) as conn:
-        event_id = publish_event(conn, type_, items_payload([{"sensor_id": f"s{n}", "n": n}]))
+        publish_event(conn, type_, items_payload([{"sensor_id": f"s{n}", "n": n}]), city="jakarta")
         conn.commit()
-    return event_id
+        return latest_event_id(conn)
 
 
 def test_stream_live_heartbeat_filter_and_resume(api_database_url: str, keys: Keys) -> None:

@@ -46,7 +46,9 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the main thread while it is open,
+# so any later test calling asyncio.run() would fail with "cannot be called from a running event loop".
+@pytest.fixture(scope="package")
 def browser(chromium_path: str) -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is in the test extra")
     # Playwright gives each launch a fresh temporary profile (its own --user-data-dir).

@@ -21,7 +21,7 @@ import yaml
 from livinglab.cli import build_parser, settings_classes
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-SECRETS = ("POSTGRES_PASSWORD", "MQTT_INGEST_PASSWORD", "MQTT_SIMULATOR_PASSWORD")
+SECRETS = ("POSTGRES_PASSWORD", "MQTT_INGEST_PASSWORD", "MQTT_SIMULATOR_PASSWORD", "MQTT_ADMIN_PASSWORD")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_compose_services_run_real_commands(services: dict[str, dict[str, Any]])
             assert dependency in services, f"{name} depends on unknown service {dependency}"
     assert services["simulator"]["profiles"] == ["simulate"]
     assert all("profiles" not in services[name] for name in expected)
-    for path in ("deploy/mosquitto/mosquitto.conf", "deploy/mosquitto/acl", "Dockerfile", ".env.example"):
+    for path in ("deploy/mosquitto/mosquitto.conf", "deploy/mosquitto/services.acl", "Dockerfile", ".env.example"):
         assert (ROOT / path).is_file(), path
 
 
@@ -80,12 +80,13 @@ def test_two_ingesters_share_one_subscription_with_their_own_client_ids(services
     groups = {s["environment"]["LIVINGLAB_SHARED_GROUP"] for s in ingesters.values()}
     assert len(client_ids) == 2, "each ingester needs its own fixed client id"
     assert len(groups) == 1, "the ingesters must share one subscription group"
-    # The broker's ACL must let the ingest user read through that group's shared subscription.
-    acl = (ROOT / "deploy/mosquitto/acl").read_text()
+    # The services listener's ACL must let the ingest user read through that group's shared subscription.
+    acl = (ROOT / "deploy/mosquitto/services.acl").read_text()
     (group,) = groups
     assert re.search(rf"^topic read \$share/{re.escape(group)}/livinglab/v1/#$", acl, re.MULTILINE), acl
     for service in ingesters.values():
         assert service["environment"]["LIVINGLAB_MQTT_URL"].startswith("mqtt://ingest:")
+        assert service["environment"]["LIVINGLAB_MQTT_URL"].endswith("@mosquitto:1884")  # the services listener
         assert "healthcheck" in service
 
 
@@ -97,7 +98,7 @@ def test_two_processors_with_their_own_worker_ids(services: dict[str, dict[str, 
 
 def test_restart_policies_health_checks_and_start_order(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
-        one_shot = name in ("migrate", "mosquitto-passwd")
+        one_shot = name in ("migrate", "mosquitto-init")
         assert service["restart"] == ("no" if one_shot else "unless-stopped"), name
     for name in ("mosquitto", "db", "api", "ingest-1", "ingest-2"):
         assert services[name]["healthcheck"]["test"], name
@@ -153,8 +154,22 @@ def test_the_operations_guide_names_real_settings_and_commands() -> None:
     named = set(re.findall(r"LIVINGLAB_[A-Z0-9_]*[A-Z0-9]\b(?!_\*)", guide))
     assert named - known == set()
     parser = build_parser()
-    for command in re.findall(r"`livinglab ([a-z]+(?: [a-z]+)?)[^`]*`", guide):
+    for command in re.findall(r"`livinglab ([a-z]+(?: [a-z]+)*)[^`]*`", guide):
         words = command.split()
         if words[0] == "keys":
             words = ["keys", "create", "--scope", "read"]
+        elif words[0] == "mqtt":  # a command path such as `mqtt device add`: each word must be a subcommand
+            assert _is_command_path(parser, words), command
+            continue
         parser.parse_args(words[:1] if words[0] != "keys" else words)
+
+
+def _is_command_path(parser: Any, words: list[str]) -> bool:
+    for word in words:
+        choices = next((a.choices for a in parser._actions if isinstance(a.choices, dict)), None)
+        if choices is None:
+            return True  # the rest are arguments
+        if word not in choices:
+            return False
+        parser = choices[word]
+    return True

@@ -125,6 +125,7 @@ def test_timescaledb_leaves_hypertables_to_its_policies() -> None:
         "ingest_counters",
         "ingest_latency",
         "completeness_hourly",
+        "rejected_drops",
         "rejected",
         "events",
     }

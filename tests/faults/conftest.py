@@ -16,8 +16,11 @@ def fault_table() -> FaultTable:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _TABLE.rows:
-        return
-    terminalreporter.section("fault scenarios: what the publisher sent and what the database holds")
-    for text in _TABLE.render():
-        terminalreporter.write_line(text)
+    if _TABLE.rows:
+        terminalreporter.section("fault scenarios: what the publisher sent and what the database holds")
+        for text in _TABLE.render():
+            terminalreporter.write_line(text)
+    if _TABLE.recoveries:
+        terminalreporter.section("fault scenarios: processors and the live stream, detection and catch-up")
+        for text in _TABLE.render_recoveries():
+            terminalreporter.write_line(text)

@@ -55,6 +55,9 @@ GOOD = [
         id="senml-base-unit",
     ),
     pytest.param(dumps([{"n": "pm25", "t": -30, "v": 5}]), [(1, NOW - 30, 5.0)], id="senml-relative-time"),
+    pytest.param(dumps([{"bver": 10, "bt": T, "n": "pm25", "v": 5}]), [(1, T, 5.0)], id="senml-bver-10"),
+    pytest.param(dumps([{"bver": 5, "bt": T}, {"n": "pm25", "v": 5}]), [(1, T, 5.0)], id="senml-bver-5"),
+    pytest.param(dumps([{"bver": 10.0, "bt": T, "n": "pm25", "v": 5}]), [(1, T, 5.0)], id="senml-bver-10.0"),
     pytest.param(dumps([{"n": "pm25", "t": T, "s": "7.5"}]), [(1, T, 7.5)], id="senml-string-value"),
     pytest.param(dumps([{"n": "temp", "t": T, "u": "K", "v": 300.15}]), [(8, T, 27.0)], id="kelvin"),
     pytest.param(dumps([{"n": "no2", "t": T, "u": "ppb", "v": 24.45}]), [(3, T, 46.0055)], id="ppb-no2"),
@@ -137,6 +140,18 @@ BAD = [
     pytest.param(dumps([{"n": "pm25", "t": T, "v": 1, "s": "1"}]), R.INVALID_SHAPE, id="senml-v-and-s"),
     pytest.param(dumps([{"bn": 7, "n": "pm25", "t": T, "v": 1}]), R.INVALID_SHAPE, id="senml-non-string-bn"),
     pytest.param(dumps([{"bt": T}]), R.INVALID_SHAPE, id="senml-base-only"),
+    # RFC 8428 section 4.4: bver is a positive integer, and a pack of a version newer than 10 must not be used.
+    pytest.param(dumps([{"bver": 11, "n": "pm25", "t": T, "v": 1}]), R.INVALID_SHAPE, id="senml-bver-11"),
+    pytest.param(dumps([{"bt": T, "bver": 11}, {"n": "pm25", "v": 1}]), R.INVALID_SHAPE, id="senml-bver-11-head"),
+    pytest.param(dumps([{"bver": 10.5, "n": "pm25", "t": T, "v": 1}]), R.INVALID_SHAPE, id="senml-bver-fraction"),
+    pytest.param(dumps([{"bver": 0, "n": "pm25", "t": T, "v": 1}]), R.INVALID_SHAPE, id="senml-bver-0"),
+    pytest.param(dumps([{"bver": -3, "n": "pm25", "t": T, "v": 1}]), R.INVALID_SHAPE, id="senml-bver-negative"),
+    pytest.param(dumps([{"bver": "11", "n": "pm25", "t": T, "v": 1}]), R.INVALID_SHAPE, id="senml-bver-11-string"),
+    pytest.param(dumps([{"bver": True, "n": "pm25", "t": T, "v": 1}]), R.INVALID_SHAPE, id="senml-bver-boolean"),
+    pytest.param(b'[{"bver": 1e400, "n": "pm25", "t": %d, "v": 1}]' % T, R.INVALID_SHAPE, id="senml-bver-huge"),
+    pytest.param(
+        dumps([{"n": "pm25", "t": T, "v": 1}, {"bver": 12}]), R.INVALID_SHAPE, id="senml-bver-11-in-a-later-record"
+    ),
     pytest.param(dumps([{"ts": T, "pm25": 1}, {"n": "pm25", "v": 1}]), R.INVALID_SHAPE, id="mixed-forms"),
     pytest.param(b"[" * 100 + b"]" * 100, R.INVALID_SHAPE, id="nested-100-deep"),
     pytest.param(dumps({"ts": T, "pm25": "NaN"})[:-1] + b', "pm10": [1]}', R.NON_FINITE_VALUE, id="nan-before-shape"),
@@ -276,6 +291,7 @@ def test_valid_senml_packs_decode_exactly(records: list[tuple[str, float, int]])
     assert all(math.isfinite(v) for v in rows.value.tolist())
 
 
+BVERS = st.sampled_from([10, 1, 11, 0, -1, 10.0, 9.5, "10", "11"])
 senml_records = st.lists(
     st.fixed_dictionaries(
         {
@@ -285,9 +301,10 @@ senml_records = st.lists(
         optional={
             "u": st.sampled_from(["ug/m3", "mg/m3", "ppb", "K", "Cel", "%", "bad"]),
             "t": st.integers(-100, 100) | st.floats(-100, 100),
-            "bn": st.sampled_from(["", "urn:dev:livinglab:aq-07:", "aq:"]),
+            "bn": st.sampled_from(["", "urn:dev:livinglab:aq-07:", "aq:", "x"]),
             "bt": st.sampled_from([0, T, T * 1000, NOW + 500]),
-            "bu": st.sampled_from(["ug/m3", "ppm"]),
+            "bu": st.sampled_from(["ug/m3", "ppm", None]),
+            "bver": BVERS,
         },
     ),
     min_size=1,
@@ -297,10 +314,10 @@ uniform_packs = st.tuples(
     st.fixed_dictionaries(
         {},
         optional={
-            "bn": st.sampled_from(["urn:dev:livinglab:aq-07:", "aq:", ""]),
-            "bt": st.sampled_from([0, T, NOW - 10]),
+            "bn": st.sampled_from(["urn:dev:livinglab:aq-07:", "aq:", "", "x"]),
+            "bt": st.sampled_from([0, T, NOW - 10, None, True]),
             "bu": st.sampled_from(["ug/m3", "mg/m3", "x"]),
-            "bver": st.just(10),
+            "bver": BVERS,
             "v": st.floats(0, 50),
         },
     ),
@@ -323,21 +340,43 @@ plain_objects = st.dictionaries(
 
 
 @PROPERTY_SETTINGS
-@given(senml_records | uniform_packs | plain_objects)
-def test_the_plain_paths_decide_exactly_like_the_full_walk(document: Any) -> None:
+@given(
+    st.lists(st.tuples(senml_records | uniform_packs | plain_objects, st.sampled_from(Kind)), min_size=1, max_size=4)
+)
+def test_the_plain_paths_decide_exactly_like_the_full_walk(documents: list[tuple[Any, Kind]]) -> None:
+    """Several messages through one decoder (as a batch goes), so what a plain path remembers across messages of a
+    batch is compared too."""
+    from ingest._plain import PLAIN_PATHS
     from ingest.decode import PayloadDecoder
     from ingest.rows import RowBuffer
 
-    payload = dumps(document)
     outcomes = []
-    for plain_paths in (True, False):
+    for paths in (PLAIN_PATHS, frozenset()):
         rows = RowBuffer()
-        rejection = PayloadDecoder(rows, Limits(), plain_paths=plain_paths).decode(
-            payload, kind=Kind.AIR, received_at_s=NOW, msg=3
-        )
-        outcomes.append((rejection, rows))
-    (fast_rejection, fast_rows), (walk_rejection, walk_rows) = outcomes
-    assert (fast_rejection is None) == (walk_rejection is None)
-    if walk_rejection is not None:
-        assert fast_rejection == walk_rejection
+        decoder = PayloadDecoder(rows, Limits(), paths=paths)
+        rejections = [
+            decoder.decode(dumps(document), kind=kind, received_at_s=NOW, msg=i)
+            for i, (document, kind) in enumerate(documents)
+        ]
+        outcomes.append((rejections, rows))
+    (fast_rejections, fast_rows), (walk_rejections, walk_rows) = outcomes
+    assert fast_rejections == walk_rejections
     assert fast_rows == walk_rows
+
+
+def test_names_resolved_in_one_pack_do_not_leak_into_the_next() -> None:
+    from ingest.decode import PayloadDecoder
+    from ingest.rows import RowBuffer
+
+    rows = RowBuffer()
+    decoder = PayloadDecoder(rows, Limits())
+    packs = [
+        [{"bn": "aq:", "bu": "mg/m3", "bt": T}, {"n": "pm25", "v": 0.04}],
+        [{"bn": "aq:", "bt": T + 1}, {"n": "pm25", "v": 40}],
+        [{"bn": "aq", "bt": T + 2}, {"n": "pm25", "v": 40}],
+    ]
+    outcomes = [decoder.decode(dumps(p), kind=Kind.AIR, received_at_s=NOW, msg=i) for i, p in enumerate(packs)]
+    assert outcomes[:2] == [None, None]
+    assert outcomes[2] is not None
+    assert outcomes[2].reason is R.UNKNOWN_QUANTITY  # "aqpm25"
+    assert [v * scale for v, scale in zip(rows.value, rows.scale, strict=True)] == pytest.approx([40.0, 40.0])

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from livinglab.reference import aqi_table
 from processing.aqi import aqi_grid, category, index_of, nowcast, sub_index, truncate
+from tests.support.epa_aqi import breakpoint_edges, epa_sub_index, epa_truncate
 
 NaN = math.nan
 
@@ -93,19 +94,88 @@ def test_8_hour_means_need_6_valid_hours() -> None:
     assert math.isnan(_aqi_of("co", *[5000.0] * 5, hours=24))
 
 
-def test_truncation_adds_a_tolerance_first() -> None:
-    # CONTRACT.md section 4: "34.9999999 is 35.0, not 34.9".
-    assert truncate([34.9999999, 34.99999999999999, 35.45, 35.499998, 9.05], 1).tolist() == [
+def test_truncation_forgives_only_binary_floating_point_error() -> None:
+    # CONTRACT.md section 4: 34.9999999 is 34.9; 35.000000000000004 and 34.99999999999999 are 35.0.
+    assert truncate([34.9999999, 34.99999999999999, 35.000000000000004, 35.45, 35.499998, 9.05], 1).tolist() == [
+        34.9,
         35.0,
         35.0,
         35.4,
         35.4,
         9.0,
     ]
-    assert truncate([54.9999999, 54.999998], 0).tolist() == [55.0, 54.0]
+    assert truncate([54.9999999, 54.999998, 54.99999999999999], 0).tolist() == [54.0, 54.0, 55.0]
+    assert truncate([0.0, NaN, math.inf], 1)[[0, 2]].tolist() == [0.0, math.inf]
+    assert math.isnan(truncate([NaN], 1)[0])
     assert index_of("pm25_24h", truncate([35.45], 1)).round().tolist() == [100]
     assert index_of("pm25_24h", [35.5]).tolist() == [101]
     assert index_of("pm25_24h", [400.0]).tolist() == [500]  # above the table: capped
+
+
+# Per pollutant: a value a hair below a breakpoint stays in the band below; one only a rounding error below it
+# (as unit conversions and means produce) counts as the breakpoint.
+@pytest.mark.parametrize(
+    ("column", "decimals", "value", "expected"),
+    [
+        ("pm25_24h", 1, 35.4999999, 100),  # 35.4 -> top of Moderate
+        ("pm25_24h", 1, 35.49999999999999, 101),  # 35.5
+        ("pm10_24h", 0, 154.999999, 100),  # 154
+        ("pm10_24h", 0, 154.99999999999997, 101),  # 155
+        ("o3_8h_ppm", 3, 0.0619999954, 71),  # 0.061 (the 1e-6 tolerance made it 0.062, AQI 74)
+        ("o3_8h_ppm", 3, 0.07099999999999999, 101),  # 0.071
+        ("o3_1h_ppm", 3, 0.1649999, 150),  # 0.164
+        ("o3_1h_ppm", 3, 0.16499999999999998, 151),  # 0.165
+        ("co_8h_ppm", 1, 9.4999999, 100),  # 9.4
+        ("co_8h_ppm", 1, 9.499999999999998, 101),  # 9.5
+        ("so2_1h_ppb", 0, 75.9999999, 100),  # 75
+        ("so2_1h_ppb", 0, 75.99999999999999, 101),  # 76
+        ("no2_1h_ppb", 0, 100.999999, 100),  # 100
+        ("no2_1h_ppb", 0, 100.99999999999999, 101),  # 101
+    ],
+)
+def test_truncation_at_a_breakpoint_per_pollutant(column: str, decimals: int, value: float, expected: int) -> None:
+    assert index_of(column, truncate([value], decimals)).round().tolist() == [expected]
+    assert epa_sub_index(column, epa_truncate(value, decimals)) == expected
+
+
+def _columns() -> list[tuple[str, int, float]]:
+    """(breakpoint column, decimals, ug/m3 per table unit) of every column the AQI reads."""
+    found = {}
+    for spec in aqi_table().pollutants.values():
+        for column in (spec.column, spec.above_range_column):
+            if column is not None:
+                found[column] = (column, spec.decimals, spec.ug_m3_per_unit)
+    return list(found.values())
+
+
+@pytest.mark.parametrize(("column", "decimals", "ug_m3_per_unit"), _columns())
+def test_truncation_and_index_match_an_independent_exact_version(
+    column: str, decimals: int, ug_m3_per_unit: float
+) -> None:
+    """Random concentrations, values a rounding error off the table's grid, and every breakpoint edge, both in
+    the table's unit and as stored (ug/m3, converted on the way in): the processor equals exact decimal EPA
+    truncation and a rational index."""
+    rng = np.random.default_rng(sum(map(ord, column)))
+    top = max(band[1] for band in aqi_table().breakpoints[column] if band is not None)
+    step = 10.0**-decimals
+    grid = rng.integers(0, round(top * 1.1 / step), 2000) * step
+    in_unit = np.concatenate(
+        [
+            rng.uniform(0, top * 1.1, 3000),
+            grid * (1 + rng.choice([-1e-12, -1e-10, -1e-9, -1e-8, 1e-12, 1e-9], grid.size)),
+            np.fromiter(breakpoint_edges(column, decimals), dtype=np.float64),
+        ]
+    )
+    as_stored = in_unit * ug_m3_per_unit
+    for values in (in_unit, as_stored / ug_m3_per_unit):
+        got_conc = truncate(values, decimals)
+        got = index_of(column, got_conc)
+        for x, conc, index in zip(values.tolist(), got_conc.tolist(), got.tolist(), strict=True):
+            want_conc = epa_truncate(x, decimals)
+            want = epa_sub_index(column, want_conc)
+            assert conc == float(want_conc), (x, conc, want_conc)
+            half_up = math.floor(index + 0.5 + 1e-9) if not math.isnan(index) else None
+            assert half_up == want, (x, index, want)
 
 
 def test_aqi_is_the_largest_sub_index_with_its_pollutant() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from livinglab.launch import RoleProcess, create_database, drop_database, started, unique_name
 from tests.processing.writes import write_readings
+from tests.support import city_load
 from tests.support.roles import rows, wait_until
 from tests.support.sensors import air, register, traffic
 
@@ -24,19 +25,9 @@ AIR = ("pm25", "pm10", "o3", "co")
 HOURS = 20
 TRAFFIC = ("sm", "kr", "kb", "speed")
 
-_AGGREGATE = "SELECT sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95, completeness FROM "
-
-#: Every table the processor writes (computed_at left out).
+#: Every table the processor writes (computed_at left out), the service levels up to an hour the clock passed.
 RESULTS = {
-    "agg_1m": _AGGREGATE + "agg_1m",
-    "agg_1h": _AGGREGATE + "agg_1h",
-    "agg_1d": _AGGREGATE + "agg_1d",
-    "ispu_hourly": "SELECT sensor_key, window_end, ispu, category, colour_hex, critical_parameter,"
-    " sub_indices::text, hours_valid, details::text FROM ispu_hourly",
-    "aqi_hourly": "SELECT sensor_key, hour, aqi, category, dominant_pollutant, nowcast::text, sub_indices::text"
-    " FROM aqi_hourly",
-    "traffic_hourly": "SELECT sensor_key, hour, flow_veh_h, flow_pcu_h, capacity_pcu_h, degree_of_saturation, los,"
-    " los_target, los_met, mean_speed_kmh, completeness FROM traffic_hourly",
+    **city_load.RESULTS,
     "completeness_hourly": "SELECT sensor_key, hour, received, expected FROM completeness_hourly WHERE hour < %(cut)s",
     "service_hourly": "SELECT city, district, service, period_start, numerator, denominator FROM service_hourly"
     " WHERE period_start < %(cut)s",

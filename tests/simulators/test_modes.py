@@ -59,9 +59,9 @@ def test_accelerated_mode_keeps_the_simulated_clock(mqtt_broker: MosquittoBroker
     wait_until(lambda: len(counter.received) >= ledger.messages, timeout_s=20)
     counter.close()
     assert len(counter.received) == ledger.messages == 3 * 60 + 12  # three 60 s sensors and one 300 s
-    assert elapsed >= 3600 / 1800 * 0.9  # an hour at 1800x takes two seconds, not less
-    first, last = counter.received[0][0], counter.received[-1][0]
-    assert last - first >= 1.5
+    # An hour at 1800x takes two seconds, not less. (How the messages spread on arrival is not checked: a subscriber
+    # on a busy machine may take them in one burst.)
+    assert elapsed >= 3600 / 1800 * 0.9
 
 
 def test_real_time_mode_publishes_as_readings_fall_due_and_stops(

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 
 from livinglab.domain import Window
+from livinglab.reference import aqi_table
 from simulators.ledger import Ledger
 from simulators.messages import Message, Reading
 from simulators.scenario import Scenario, parse_scenario
 from simulators.truth import GroundTruth, compute_ground_truth
 from simulators.truth.air import aqi_at, aqi_index, ispu_sub_index, nowcast, truncate
+from tests.support.epa_aqi import breakpoint_edges, epa_sub_index, epa_truncate
 
 H0 = 1_795_000_000 // 86400 * 86400  # a UTC midnight
 SCENARIO = """
@@ -89,8 +92,11 @@ def test_nowcast_worked_check_and_truncation() -> None:
     hours = {H0 - i * 3600: 20.0 for i in range(1, 13)}
     assert nowcast(hours, H0) == pytest.approx(20.0)
     assert aqi_index("pm25_24h", truncate(20.0, 1)) == 71
-    assert truncate(34.9999999, 1) == 35.0  # CONTRACT.md section 4's example
+    # CONTRACT.md section 4: only binary floating-point error is forgiven.
+    assert truncate(34.9999999, 1) == 34.9
+    assert truncate(34.99999999999999, 1) == truncate(35.000000000000004, 1) == 35.0
     assert truncate(34.99, 1) == 34.9
+    assert aqi_index("o3_8h_ppm", truncate(0.0619999954, 3)) == 71
     assert nowcast({H0 - 3 * 3600: 20.0, H0 - 4 * 3600: 20.0}, H0) is None  # needs 2 of the latest 3 hours
     rising = {H0 - 3600: 40.0, H0 - 7200: 10.0}
     # w* = 10 / 40 < 0.5 -> w = 0.5: (40 + 0.5 x 10) / 1.5 = 30
@@ -157,3 +163,23 @@ def test_aqi_o3_above_the_8_hour_table_and_so2_above_200() -> None:
     assert aqi_at("aq-1", one_hour, 60, H0).sub_indices["so2"] == 200  # above 200 without a valid 24-hour mean
     day = _station("so2", dict.fromkeys(range(1, 25), 400 * so2_ug_per_ppb))
     assert aqi_at("aq-1", day, 60, H0).sub_indices["so2"] == round(99 / 299 * 95 + 201)
+
+
+@pytest.mark.parametrize(
+    ("column", "decimals"),
+    [("pm25_24h", 1), ("pm10_24h", 0), ("o3_8h_ppm", 3), ("o3_1h_ppm", 3), ("co_8h_ppm", 1), ("so2_1h_ppb", 0),
+     ("no2_1h_ppb", 0)],
+)  # fmt: skip
+def test_aqi_truncation_matches_an_independent_exact_version(column: str, decimals: int) -> None:
+    """Random concentrations, values a rounding error off the table's grid, and every breakpoint edge."""
+    rng = random.Random(column)
+    top = max(band[1] for band in aqi_table().breakpoints[column] if band is not None)
+    step = 10.0**-decimals
+    values = [rng.uniform(0, top * 1.1) for _ in range(1500)]
+    grid = [rng.randrange(round(top * 1.1 / step)) * step for _ in range(1000)]
+    values += [x * (1 + rng.choice([-1e-9, -1e-12, 1e-12])) for x in grid]
+    values += list(breakpoint_edges(column, decimals))
+    for x in values:
+        want = epa_truncate(x, decimals)
+        assert truncate(x, decimals) == float(want), x
+        assert aqi_index(column, truncate(x, decimals)) == epa_sub_index(column, want), x

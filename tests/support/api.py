@@ -16,6 +16,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from api import ApiSettings, create_app
+from api.server import server_config
 from livinglab.embedded import free_port
 from livinglab.storage.keys import Scope, create_key
 
@@ -83,10 +84,10 @@ def serving(database_url: str, **settings: Any) -> Iterator[str]:
     """Serve the API; yields its base URL. Streams are cut at shutdown after a short grace period."""
     settings.setdefault("rate_limit_per_s", 0)
     port = free_port()
-    app = create_app(ApiSettings(database_url=database_url, **settings))
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, timeout_graceful_shutdown=1
-    )
+    api_settings = ApiSettings(database_url=database_url, **settings)
+    app = create_app(api_settings)
+    # The configuration `livinglab api` serves with (request head limits, no proxy headers), on a free port.
+    config = server_config(app, api_settings, host="127.0.0.1", port=port, timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True, name="uvicorn")
     thread.start()

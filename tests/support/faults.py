@@ -1,5 +1,5 @@
 """The fault scenarios' oracle: what a publisher that numbers its readings sent, what reached the database, and the
-rows of the table `pytest -m faults` prints at the end of the run.
+rows of the tables `pytest -m faults` prints at the end of the run.
 
 Every scenario publishes numbered readings with `LoadPublisher` (reading i of sensor s has its own key and value),
 breaks something, heals it, and hands the publisher to `FaultTable.check`, which waits for the database to settle and
@@ -76,11 +76,36 @@ def wait_for_outcome(
         time.sleep(0.5)
 
 
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """One row of the second table: a fault aimed at the processors or the live stream, how long it took to notice
+    (`detected_s`) and to catch up once healed (`caught_up_s`), and what was checked afterwards: the processors'
+    results against a clean run over the same readings (`differing` rows), or the events every SSE client received
+    against the events table (`differing` missing, `duplicated` repeated or out of order)."""
+
+    scenario: str
+    detected_s: float
+    caught_up_s: float
+    checked: str
+    differing: int
+    duplicated: int
+    note: str = ""
+
+
 class FaultTable:
     """The rows recorded during the session, printed by `pytest_terminal_summary`."""
 
     def __init__(self) -> None:
         self.rows: list[Outcome] = []
+        self.recoveries: list[Recovery] = []
+
+    def record_recovery(self, recovery: Recovery) -> Recovery:
+        """Record a processor or stream row, and assert its promise: nothing differs from the clean run, nothing is
+        missing or repeated."""
+        self.recoveries.append(recovery)
+        assert recovery.differing == 0, recovery
+        assert recovery.duplicated == 0, recovery
+        return recovery
 
     def record(self, outcome: Outcome) -> Outcome:
         self.rows.append(outcome)
@@ -105,12 +130,33 @@ class FaultTable:
             (r.scenario, *(str(n) for n in (r.published, r.acknowledged, r.stored, r.missing, r.duplicated)), r.note)
             for r in self.rows
         ]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+        return _table(cells)
 
-        def line(row: tuple[str, ...]) -> str:
-            first = row[0].ljust(widths[0])
-            numbers = [v.rjust(w) for v, w in zip(row[1:-1], widths[1:-1], strict=True)]
-            return "  ".join([first, *numbers, row[-1]]).rstrip()
+    def render_recoveries(self) -> list[str]:
+        header = ("scenario", "detected", "caught up", "checked", "differing/missing", "duplicated", "notes")
+        cells = [header] + [
+            (
+                r.scenario,
+                f"{r.detected_s:.1f} s",
+                f"{r.caught_up_s:.1f} s",
+                r.checked,
+                str(r.differing),
+                str(r.duplicated),
+                r.note,
+            )
+            for r in self.recoveries
+        ]
+        return _table(cells)
 
-        rule = "  ".join("-" * w for w in widths).rstrip()
-        return [line(cells[0]), rule, *(line(c) for c in cells[1:])]
+
+def _table(cells: list[tuple[str, ...]]) -> list[str]:
+    """The first column left-aligned, the middle ones right-aligned, the notes as they are."""
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+
+    def line(row: tuple[str, ...]) -> str:
+        first = row[0].ljust(widths[0])
+        numbers = [v.rjust(w) for v, w in zip(row[1:-1], widths[1:-1], strict=True)]
+        return "  ".join([first, *numbers, row[-1]]).rstrip()
+
+    rule = "  ".join("-" * w for w in widths).rstrip()
+    return [line(cells[0]), rule, *(line(c) for c in cells[1:])]

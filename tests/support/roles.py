@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import psycopg
 
@@ -40,6 +40,35 @@ def running(*roles: Role) -> Iterator[None]:
             t.join(timeout=30)
     if errors:
         raise errors[0]
+
+
+class Background:
+    """A loop (`loop`, watching `self.stopping`) in a daemon thread of its own: `start()`, then `stop()`, which joins
+    it and re-raises what it raised."""
+
+    def __init__(self, name: str) -> None:
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._guarded, name=name, daemon=True)
+
+    def loop(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._thread.join(timeout=30)
+        if self.error is not None:
+            raise self.error
+
+    def _guarded(self) -> None:
+        try:
+            self.loop()
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout_s: float = 60.0, interval_s: float = 0.1) -> Any:
