@@ -238,24 +238,28 @@ class _LorawanPart:
             self.other_events[topic.source] += 1
             return None
         self.uplinks[topic.source] += 1
-        if self.messages[i].retained:
-            return Rejection(RejectionReason.RETAINED_MESSAGE, "a retained message (servers must publish without it)")
         envelope = self.envelopes[i]
+        entry: RegistryEntry | None = None
+        if type(envelope) is Uplink and envelope.dev_eui is not None:
+            entry = self.entries.get(i) or self.sensors.get_by_dev_eui(envelope.dev_eui)
+        if entry is not None:
+            key = entry.sensor_key
+            sensor_key[i] = key  # counted for the sensor even when rejected
+            device_topic = self.device_topics.get(key)
+            if device_topic is None:
+                device_topic = self.device_topics[key] = DeviceTopic(entry.city, entry.kind, entry.sensor_id)
+            topics[i] = device_topic
+        if self.messages[i].retained:
+            # First, as for device messages; its frame counter is an old one, so it is not counted either.
+            return Rejection(RejectionReason.RETAINED_MESSAGE, "a retained message (servers must publish without it)")
         if type(envelope) is not Uplink:
             assert isinstance(envelope, Rejection)
             return envelope
         if envelope.dev_eui is None:
             return Rejection(RejectionReason.UNKNOWN_SENSOR, "the uplink names no DevEUI (give the device one)")
-        entry = self.entries.get(i) or self.sensors.get_by_dev_eui(envelope.dev_eui)
         if entry is None:
             detail = f"no sensor with dev_eui {envelope.dev_eui} in the registry"
             return Rejection(RejectionReason.UNKNOWN_SENSOR, detail)
-        key = entry.sensor_key
-        sensor_key[i] = key  # counted for the sensor even when rejected
-        device_topic = self.device_topics.get(key)
-        if device_topic is None:
-            device_topic = self.device_topics[key] = DeviceTopic(entry.city, entry.kind, entry.sensor_id)
-        topics[i] = device_topic
         self.fcnt[i] = envelope.fcnt
         rejection, self.ignored[i] = decode_uplink(
             envelope, entry, rows=rows, msg=i, received_at_s=self.messages[i].received_at_s, limits=self.limits

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from ingest.batch import BatchBuilder, Message
 from ingest.broker import BrokerLink
 from ingest.frames import count_gaps
 from ingest.inbox import Inbox
@@ -241,3 +242,45 @@ def test_a_refused_source_leaves_the_device_topics_served() -> None:
     link.subscribed.clear()
     link._on_subscribe(link.client, None, 2, [refused, granted, granted], None)
     assert not link.subscribed.is_set()  # without the device topics there is nothing to serve
+
+
+class _Directory:
+    """A registry of one LoRaWAN sensor, as the batch builder sees it."""
+
+    def __init__(self) -> None:
+        self.entry = entry()
+
+    def get(self, sensor_id: str) -> RegistryEntry | None:
+        return None
+
+    def resolve_missing(self, sensor_ids: Any) -> None:
+        pass
+
+    def get_by_dev_eui(self, dev_eui: str) -> RegistryEntry | None:
+        return self.entry if dev_eui == self.entry.dev_eui else None
+
+    def resolve_missing_dev_euis(self, dev_euis: Any) -> None:
+        pass
+
+
+def test_a_retained_uplink_is_refused_first_and_attributed_to_its_sensor() -> None:
+    builder = BatchBuilder(
+        prefix="livinglab/v1", sensors=_Directory(), limits=Limits(),
+        uplink_topics=UplinkTopics([(CS, "application/+/device/+/event/+")]),
+    )  # fmt: skip
+    topic = chirpstack_topic("0101010101010101")
+    known = chirpstack_uplink("0101010101010101", {"pm25": 41.3}, fcnt=9, time=None)  # the time of receipt
+    unknown = chirpstack_uplink("0202020202020202", {"pm25": 41.3}, fcnt=9)
+    messages = [
+        Message(topic, known, mid=1, qos=1, received_at_s=RECEIVED, retained=True),
+        Message(topic, unknown, mid=2, qos=1, received_at_s=RECEIVED, retained=True),
+        Message(topic, b"{", mid=3, qos=1, received_at_s=RECEIVED, retained=True),
+        Message(topic, known, mid=4, qos=1, received_at_s=RECEIVED),
+    ]
+    batch = builder.build(messages)
+    assert {i: r.reason for i, r in batch.rejections.items()} == dict.fromkeys(range(3), R.RETAINED_MESSAGE)
+    assert batch.sensor_key.tolist() == [7, -1, -1, 7]
+    assert [t.sensor_id if t else None for t in batch.topics] == ["lora-1", None, None, "lora-1"]
+    assert batch.fcnt is not None
+    assert batch.fcnt.tolist() == [-1, -1, -1, 9]  # a retained copy's counter is an old one
+    assert batch.rows.msg.tolist() == [3]
