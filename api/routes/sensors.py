@@ -23,7 +23,7 @@ from api.schemas import COMMON_RESPONSES, NOT_FOUND, Page, UtcDatetime, problem_
 from livinglab.domain import Kind
 from livinglab.sensors import Identifier, SensorSpec
 from livinglab.storage._db import CHANNEL_REGISTRY
-from livinglab.storage.registry import SENSOR_DATA_TABLES, SPEC_COLUMNS
+from livinglab.storage.registry import SENSOR_DATA_TABLES, SPEC_COLUMNS, is_dev_eui_conflict, spec_values
 
 router = APIRouter(prefix="/v1/sensors", tags=["sensors"], responses=COMMON_RESPONSES)
 
@@ -71,7 +71,13 @@ def _public(row: dict[str, Any]) -> SensorPublic:
 
 
 def _values(spec: SensorSpec) -> dict[str, Any]:
-    return spec.model_dump(mode="json")
+    return spec_values(spec)
+
+
+def _taken(exc: psycopg.errors.UniqueViolation, spec: SensorSpec) -> ProblemError:
+    if is_dev_eui_conflict(exc):
+        return ProblemError(409, f"dev_eui {spec.dev_eui} belongs to another sensor")
+    return ProblemError(409, f"sensor {spec.sensor_id!r} already exists")
 
 
 @router.get("", summary="List sensors", dependencies=[ReadAccess])
@@ -109,7 +115,7 @@ async def list_sensors(
     status_code=status.HTTP_201_CREATED,
     summary="Register a sensor",
     dependencies=[SensorsWriteAccess],
-    responses={409: problem_doc("A sensor with this id exists.")},
+    responses={409: problem_doc("A sensor with this id, or with this dev_eui, exists.")},
 )
 async def create_sensor(conn: ConnDep, sensor: SensorCreate, response: Response) -> SensorPublic:
     """Register a sensor; its readings are accepted within a second. Needs scope `sensors:write`."""
@@ -122,8 +128,8 @@ async def create_sensor(conn: ConnDep, sensor: SensorCreate, response: Response)
             await cur.execute(query, _values(sensor))
             row = await cur.fetchone()
             await cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL_REGISTRY, sensor.sensor_id))
-    except psycopg.errors.UniqueViolation:
-        raise ProblemError(409, f"sensor {sensor.sensor_id!r} already exists") from None
+    except psycopg.errors.UniqueViolation as exc:
+        raise _taken(exc, sensor) from None
     assert row is not None
     response.headers["Location"] = f"/v1/sensors/{sensor.sensor_id}"
     return _public(row)
@@ -143,7 +149,7 @@ async def get_sensor(conn: ConnDep, sensor_id: SensorIdPath) -> SensorPublic:
     "/{sensor_id}",
     summary="Replace a sensor's attributes",
     dependencies=[SensorsWriteAccess],
-    responses={**NOT_FOUND, 409: problem_doc("The kind of a sensor cannot change.")},
+    responses={**NOT_FOUND, 409: problem_doc("The kind of a sensor cannot change; the dev_eui is another's.")},
 )
 async def replace_sensor(
     conn: ConnDep, sensor_id: SensorIdPath, update: Annotated[SensorUpdate, Body()]
@@ -165,7 +171,10 @@ async def replace_sensor(
         "UPDATE sensors SET {set}, updated_at = now() WHERE sensor_id = %(sensor_id)s AND kind = %(kind)s RETURNING *"
     ).format(set=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in columns))
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, _values(spec))
+        try:
+            await cur.execute(query, _values(spec))
+        except psycopg.errors.UniqueViolation as exc:
+            raise _taken(exc, spec) from None
         row = await cur.fetchone()
         if row is None:
             await cur.execute("SELECT kind FROM sensors WHERE sensor_id = %s", (sensor_id,))
