@@ -36,7 +36,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from ingest._paho import PAHO_HOOKS, IngestClient
 from ingest.batch import Message
 from ingest.inbox import Inbox
-from ingest.topics import subscription
+from ingest.topics import shared, subscription
 from livinglab.settings import MqttUrl
 
 log = logging.getLogger(__name__)
@@ -119,12 +119,17 @@ class BrokerLink:
         keepalive_s: int = 30,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
+        extra_filters: Sequence[str] = (),
         paho_hooks: AbstractSet[str] = PAHO_HOOKS,
     ) -> None:
         self.url = url
         self.protocol = protocol
         self.client_id = client_id
         self.filter = subscription(prefix, shared_group)
+        #: Every filter subscribed: the device topics first, then other sources' (LoRaWAN network servers).
+        self.filters = [self.filter, *(shared(f, shared_group) for f in extra_filters)]
+        #: Filters of other sources the broker refused (its ACL): the device topics are served, those are not.
+        self.refused_filters: list[str] = []
         self.inbox = inbox
         self.session_expiry_s = session_expiry_s
         self.receive_maximum = receive_maximum
@@ -174,9 +179,9 @@ class BrokerLink:
                 log.info("session resumed: %d queued messages will be redelivered", dropped)
         if self.protocol == "5":
             options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-            client.subscribe(self.filter, options=options)
+            client.subscribe([(f, options) for f in self.filters])
         else:
-            client.subscribe(self.filter, qos=1)
+            client.subscribe([(f, 1) for f in self.filters])
         self.connected.set()
         log.info(
             "connected to %s as %s (MQTT %s, session %s)",
@@ -187,14 +192,20 @@ class BrokerLink:
         )
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any) -> None:
-        refused = [str(r) for r in reasons if r.is_failure]
-        if refused:
-            self.last_error = f"subscription to {self.filter} refused: {', '.join(refused)}"
+        reasons = list(reasons)
+        if not reasons or reasons[0].is_failure:
+            self.last_error = f"subscription to {self.filter} refused: {reasons[0] if reasons else 'no answer'}"
             log.error("%s (check the broker's ACL for this user)", self.last_error)
             return
+        self.refused_filters = [f for f, r in zip(self.filters[1:], reasons[1:], strict=False) if r.is_failure]
+        if self.refused_filters:
+            log.error(
+                "subscription to %s refused (check the broker's ACL for this user, or turn the source off)",
+                ", ".join(self.refused_filters),
+            )
         self.last_error = None
         self.subscribed.set()
-        log.info("subscribed to %s", self.filter)
+        log.info("subscribed to %s", ", ".join(f for f in self.filters if f not in self.refused_filters))
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         with self._lock:

@@ -95,6 +95,29 @@ class IngestMetrics:
             ["outcome"],
             registry=r,
         )
+        self.uplinks = Counter(
+            "livinglab_ingest_lorawan_uplinks",
+            "LoRaWAN uplinks taken into batches (stored or rejected), by network server.",
+            ["source"],
+            registry=r,
+        )
+        self.other_events = Counter(
+            "livinglab_ingest_lorawan_other_events",
+            "Other events of LoRaWAN network servers on a subscribed topic (join, status, ...), ignored.",
+            ["source"],
+            registry=r,
+        )
+        self.members_ignored = Counter(
+            "livinglab_ingest_lorawan_members_ignored",
+            "Codec output members of stored uplinks that map to no quantity (battery and the like).",
+            registry=r,
+        )
+        self.frames_missed = Counter(
+            "livinglab_ingest_lorawan_frames_missed",
+            "Uplinks of a LoRaWAN device that never arrived, by the gaps in its frame counter (fCnt).",
+            ["sensor_id"],
+            registry=r,
+        )
         self.inbox = Gauge("livinglab_ingest_inbox_messages", "Messages received and not yet batched.", registry=r)
         self.broker_up = Gauge("livinglab_ingest_broker_connected", "1 when connected to the broker.", registry=r)
         self.database_up = Gauge(

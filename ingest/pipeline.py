@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TypeVar
 
+import numpy as np
 import psycopg
 
 from ingest.batch import Batch, BatchBuilder, Message
@@ -165,6 +166,8 @@ class BatchPipeline:
         m.late.inc(result.late)
         for rejection in result.rejections.values():
             m.rejected.labels(rejection.reason.value).inc()
+        if batch.fcnt is not None:
+            self._account_uplinks(batch, result)
         m.payloads_dropped.inc(result.payloads_dropped)
         m.payload_bytes_dropped.inc(result.payload_bytes_dropped)
         if result.rejections:
@@ -176,6 +179,20 @@ class BatchPipeline:
             m.notices.labels("published").inc(sent)
             m.notices.labels("suppressed").inc(len(result.rejections) - sent)
         self.batches += 1
+
+    def _account_uplinks(self, batch: Batch, result: WriteResult) -> None:
+        m = self.metrics
+        for source, n in batch.uplinks.items():
+            m.uplinks.labels(source).inc(n)
+        for source, n in batch.other_events.items():
+            m.other_events.labels(source).inc(n)
+        if batch.ignored is not None:
+            m.members_ignored.inc(sum(int(batch.ignored[i]) for i in np.flatnonzero(batch.ignored).tolist()
+                                      if i not in result.rejections))  # fmt: skip
+        for i, n in result.frames_missed.items():
+            topic = batch.topics[i]
+            if topic is not None:
+                m.frames_missed.labels(topic.sensor_id).inc(n)
 
     # -- retries ------------------------------------------------------------------------------------------------
 

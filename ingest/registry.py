@@ -5,7 +5,10 @@
 3. A message from an id the table does not know triggers a lookup of that id (at most every `miss_interval_s` per
    id), so a sensor created a moment ago is accepted even before its notification arrives.
 
-Readers never lock: the table is replaced, never changed in place.
+LoRaWAN uplinks name their device by DevEUI: a second dictionary, DevEUI (lower-case) -> entry, built with the
+table, keeps that lookup one dictionary probe per message; an unknown DevEUI is looked up like an unknown id.
+
+Readers never lock: the tables are replaced, never changed in place.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ from typing import Any
 
 import psycopg
 
-from livinglab.domain import Kind
 from livinglab.resilience import DatabasePolicy
 from livinglab.storage import CHANNEL_REGISTRY, connect, listen_until_stopped
-from livinglab.storage.registry import RegistryEntry, load_registry
+from livinglab.storage.registry import REGISTRY_COLUMNS, RegistryEntry, load_registry, registry_entry
 
 log = logging.getLogger(__name__)
 
-_LOOKUP = "SELECT sensor_id, sensor_key, city, kind, interval_s FROM sensors WHERE sensor_id = ANY(%s)"
+_LOOKUP = f"SELECT {REGISTRY_COLUMNS} FROM sensors WHERE sensor_id = ANY(%s)"
+_LOOKUP_DEV_EUI = f"SELECT {REGISTRY_COLUMNS} FROM sensors WHERE dev_eui = ANY(%s)"
 #: Remembered misses at most; a flood of made-up ids then only costs lookups, not memory.
 _MAX_MISSES = 100_000
 
@@ -51,6 +54,7 @@ class SensorDirectory:
         self._lookup_connection = lookup_connection or self._own_connection
         self._lookup_conn: psycopg.Connection[Any] | None = None
         self._entries: dict[str, RegistryEntry] = {}
+        self._by_dev_eui: dict[str, RegistryEntry] = {}
         self._misses: dict[str, float] = {}
         self._loaded = threading.Event()
         self.listening = False
@@ -75,12 +79,20 @@ class SensorDirectory:
     def get(self, sensor_id: str) -> RegistryEntry | None:
         return self._entries.get(sensor_id)
 
+    def get_by_dev_eui(self, dev_eui: str) -> RegistryEntry | None:
+        """The sensor with this DevEUI (lower-case), if one is registered."""
+        return self._by_dev_eui.get(dev_eui)
+
+    def _replace(self, entries: dict[str, RegistryEntry]) -> None:
+        self._by_dev_eui = {e.dev_eui: e for e in entries.values() if e.dev_eui is not None}
+        self._entries = entries
+
     def wait_loaded(self, timeout_s: float) -> bool:
         return self._loaded.wait(timeout_s)
 
     def load(self, conn: psycopg.Connection[Any]) -> None:
         """Replace the table with the registry's current content."""
-        self._entries = load_registry(conn)
+        self._replace(load_registry(conn))
         self._misses.clear()
         self._loaded.set()
 
@@ -89,21 +101,31 @@ class SensorDirectory:
 
         Raises psycopg errors: a message must not be rejected as `unknown_sensor` because the database was away.
         """
+        self._resolve(_LOOKUP, sensor_ids, "")
+
+    def resolve_missing_dev_euis(self, dev_euis: Collection[str]) -> None:
+        """Look up DevEUIs (lower-case) the table lacks, as `resolve_missing` does ids."""
+        self._resolve(_LOOKUP_DEV_EUI, dev_euis, "eui:")
+
+    def _resolve(self, query: str, keys: Collection[str], kind: str) -> None:
         now = time.monotonic()
-        due = [i for i in sensor_ids if now - self._misses.get(i, -1e18) >= self.miss_interval_s]
+        due = [k for k in keys if now - self._misses.get(kind + k, -1e18) >= self.miss_interval_s]
         if not due:
             return
-        rows = self._lookup_connection().execute(_LOOKUP, (due,)).fetchall()
+        rows = self._lookup_connection().execute(query, (due,)).fetchall()
         if len(self._misses) > _MAX_MISSES:
             self._misses.clear()
-        for sensor_id in due:
-            self._misses[sensor_id] = now
+        for key in due:
+            self._misses[kind + key] = now
         if rows:
             entries = dict(self._entries)
-            for sensor_id, key, city, kind, interval_s in rows:
-                entries[sensor_id] = RegistryEntry(key, city, Kind(kind), interval_s)
-                self._misses.pop(sensor_id, None)
-            self._entries = entries
+            for row in rows:
+                entry = registry_entry(row)
+                entries[entry.sensor_id] = entry
+                self._misses.pop(entry.sensor_id, None)
+                if entry.dev_eui is not None:
+                    self._misses.pop("eui:" + entry.dev_eui, None)
+            self._replace(entries)
 
     def run(self, stop: threading.Event) -> None:
         """LISTEN and reload until `stop` is set; reconnects with backoff when the database goes away."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 from typing import Any
 
 import psycopg
@@ -32,11 +33,11 @@ from psycopg import errors as pg_errors
 from ingest.batch import BatchBuilder, Message
 from ingest.metrics import IngestMetrics
 from ingest.rows import Limits
+from ingest.uplink_topics import UplinkTopics
 from ingest.writer import BatchWriter
-from livinglab.domain import Kind
 from livinglab.resilience import DatabasePolicy
 from livinglab.storage import CHANNEL_REPLAY, listen_until_stopped
-from livinglab.storage.registry import RegistryEntry
+from livinglab.storage.registry import REGISTRY_COLUMNS, RegistryEntry, registry_entry
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ ORDER BY id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
 """
-_LOOKUP = "SELECT sensor_id, sensor_key, city, kind, interval_s FROM sensors WHERE sensor_id = ANY(%s)"
+_LOOKUP = f"SELECT {REGISTRY_COLUMNS} FROM sensors WHERE sensor_id = ANY(%s)"
+_LOOKUP_DEV_EUI = f"SELECT {REGISTRY_COLUMNS} FROM sensors WHERE dev_eui = ANY(%s)"
 _RECORD = """
 UPDATE rejected SET replayed_at = clock_timestamp(), replay_outcome = o.outcome
 FROM unnest(%s::int8[], %s::text[]) AS o (id, outcome)
@@ -66,17 +68,27 @@ class _Registry:
     typically the reason for the replay, is seen even before the ingester's directory hears of it)."""
 
     def __init__(self, conn: psycopg.Connection[Any], sensor_ids: list[str]) -> None:
+        self._conn = conn
         rows = conn.execute(_LOOKUP, (sensor_ids,)).fetchall() if sensor_ids else []
-        self._entries = {
-            sensor_id: RegistryEntry(key, city, Kind(kind), interval_s)
-            for sensor_id, key, city, kind, interval_s in rows
-        }
+        self._entries = {entry.sensor_id: entry for entry in map(registry_entry, rows)}
+        self._by_dev_eui: dict[str, RegistryEntry] = {}
 
     def get(self, sensor_id: str) -> RegistryEntry | None:
         return self._entries.get(sensor_id)
 
+    def get_by_dev_eui(self, dev_eui: str) -> RegistryEntry | None:
+        return self._by_dev_eui.get(dev_eui)
+
     def resolve_missing(self, sensor_ids: Any) -> None:
         """Nothing to do: every id the round names was looked up already."""
+
+    def resolve_missing_dev_euis(self, dev_euis: Collection[str]) -> None:
+        """LoRaWAN uplinks name their sensor inside the payload: look those up now, in the round's transaction."""
+        wanted = [d for d in dev_euis if d not in self._by_dev_eui]
+        if wanted:
+            for entry in map(registry_entry, self._conn.execute(_LOOKUP_DEV_EUI, (wanted,)).fetchall()):
+                assert entry.dev_eui is not None
+                self._by_dev_eui[entry.dev_eui] = entry
 
 
 class ReplayWorker:
@@ -88,6 +100,7 @@ class ReplayWorker:
         *,
         prefix: str,
         limits: Limits,
+        uplink_topics: UplinkTopics | None = None,
         metrics: IngestMetrics | None = None,
         poll_s: float = 30.0,
         batch_size: int = 500,
@@ -95,6 +108,7 @@ class ReplayWorker:
         self.writer = writer
         self.prefix = prefix
         self.limits = limits
+        self.uplink_topics = uplink_topics
         self.metrics = metrics
         self.poll_s = poll_s
         self.batch_size = batch_size
@@ -189,7 +203,10 @@ class ReplayWorker:
                 messages.append(Message(topic, payload, 0, 1, received_at.timestamp()))
             if messages:
                 sensors = _Registry(conn, _sensor_ids(messages))
-                batch = BatchBuilder(prefix=self.prefix, sensors=sensors, limits=self.limits).build(messages)
+                builder = BatchBuilder(
+                    prefix=self.prefix, sensors=sensors, limits=self.limits, uplink_topics=self.uplink_topics
+                )
+                batch = builder.build(messages)
                 result, tallies = self.writer.store(conn, batch, through_staging=True, store_rejections=False)
                 tallies.of_replay().write(conn)
                 for i, rejected_id in enumerate(ids):

@@ -31,6 +31,7 @@ from ingest.quota import RejectedQuota
 from ingest.registry import SensorDirectory
 from ingest.replay import ReplayWorker
 from ingest.settings import IngestSettings
+from ingest.uplink_topics import UplinkTopics
 from ingest.writer import BatchWriter
 from livinglab.resilience import Backoff
 from livinglab.storage import check_schema
@@ -73,7 +74,10 @@ class Ingester:
             application_name=f"livinglab-ingest-registry:{settings.client_id}"[:63],
             policy=policy,
         )
-        self.builder = BatchBuilder(prefix=settings.topic_prefix, sensors=self.sensors, limits=settings.limits())
+        uplink_topics = UplinkTopics(settings.uplink_filters())
+        self.builder = BatchBuilder(
+            prefix=settings.topic_prefix, sensors=self.sensors, limits=settings.limits(), uplink_topics=uplink_topics
+        )
         self.replay = ReplayWorker(
             BatchWriter(
                 self._database_url,
@@ -83,6 +87,7 @@ class Ingester:
             ),
             prefix=settings.topic_prefix,
             limits=settings.limits(),
+            uplink_topics=uplink_topics,
             metrics=self.metrics,
             poll_s=settings.replay_poll_s,
         )
@@ -205,6 +210,7 @@ class Ingester:
             keepalive_s=s.keepalive_s,
             reconnect_min_s=s.reconnect_min_s,
             reconnect_max_s=s.reconnect_max_s,
+            extra_filters=[topic_filter for _, topic_filter in s.uplink_filters()],
             paho_hooks=s.paho_hook_names,
         )
 
@@ -224,12 +230,14 @@ class Ingester:
         """(ok, checks) for /health: the broker link is subscribed and the last database operation worked."""
         link = self.link
         broker_ok = link is not None and link.connected.is_set() and link.subscribed.is_set()
+        refused = link.refused_filters if link is not None else []
         database_ok = self.database_error is None and (self.sensors.listening or self.sensors.last_error is None)
         checks: dict[str, Any] = {
             "broker": {
-                "status": "ok" if broker_ok else "down",
+                "status": "ok" if broker_ok and not refused else "down",
                 "detail": None if broker_ok else (link.last_error if link else "not started"),
                 "protocol": self.protocol,
+                "refused_filters": refused,
             },
             "database": {
                 "status": "ok" if database_ok else "down",
@@ -238,4 +246,6 @@ class Ingester:
             "inbox_messages": len(self.inbox),
             "batches": self.batches,
         }
-        return broker_ok and database_ok, checks
+        if broker_ok and refused:
+            checks["broker"]["detail"] = f"subscription refused: {', '.join(refused)}"
+        return broker_ok and not refused and database_ok, checks

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ingest._paho import PAHO_HOOKS
 from ingest.rows import Limits
+from ingest.uplink_topics import DEFAULT_FILTERS, UplinkSource, check_filter
 from livinglab.settings import CoreSettings
 
 
@@ -90,6 +91,21 @@ class IngestSettings(CoreSettings):
     reconnect_min_s: float = Field(default=0.5, gt=0, description="First delay before reconnecting to the broker.")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest delay between broker reconnects.")
     database_retry_max_s: float = Field(default=10.0, gt=0, description="Longest delay between database retries.")
+    chirpstack_enabled: bool = Field(
+        default=True, description="Ingest ChirpStack v4 uplinks (its MQTT integration's JSON) from the same broker."
+    )
+    chirpstack_topic_filter: str = Field(
+        default=DEFAULT_FILTERS[UplinkSource.CHIRPSTACK],
+        description="Topic filter of ChirpStack uplinks (other events it matches are ignored).",
+    )
+    tts_enabled: bool = Field(
+        default=True,
+        description="Ingest The Things Stack v3 uplinks (bridged from its MQTT server, see deploy/mosquitto).",
+    )
+    tts_topic_filter: str = Field(
+        default=DEFAULT_FILTERS[UplinkSource.TTS],
+        description="Topic filter of The Things Stack uplinks (other events it matches are ignored).",
+    )
     paho_hooks: str = Field(
         default="publish,pubacks",
         description="paho-mqtt private hooks the ingester uses, comma-separated (`publish`, `pubacks`), or `none`"
@@ -104,6 +120,11 @@ class IngestSettings(CoreSettings):
         if value is not None and (not value or any(c in value for c in "/+#")):
             raise ValueError("shared_group must be non-empty, without '/', '+' or '#'")
         return value or None
+
+    @field_validator("chirpstack_topic_filter", "tts_topic_filter")
+    @classmethod
+    def _check_topic_filter(cls, value: str) -> str:
+        return check_filter(value)
 
     @field_validator("paho_hooks")
     @classmethod
@@ -121,6 +142,14 @@ class IngestSettings(CoreSettings):
             raise ValueError("batch_size must not exceed receive_maximum (a batch is acknowledged only when full)")
         Limits(ranges=self.ranges)  # raises on unknown quantities
         return self
+
+    def uplink_filters(self) -> list[tuple[UplinkSource, str]]:
+        """The LoRaWAN sources that are on, with their topic filters (CONTRACT.md section 6)."""
+        sources = [
+            (self.chirpstack_enabled, UplinkSource.CHIRPSTACK, self.chirpstack_topic_filter),
+            (self.tts_enabled, UplinkSource.TTS, self.tts_topic_filter),
+        ]
+        return [(source, topic_filter) for enabled, source, topic_filter in sources if enabled]
 
     @property
     def paho_hook_names(self) -> frozenset[str]:

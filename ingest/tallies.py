@@ -19,10 +19,12 @@ from livinglab.quality import latency_buckets
 
 _COUNT = """
 WITH counters AS (
-    INSERT INTO ingest_counters AS c (sensor_key, hour, messages, accepted, rejected, duplicates, late, last_seen)
-    SELECT k, to_timestamp(h), m, a, r, d, l, to_timestamp(s)
+    INSERT INTO ingest_counters AS c (sensor_key, hour, messages, accepted, rejected, duplicates, late, last_seen,
+                                      ignored_members, fcnt_gaps, frames_missed)
+    SELECT k, to_timestamp(h), m, a, r, d, l, to_timestamp(s), i, g, f
     FROM unnest(%(ck)s::int4[], %(ch)s::float8[], %(cm)s::int8[], %(ca)s::int8[], %(cr)s::int8[], %(cd)s::int8[],
-                %(cl)s::int8[], %(cs)s::float8[]) AS t (k, h, m, a, r, d, l, s)
+                %(cl)s::int8[], %(cs)s::float8[], %(ci)s::int8[], %(cg)s::int8[], %(cf)s::int8[])
+         AS t (k, h, m, a, r, d, l, s, i, g, f)
     ORDER BY k, h
     ON CONFLICT (sensor_key, hour) DO UPDATE SET
         messages = c.messages + excluded.messages,
@@ -30,7 +32,10 @@ WITH counters AS (
         rejected = c.rejected + excluded.rejected,
         duplicates = c.duplicates + excluded.duplicates,
         late = c.late + excluded.late,
-        last_seen = greatest(c.last_seen, excluded.last_seen)
+        last_seen = greatest(c.last_seen, excluded.last_seen),
+        ignored_members = c.ignored_members + excluded.ignored_members,
+        fcnt_gaps = c.fcnt_gaps + excluded.fcnt_gaps,
+        frames_missed = c.frames_missed + excluded.frames_missed
 )
 INSERT INTO ingest_latency AS l (sensor_key, hour, bucket, n)
 SELECT k, to_timestamp(h), b, n
@@ -63,10 +68,17 @@ def run_starts(sorted_columns: list[npt.NDArray[Any]]) -> npt.NDArray[np.intp]:
     return np.flatnonzero(change)
 
 
+#: Where each counter sits in a Tallies counter row; `last_seen_s` is a maximum, the others are sums.
+MESSAGES, ACCEPTED, REJECTED, DUPLICATES, LATE, LAST_SEEN, IGNORED, FCNT_GAPS, FRAMES_MISSED = range(9)
+_SUMS = (MESSAGES, ACCEPTED, REJECTED, DUPLICATES, LATE, IGNORED, FCNT_GAPS, FRAMES_MISSED)
+_COLUMNS = ("cm", "ca", "cr", "cd", "cl", "cs", "ci", "cg", "cf")
+
+
 @dataclass(slots=True)
 class Tallies:
-    """Counters by (sensor_key, hour index): [messages, accepted, rejected, duplicates, late, last_seen_s]; latency
-    histogram counts by (sensor_key, hour index, bucket). Hour index = Unix seconds // 3600 of the receipt."""
+    """Counters by (sensor_key, hour index): [messages, accepted, rejected, duplicates, late, last_seen_s,
+    ignored members, fcnt gaps, frames missed] (indices named above); latency histogram counts by (sensor_key, hour
+    index, bucket). Hour index = Unix seconds // 3600 of the receipt."""
 
     counters: dict[tuple[int, int], list[float]] = field(default_factory=dict)
     latency: dict[tuple[int, int, int], int] = field(default_factory=dict)
@@ -83,6 +95,8 @@ class Tallies:
         rejected: npt.NDArray[np.int64],
         duplicates: npt.NDArray[np.int64],
         late: npt.NDArray[np.int64],
+        ignored: npt.NDArray[np.int64] | None = None,
+        frames_missed: npt.NDArray[np.int64] | None = None,
     ) -> Tallies:
         """The counters of one batch, from per-message arrays (messages of unknown sensors have key -1)."""
         known = sensor_key >= 0
@@ -90,14 +104,17 @@ class Tallies:
         (keys, hours), order, starts = group_rows(sensor_key[known], hour)
         if not starts.size:
             return cls()
-        sums = [
-            np.add.reduceat(values[known][order], starts).tolist()
-            for values in (np.ones(sensor_key.size, dtype=np.int64), accepted, rejected, duplicates, late)
-        ]
+        none = np.zeros(sensor_key.size, dtype=np.int64)
+        missed = none if frames_missed is None else frames_missed
+        columns = (
+            np.ones(sensor_key.size, dtype=np.int64), accepted, rejected, duplicates, late,
+            none if ignored is None else ignored, (missed > 0).astype(np.int64), missed,
+        )  # fmt: skip
+        sums = [np.add.reduceat(values[known][order], starts).tolist() for values in columns]
         last_seen = np.maximum.reduceat(received_at_s[known][order], starts).tolist()
         counters = {
-            (k, h): [m, a, r, d, lt, s]
-            for k, h, m, a, r, d, lt, s in zip(keys.tolist(), hours.tolist(), *sums, last_seen, strict=True)
+            (k, h): [m, a, r, d, lt, s, ig, g, f]
+            for k, h, m, a, r, d, lt, ig, g, f, s in zip(keys.tolist(), hours.tolist(), *sums, last_seen, strict=True)
         }
         return cls(counters, {})
 
@@ -115,8 +132,9 @@ class Tallies:
 
     def of_replay(self) -> Tallies:
         """These tallies for messages replayed on request: the readings they store count (accepted, duplicates,
-        late, latency), the messages themselves do not, since they were counted (as rejected) when they arrived."""
-        counters = {key: [0, a, 0, d, lt, s] for key, (_, a, _, d, lt, s) in self.counters.items()}
+        late, latency, ignored codec members), the messages themselves do not, since they were counted (as
+        rejected) when they arrived; nor do frame counters, which only live messages advance."""
+        counters = {key: [0, a, 0, d, lt, s, ig, 0, 0] for key, (_, a, _, d, lt, s, ig, _, _) in self.counters.items()}
         return Tallies(counters, dict(self.latency))
 
     def merged(self, other: Tallies) -> Tallies:
@@ -127,9 +145,9 @@ class Tallies:
             if mine is None:
                 counters[key] = list(values)
             else:
-                for i in range(5):
+                for i in _SUMS:
                     mine[i] += values[i]
-                mine[5] = max(mine[5], values[5])
+                mine[LAST_SEEN] = max(mine[LAST_SEEN], values[LAST_SEEN])
         latency = dict(self.latency)
         for bucket, n in other.latency.items():
             latency[bucket] = latency.get(bucket, 0) + n
@@ -149,6 +167,6 @@ class Tallies:
             "lb": [b for (_, _, b), _ in latency],
             "ln": [n for _, n in latency],
         }
-        for i, name in enumerate(("cm", "ca", "cr", "cd", "cl", "cs")):
-            params[name] = [values[i] if name == "cs" else int(values[i]) for _, values in counters]
+        for i, name in enumerate(_COLUMNS):
+            params[name] = [values[i] if i == LAST_SEEN else int(values[i]) for _, values in counters]
         conn.execute(_COUNT, params)

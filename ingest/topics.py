@@ -54,8 +54,12 @@ def parse_topic(topic: str, prefix: str) -> DeviceTopic | Rejection:
 
 def subscription(prefix: str, shared_group: str | None = None) -> str:
     """The topic filter an ingester subscribes to: `{prefix}/+/+/+`, through `$share/{group}/` when grouped."""
-    base = f"{prefix}/+/+/+"
-    return f"$share/{shared_group}/{base}" if shared_group else base
+    return shared(f"{prefix}/+/+/+", shared_group)
+
+
+def shared(topic_filter: str, shared_group: str | None) -> str:
+    """A topic filter through the shared subscription `$share/{group}/` when grouped, else as it is."""
+    return f"$share/{shared_group}/{topic_filter}" if shared_group else topic_filter
 
 
 class TopicCache:

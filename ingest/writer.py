@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from psycopg import errors as pg_errors
 
 from ingest.batch import Batch
 from ingest.conflicts import Resolution, key_order, resolve_keys
+from ingest.frames import record_frames
 from ingest.outcome import Rejection, safe_text
 from ingest.quota import Allotment, PayloadClaim, RejectedQuota
 from ingest.tallies import Tallies, run_starts
@@ -74,6 +75,8 @@ class WriteResult:
     windows: int
     rejections: dict[int, Rejection]
     through_staging: bool
+    #: LoRaWAN frames missed by frame counter, per message that revealed a gap (message index -> frames).
+    frames_missed: dict[int, int] = field(default_factory=dict)
     #: Rejected messages stored without their payload (the quota was used up), and the payload bytes left out.
     payloads_dropped: int = 0
     payload_bytes_dropped: int = 0
@@ -168,7 +171,8 @@ class BatchWriter:
         """The body of a batch's transaction, inside the caller's transaction on `conn` (this writer's connection).
 
         Returns what was written and the batch's tallies, which the caller writes. `store_rejections=False` leaves
-        rejected messages out of `rejected` (a replay records its outcome on the stored message instead).
+        rejected messages out of `rejected` (a replay records its outcome on the stored message instead), and frame
+        counters of LoRaWAN uplinks alone (they count live uplinks, which were counted when they arrived).
         """
         rows = batch.rows
         sensor = batch.row_sensor_key
@@ -213,6 +217,9 @@ class BatchWriter:
         allotment = None
         if rejections and store_rejections:
             allotment = self._store_rejections(conn, batch, rejections)
+        missed = None
+        if batch.fcnt is not None and store_rejections:
+            missed = record_frames(conn, batch.sensor_key, batch.fcnt)
         result = WriteResult(
             inserted=int(insert.sum()),
             duplicates=int(resolution.duplicate.sum()),
@@ -220,10 +227,11 @@ class BatchWriter:
             windows=windows,
             rejections=rejections,
             through_staging=through_staging,
+            frames_missed={} if missed is None else {i: int(missed[i]) for i in np.flatnonzero(missed).tolist()},
             payloads_dropped=allotment.dropped if allotment else 0,
             payload_bytes_dropped=allotment.dropped_bytes if allotment else 0,
         )
-        return result, self._tallies(batch, resolution, late, rejections)
+        return result, self._tallies(batch, resolution, late, rejections, missed)
 
     def _stored_values(
         self, conn: psycopg.Connection[Any], sensor: npt.NDArray[np.int32], batch: Batch
@@ -251,7 +259,12 @@ class BatchWriter:
         return window_end_s + self.allowed_lateness_s < received_s
 
     def _tallies(
-        self, batch: Batch, resolution: Resolution, late: npt.NDArray[np.bool_], rejections: dict[int, Rejection]
+        self,
+        batch: Batch,
+        resolution: Resolution,
+        late: npt.NDArray[np.bool_],
+        rejections: dict[int, Rejection],
+        frames_missed: npt.NDArray[np.int64] | None,
     ) -> Tallies:
         rows = batch.rows
         insert = resolution.insert
@@ -259,6 +272,9 @@ class BatchWriter:
         rejected = np.zeros(m, dtype=np.int64)
         if rejections:
             rejected[np.fromiter(rejections, dtype=np.int64, count=len(rejections))] = 1
+        ignored = None
+        if batch.ignored is not None:
+            ignored = np.where(rejected == 0, batch.ignored, 0)  # members of a rejected uplink were not ignored
         tallies = Tallies.of_messages(
             batch.sensor_key,
             batch.received_at_s,
@@ -266,6 +282,8 @@ class BatchWriter:
             rejected=rejected,
             duplicates=np.bincount(rows.msg[resolution.duplicate], minlength=m),
             late=np.bincount(rows.msg[insert & late], minlength=m),
+            ignored=ignored,
+            frames_missed=frames_missed,
         )
         tallies.add_latency(batch.row_sensor_key[insert], batch.received_at_s[rows.msg[insert]], rows.ts_us[insert])
         return tallies

@@ -234,6 +234,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         messages=args.messages,
         duration_s=args.duration,
         payload=args.payload,
+        format=args.format,
     )
     return run_simulate(request, settings, _on_signals)
 
@@ -383,7 +384,16 @@ def _add_simulate(sub: Any) -> None:
         default="default",
         help="fault rates: off, default, or name=rate,... on top of the defaults ('off,malformed=0.05' on top of "
         "none); names: gap, outage, burst, clock_skew, late, out_of_order, duplicate, conflicting_duplicate, "
-        "malformed, unknown_sensor (the load mode sends clean readings)",
+        "malformed, unknown_sensor; for LoRaWAN sensors also no_codec, unknown_dev_eui, extra_members, fcnt_gap "
+        "(the load mode sends clean readings)",
+    )
+    sim.add_argument(
+        "--format",
+        choices=["direct", "chirpstack", "tts"],
+        default="direct",
+        help="direct: devices publish to the platform's topics (CONTRACT.md section 1); chirpstack, tts: every "
+        "sensor is a LoRaWAN device whose readings arrive as that network server's uplinks (section 6; with "
+        "--register or --print-registry the sensors get their DevEUIs)",
     )
     sim.add_argument("--seed", type=int, help="random seed (LIVINGLAB_SEED, default 1)")
     sim.add_argument("--qos", type=int, choices=[0, 1], default=1, help="MQTT QoS of published messages (1)")

@@ -243,7 +243,8 @@ class RoadFunction(enum.StrEnum):
 
 
 class RejectionReason(enum.StrEnum):
-    """Why a message was rejected (CONTRACT.md section 1, plus `retained_message`), in the order the checks run."""
+    """Why a message was rejected (CONTRACT.md sections 1 and 6, plus `retained_message`), in the order the checks
+    run."""
 
     #: Delivered because it was retained on the broker (a copy of a message already delivered live, perhaps stored).
     RETAINED_MESSAGE = "retained_message"
@@ -256,9 +257,19 @@ class RejectionReason(enum.StrEnum):
     INVALID_JSON = "invalid_json"
     DUPLICATE_KEY = "duplicate_key"
     INVALID_SHAPE = "invalid_shape"
+    #: A LoRaWAN uplink without codec output (no `object` / `decoded_payload`): its device profile has no codec.
+    UNDECODED_PAYLOAD = "undecoded_payload"
     UNKNOWN_QUANTITY = "unknown_quantity"
     BAD_UNIT = "bad_unit"
+    #: A LoRaWAN uplink whose codec output has nothing that maps to a quantity.
+    NO_READINGS = "no_readings"
     OUT_OF_RANGE = "out_of_range"
     TIMESTAMP_IN_FUTURE = "timestamp_in_future"
     TIMESTAMP_TOO_OLD = "timestamp_too_old"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
+
+
+#: The reason codes only LoRaWAN uplinks can earn (CONTRACT.md section 6).
+LORAWAN_REASONS: frozenset[RejectionReason] = frozenset(
+    {RejectionReason.UNDECODED_PAYLOAD, RejectionReason.NO_READINGS}
+)

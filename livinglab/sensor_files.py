@@ -1,8 +1,9 @@
 """Sensor registry files: YAML or CSV lists of sensors for bulk import (`livinglab sensors import FILE`).
 
 YAML: a list of mappings, or a mapping with a `sensors:` list; keys are the sensor fields of CONTRACT.md section 2.
-CSV: a header row of field names, then one sensor per row; empty cells take the field's default. Every entry is
-validated with `SensorSpec`; a file with any invalid entry is refused whole, naming each bad entry.
+CSV: a header row of field names, then one sensor per row; empty cells take the field's default (a `field_map` cell
+holds JSON). Every entry is validated with `SensorSpec`; a file with any invalid entry (or two entries with one
+sensor id or DevEUI) is refused whole, naming each bad entry.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def parse_sensors(text: str, *, fmt: str) -> list[SensorSpec]:
     specs: list[SensorSpec] = []
     problems: list[str] = []
     seen: set[str] = set()
+    dev_euis: dict[str, str] = {}
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, Mapping):
             problems.append(f"entry {number}: not a mapping of sensor fields")
@@ -73,7 +75,12 @@ def parse_sensors(text: str, *, fmt: str) -> list[SensorSpec]:
         if spec.sensor_id in seen:
             problems.append(f"entry {number}: sensor_id {spec.sensor_id!r} appears more than once")
             continue
+        if spec.dev_eui is not None and spec.dev_eui in dev_euis:
+            problems.append(f"entry {number}: dev_eui {spec.dev_eui} is also {dev_euis[spec.dev_eui]!r}'s")
+            continue
         seen.add(spec.sensor_id)
+        if spec.dev_eui is not None:
+            dev_euis[spec.dev_eui] = spec.sensor_id
         specs.append(spec)
     if problems:
         raise SensorFileError("invalid sensors, nothing imported:\n  " + "\n  ".join(problems))

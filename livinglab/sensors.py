@@ -1,16 +1,18 @@
 """The sensor registry's domain model: what a sensor is and which attributes it must carry.
 
 `SensorSpec` validates a registry entry wherever one comes from (the API, a YAML or CSV import, a simulator
-scenario). Field names are fixed by CONTRACT.md section 2.
+scenario). Field names are fixed by CONTRACT.md sections 2 and 6 (`dev_eui`, `field_map` for LoRaWAN sensors).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from livinglab.domain import IDENTIFIER_PATTERN, Kind, RoadFunction, RoadType
+from livinglab.field_maps import DevEui, FieldMap, field_map_problems
 
 Identifier = Annotated[str, Field(pattern=rf"^{IDENTIFIER_PATTERN}$", min_length=1, max_length=64)]
 
@@ -54,6 +56,23 @@ class SensorSpec(BaseModel):
     city_population: int | None = Field(default=None, ge=0)
     side_friction_factor: float | None = Field(default=None, gt=0, le=2, description="FCHS.")
     capacity_override_pcu_h: float | None = Field(default=None, gt=0)
+    dev_eui: DevEui | None = None
+    field_map: FieldMap | None = Field(
+        default=None,
+        description="LoRaWAN codec output to quantities: member name (or JSON Pointer) -> quantity name, "
+        '`{"quantity": ..., "unit": ...}`, or null to ignore the member (docs/devices.md).',
+    )
+
+    @field_validator("field_map", mode="before")
+    @classmethod
+    def _field_map_from_text(cls, value: Any) -> Any:
+        # A CSV cell holds the map as JSON text.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("field_map must be a JSON object") from None
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -85,6 +104,10 @@ class SensorSpec(BaseModel):
             present = [f for f in TRAFFIC_FIELDS if getattr(self, f) is not None]
             if present:
                 raise ValueError(f"air stations take no traffic attributes ({', '.join(present)})")
+        if self.field_map:
+            problems = field_map_problems(self.field_map, self.kind)
+            if problems:
+                raise ValueError(f"field_map: {'; '.join(problems)}")
         return self
 
     @property

@@ -21,6 +21,7 @@ from livinglab.errors import ConfigurationError
 from livinglab.sensors import SensorSpec
 from simulators.faults import FaultRates
 from simulators.load import LoadOptions, run_load
+from simulators.lorawan import Network, lorawan_scenario
 from simulators.plan import Period
 from simulators.progress import format_summary
 from simulators.run import Mode, RunOptions, Simulation, default_period, write_ground_truth
@@ -55,6 +56,12 @@ class SimulateRequest:
     messages: int = 200_000
     duration_s: float | None = None
     payload: Literal["senml", "json"] = "senml"
+    #: `direct` (CONTRACT.md section 1), or every sensor as a LoRaWAN device behind this network server.
+    format: Literal["direct", "chirpstack", "tts"] = "direct"
+
+    @property
+    def network(self) -> Network | None:
+        return None if self.format == "direct" else self.format
 
 
 def registry_document(scenario: Scenario, fmt: RegistryFormat) -> str:
@@ -67,12 +74,19 @@ def registry_document(scenario: Scenario, fmt: RegistryFormat) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(SensorSpec.model_fields), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(spec.model_dump(mode="json") for spec in scenario.specs)
+    writer.writerows(_csv_row(spec) for spec in scenario.specs)
     return out.getvalue()
 
 
 def _registry_row(spec: SensorSpec) -> dict[str, Any]:
     return spec.model_dump(mode="json", exclude_none=True)
+
+
+def _csv_row(spec: SensorSpec) -> dict[str, Any]:
+    row = spec.model_dump(mode="json")
+    if row["field_map"] is not None:
+        row["field_map"] = json.dumps(_registry_row(spec)["field_map"])  # a CSV cell holds the map as JSON
+    return row
 
 
 def districts_geojson(scenario: Scenario) -> dict[str, Any]:
@@ -108,7 +122,7 @@ def run_simulate(
     request: SimulateRequest, settings: SimulatorSettings, on_stop: Callable[[Callable[[], None]], None]
 ) -> int:
     """Carry out `livinglab simulate`; `on_stop` receives the function that stops the run (for signals)."""
-    scenario = load_scenario(request.scenario)
+    scenario = lorawan_scenario(load_scenario(request.scenario), request.network)
     if request.print_registry:
         sys.stdout.write(registry_document(scenario, request.print_registry))
         return 0
@@ -123,6 +137,8 @@ def run_simulate(
     if request.mode is Mode.LOAD:
         if request.ground_truth is not None:
             raise ConfigurationError("the load mode writes no ground truth")
+        if request.network is not None:
+            raise ConfigurationError("the load mode sends device messages only; LoRaWAN formats run in the others")
         stop = threading.Event()
         on_stop(stop.set)
         load_options = LoadOptions(
@@ -158,6 +174,7 @@ def run_simulate(
         max_lateness_s=settings.max_lateness_s,
         keep_readings=request.ground_truth is not None,
         progress=request.progress,
+        network=request.network,
     )
     try:
         simulation = Simulation(scenario, url, options)
@@ -172,6 +189,7 @@ def run_simulate(
             "seed": seed,
             "mode": request.mode.value,
             "faults": rates.as_dict(),
+            "format": request.format,
             "completed": simulation.completed,
         }
         write_ground_truth(scenario, ledger, request.ground_truth, extra)

@@ -13,16 +13,17 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from livinglab.domain import QUANTITIES, Kind, RejectionReason
+from livinglab.domain import LORAWAN_REASONS, QUANTITIES, Kind, RejectionReason
 from livinglab.errors import ConfigurationError
 from simulators.messages import Record, iso_time, senml_payload, simple_payload, topic_for
 
-#: Reasons the `malformed` rate spreads over, in turn.
+#: Reasons the `malformed` rate spreads over, in turn (LoRaWAN uplinks have faults of their own).
 MALFORMED_REASONS: tuple[RejectionReason, ...] = tuple(
     r
     for r in RejectionReason
     if r
     not in (RejectionReason.UNKNOWN_SENSOR, RejectionReason.CONFLICTING_DUPLICATE, RejectionReason.RETAINED_MESSAGE)
+    and r not in LORAWAN_REASONS
 )
 
 #: Fault types the ledger counts, besides each malformed reason.
@@ -37,7 +38,13 @@ FAULT_TYPES = (
     "conflicting_duplicate",
     "malformed",
     "unknown_sensor",
+    "no_codec",
+    "unknown_dev_eui",
+    "extra_members",
+    "fcnt_gap",
 )
+#: Fault rates that apply to LoRaWAN sensors only (`simulators.lorawan`).
+LORAWAN_FAULTS = ("no_codec", "unknown_dev_eui", "extra_members", "fcnt_gap")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,15 @@ class FaultRates:
     malformed: float = 0.003
     #: Per message: a message from a sensor the registry does not know follows it.
     unknown_sensor: float = 0.001
+    #: LoRaWAN, per uplink: it arrives without codec output (the device profile lost its codec): rejected.
+    no_codec: float = 0.002
+    #: LoRaWAN, per uplink: an uplink from a DevEUI the registry does not know follows it.
+    unknown_dev_eui: float = 0.001
+    #: LoRaWAN, per uplink: the codec also reports battery, firmware and status (ignored and counted).
+    extra_members: float = 0.2
+    #: LoRaWAN, per uplink: it is lost between the network server and the platform (a QoS 0 hop), leaving a gap in
+    #: the device's frame counter.
+    fcnt_gap: float = 0.01
 
     @classmethod
     def off(cls) -> FaultRates:

@@ -5,6 +5,12 @@ section 1 says the platform judges it: each reading is keyed by (sensor, quantit
 the same value is a duplicate (nothing new stored), with a different value it rejects the whole message as
 `conflicting_duplicate` and the first value stays. A malformed message is expected to be rejected with the reason
 the simulator built it for. The ledger never decodes payloads: what a message should do is known from its plan.
+
+LoRaWAN uplinks (CONTRACT.md section 6) are judged the same way, and two more things are counted per sensor, as
+docs/devices.md says the platform counts them: codec members that map to no quantity (of uplinks not rejected), and
+frames missed by the device's frame counter, in publishing order: a counter above the highest one seen misses the
+frames in between; one below it starts a new session when it is small (below 16) or far behind (more than 16384),
+else it is a late or repeated uplink and changes nothing.
 """
 
 from __future__ import annotations
@@ -60,6 +66,9 @@ class Ledger:
         self.first_ts_s: float | None = None
         self.last_ts_s: float | None = None
         self._stored: dict[tuple[str, str], dict[int, float]] = {}
+        #: Per LoRaWAN sensor: uplinks, frame-counter gaps, frames missed, codec members ignored.
+        self.lorawan: dict[str, list[int]] = {}
+        self._fcnt: dict[str, int] = {}
 
     def record(self, item: PlanItem) -> None:
         """Account for one published message, or one omitted reading."""
@@ -73,24 +82,39 @@ class Ledger:
         for note in item.faults:
             reason = item.reason.value if item.reason is not None else None
             self._note(note.type, item.sensor_id, ts, note.detail, reason)
+        if item.fcnt is not None and item.sensor_id is not None:
+            self._frame(item.sensor_id, item.fcnt)
         if item.readings and item.sensor_id is not None:
-            self._judge(item)
+            if self._judge(item) and item.ignored:
+                self.lorawan[item.sensor_id][3] += item.ignored
         elif item.reason is not None:
             self.rejections[item.reason.value] += 1
         else:
             self.surprises += 1
+
+    def _frame(self, sensor_id: str, fcnt: int) -> None:
+        counts = self.lorawan.setdefault(sensor_id, [0, 0, 0, 0])
+        counts[0] += 1
+        last = self._fcnt.get(sensor_id)
+        if last is None or fcnt > last:
+            if last is not None and fcnt > last + 1:
+                counts[1] += 1
+                counts[2] += fcnt - last - 1
+            self._fcnt[sensor_id] = fcnt
+        elif fcnt < last and (fcnt < 16 or last - fcnt > 16384):
+            self._fcnt[sensor_id] = fcnt  # a new session of the device
 
     def _note(self, kind: str, sensor_id: str | None, ts: float | None, detail: str, reason: str | None) -> None:
         self.faults[kind] += 1
         if self.keep_log:
             self.log.append(FaultRecord(kind, sensor_id, ts, detail, reason))
 
-    def _judge(self, message: Message) -> None:
+    def _judge(self, message: Message) -> bool:
+        """Account for a well-formed message; False when it is rejected."""
         assert message.sensor_id is not None
         self.readings_sent += len(message.readings)
         if not self.keep_readings:
-            self._judge_by_plan(message)
-            return
+            return self._judge_by_plan(message)
         fresh: dict[tuple[str, str, int], float] = {}
         duplicates = 0
         conflict = False
@@ -112,21 +136,24 @@ class Ledger:
             self.surprises += 1
         if conflict:
             self.rejections[RejectionReason.CONFLICTING_DUPLICATE.value] += 1
-            return
+            return False
         self.duplicates += duplicates
         for (sensor_id, quantity, ts_us), value in fresh.items():
             self._stored.setdefault((sensor_id, quantity), {})[ts_us] = value
             self._track_time(ts_us)
         self.readings_stored += len(fresh)
+        return True
 
-    def _judge_by_plan(self, message: Message) -> None:
+    def _judge_by_plan(self, message: Message) -> bool:
         if message.reason is not None:
             self.rejections[message.reason.value] += 1
-        elif any(note.type == "duplicate" for note in message.faults):
+            return False
+        if any(note.type == "duplicate" for note in message.faults):
             self.duplicates += len(message.readings)
         else:
             self.readings_stored += len(message.readings)
             self._track_time(message.readings[0].ts_us)
+        return True
 
     def _track_time(self, ts_us: int) -> None:
         ts = ts_us / 1e6
@@ -170,6 +197,10 @@ class Ledger:
             "first_reading": iso(self.first_ts_s),
             "last_reading": iso(self.last_ts_s),
             "planning_surprises": self.surprises,
+            "lorawan": {
+                name: sum(counts[i] for counts in self.lorawan.values())
+                for i, name in enumerate(("uplinks", "fcnt_gaps", "frames_missed", "ignored_members"))
+            },
         }
 
     def merge(self, other: Ledger) -> None:
@@ -189,3 +220,6 @@ class Ledger:
                 self._track_time(round(ts * 1e6))
         for key, readings in other._stored.items():
             self._stored.setdefault(key, {}).update(readings)
+        for sensor_id, counts in other.lorawan.items():  # publisher processes take disjoint sensors
+            self.lorawan[sensor_id] = list(counts)
+            self._fcnt[sensor_id] = other._fcnt[sensor_id]

@@ -46,6 +46,10 @@ class Message:
     reason: RejectionReason | None = None
     #: Faults this message is or carries (`duplicate`, `late`, `clock_skew`, ...); empty for a plain message.
     faults: tuple[FaultNote, ...] = ()
+    #: A LoRaWAN uplink of a registered device: its frame counter (None for everything else).
+    fcnt: int | None = None
+    #: Members of a LoRaWAN uplink's codec output that map to no quantity (the platform ignores and counts them).
+    ignored: int = 0
 
     def sort_key(self) -> tuple[float, tuple[int, ...]]:
         return (self.publish_at, self.order)

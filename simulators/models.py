@@ -63,6 +63,8 @@ class _Model(BaseModel):
     payload: PayloadFormat = "senml"
     #: Units to report quantities in, when not the canonical one (e.g. `{no2: ppb, co: ppm}`; SenML only).
     units: dict[str, str] = Field(default_factory=dict)
+    #: A LoRaWAN sensor: its uplinks reach the platform as this network server publishes them (simulators.lorawan).
+    network: Literal["chirpstack", "tts"] | None = None
 
     def _check_units(self, kind: Kind, quantities: tuple[str, ...]) -> None:
         for name, unit in self.units.items():
@@ -71,8 +73,8 @@ class _Model(BaseModel):
                 raise ValueError(f"units: {name!r} is not a reported {kind.value} quantity")
             if unit not in quantity.units:
                 raise ValueError(f"units: {unit!r} is not accepted for {name}")
-        if self.units and self.payload != "senml":
-            raise ValueError("units other than the canonical ones need SenML payloads")
+        if self.units and self.payload != "senml" and self.network is None:
+            raise ValueError("units other than the canonical ones need SenML payloads (or a LoRaWAN codec)")
 
 
 class AirModel(_Model):

@@ -8,6 +8,11 @@ Publishing order is by the simulated time a message is due (`publish_at`): a rea
 (air) or when its counting interval ends (traffic counts); faults move that time (late, overtaken, buffered in a
 burst) or add messages after it (duplicates, conflicting values, malformed and unknown-sensor messages). A message
 derived from another is always due after it, so a conflicting value always reaches the platform second.
+
+Sensors that send through a LoRaWAN network server (`simulators.lorawan`) publish one uplink per reading time, with
+faults of their own drawn from a stream of their own: uplinks without codec output, lost uplinks (a gap in the frame
+counter), codec output with members that are not readings, and uplinks from DevEUIs nobody registered. Their
+buffered readings are sent as separate uplinks, never packed.
 """
 
 from __future__ import annotations
@@ -23,6 +28,17 @@ import numpy.typing as npt
 from livinglab.domain import QUANTITIES, RejectionReason
 from simulators.devices import DAY_S, simulate_day
 from simulators.faults import MALFORMED_REASONS, FaultRates, MalformedContext, build_malformed, unknown_sensor
+from simulators.lorawan import (
+    EXTRA_MEMBERS,
+    Network,
+    codec_output,
+    dev_eui_of,
+    frame_counter,
+    lorawan_scenario,
+    network_of,
+    uplink_payload,
+    uplink_topic,
+)
 from simulators.messages import (
     FaultNote,
     Message,
@@ -58,6 +74,8 @@ class PlanOptions:
     rates: FaultRates = field(default_factory=FaultRates.off)
     max_payload_bytes: int = 256 * 1024
     max_lateness_s: float = 7 * 86400.0
+    #: Send every sensor's readings through this LoRaWAN network server (None: each as its model says).
+    network: Network | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +96,24 @@ class _Draws:
     conflict_delay_s: npt.NDArray[np.float64]
     malformed_reason: npt.NDArray[np.int64]  # -1: none
     unknown: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class _UplinkDraws:
+    """The LoRaWAN faults of one sensor-day (a stream of their own, so direct devices draw as they always did)."""
+
+    no_codec: npt.NDArray[np.bool_]
+    lost: npt.NDArray[np.bool_]
+    extra: npt.NDArray[np.bool_]
+    unknown: npt.NDArray[np.bool_]
+
+
+def _draw_uplinks(rng: np.random.Generator, rates: FaultRates, n: int) -> _UplinkDraws:
+    no_codec = rng.random(n) < rates.no_codec
+    lost = rng.random(n) < rates.fcnt_gap
+    extra = rng.random(n) < rates.extra_members
+    unknown = rng.random(n) < rates.unknown_dev_eui
+    return _UplinkDraws(no_codec & ~lost, lost, extra, unknown)
 
 
 def _span(rng: np.random.Generator, rate: float, n: int, low: int, high: int) -> npt.NDArray[np.bool_]:
@@ -134,9 +170,9 @@ class Planner:
     """Plans the messages of a scenario; deterministic for its seed."""
 
     def __init__(self, scenario: Scenario, seed: int, options: PlanOptions | None = None) -> None:
-        self.scenario = scenario
-        self.seed = seed
         self.options = options or PlanOptions()
+        self.scenario = lorawan_scenario(scenario, self.options.network)
+        self.seed = seed
         self._position = {s.sensor_id: i for i, s in enumerate(scenario.sensors)}
 
     # -- one sensor-day ---------------------------------------------------------------------------------------
@@ -147,10 +183,15 @@ class Planner:
         A burst sent as one pack is planned with its first reading in the period, whole (its readings in the
         period), so planning a period in chunks gives the same messages as planning it at once.
         """
+        sensor = self.scenario.sensor(sensor.sensor_id)  # with its DevEUI when it is a LoRaWAN sensor
         block = simulate_day(sensor, self.scenario, self.seed, day)
         n = len(block)
         interval = sensor.spec.interval_s
         draws = _draw(block_rng(self.seed, sensor.stream, day, Purpose.FAULTS), self.options.rates, n, interval)
+        network = network_of(sensor, self.options.network)
+        uplinks = None
+        if network is not None:
+            uplinks = _draw_uplinks(block_rng(self.seed, sensor.stream, day, Purpose.LORAWAN), self.options.rates, n)
         ts = block.ts_s
         is_count = QUANTITIES[sensor.model.reported[0]].is_count
         publish = ts.astype(np.float64) + (interval if is_count else 0.0)
@@ -173,15 +214,16 @@ class Planner:
         burst_indices = [int(i) for i in np.flatnonzero(draws.burst & in_period)]
         for i in (int(i) for i in wanted):
             order = (day, position, i)
-            if draws.lost[i]:
-                fault = "outage" if draws.outage[i] else "gap"
+            lost_uplink = uplinks is not None and uplinks.lost[i] and not draws.burst[i]
+            if draws.lost[i] or lost_uplink:
+                fault = "outage" if draws.outage[i] else "gap" if draws.lost[i] else "fcnt_gap"
                 first = draws.outage[i] and (i == 0 or not draws.outage[i - 1])
                 detail = f"{int(draws.outage.sum())} readings" if first else ""
                 items.append(
                     Omission(float(publish[i]), (*order, 0), sensor.sensor_id, float(ts[i]), FaultNote(fault, detail))
                 )
                 continue
-            if draws.burst[i] and draws.burst_packed:
+            if draws.burst[i] and draws.burst_packed and network is None:
                 if i != burst_indices[0]:
                     continue
                 records = tuple(r for j in burst_indices for r in records_at(j))
@@ -189,9 +231,16 @@ class Planner:
             else:
                 records = records_at(i)
                 notes = self._notes(draws, i, len(burst_indices))
-            message = self._message(sensor, float(publish[i]), (*order, 0), records, notes)
+            if network is not None and uplinks is not None:
+                fcnt = frame_counter(float(ts[i]), interval)
+                message = self._uplink(network, sensor, float(publish[i]), (*order, 0), records, notes, fcnt,
+                                       codec=not uplinks.no_codec[i], extra=bool(uplinks.extra[i]))  # fmt: skip
+            else:
+                message = self._message(sensor, float(publish[i]), (*order, 0), records, notes)
             items.append(message)
             items.extend(self._derived(sensor, day, i, message, records, draws))
+            if network is not None and uplinks is not None and uplinks.unknown[i]:
+                items.append(self._stranger(network, sensor, message, records))
         items.sort(key=lambda item: item.sort_key())
         return items
 
@@ -236,6 +285,59 @@ class Planner:
             faults=notes,
         )
 
+    def _uplink(
+        self,
+        network: Network,
+        sensor: SimSensor,
+        publish_at: float,
+        order: tuple[int, ...],
+        records: tuple[Record, ...],
+        notes: tuple[FaultNote, ...],
+        fcnt: int,
+        *,
+        codec: bool = True,
+        extra: bool = False,
+        reason: RejectionReason | None = None,
+    ) -> Message:
+        """A LoRaWAN sensor's uplink as its network server publishes it."""
+        spec = sensor.spec
+        assert spec.dev_eui is not None
+        output = codec_output(records, publish_at, extra=extra) if codec else None
+        if not codec:
+            notes, reason = (*notes, FaultNote("no_codec", "no codec output")), RejectionReason.UNDECODED_PAYLOAD
+        elif extra:
+            notes = (*notes, FaultNote("extra_members", ", ".join(EXTRA_MEMBERS)))
+        payload = uplink_payload(
+            network, sensor_id=spec.sensor_id, dev_eui=spec.dev_eui, output=output, fcnt=fcnt, publish_at=publish_at
+        )
+        return Message(
+            publish_at=publish_at,
+            order=order,
+            topic=uplink_topic(network, spec.sensor_id, spec.dev_eui),
+            payload=payload,
+            kind=spec.kind.value,
+            sensor_id=spec.sensor_id,
+            readings=canonical_readings(records) if codec else (),
+            reason=reason,
+            faults=notes,
+            fcnt=fcnt,
+            ignored=len(EXTRA_MEMBERS) if codec and extra else 0,
+        )
+
+    def _stranger(self, network: Network, sensor: SimSensor, parent: Message, records: tuple[Record, ...]) -> Message:
+        """An uplink from a device nobody registered, right after `parent`."""
+        ghost = f"{sensor.sensor_id}-ghost"
+        dev_eui = dev_eui_of(ghost)
+        at = parent.publish_at + 0.75
+        payload = uplink_payload(
+            network, sensor_id=ghost, dev_eui=dev_eui, output=codec_output(records, at, extra=False), fcnt=1,
+            publish_at=at,
+        )  # fmt: skip
+        note = FaultNote("unknown_dev_eui", f"dev_eui {dev_eui}")
+        kind = sensor.kind.value
+        topic = uplink_topic(network, ghost, dev_eui)
+        return self._raw(at, (*parent.order[:-1], 5), topic, payload, kind, RejectionReason.UNKNOWN_SENSOR, note)
+
     def _derived(
         self, sensor: SimSensor, day: int, i: int, parent: Message, records: tuple[Record, ...], draws: _Draws
     ) -> list[Message]:
@@ -254,17 +356,25 @@ class Planner:
                 parent.kind,
                 parent.sensor_id,
                 parent.readings,
+                parent.reason,
                 faults=(FaultNote("duplicate", "sent twice"),),
+                fcnt=parent.fcnt,
+                ignored=parent.ignored,
             )
             out.append(copy)
-        if draws.conflict[i]:
+        if draws.conflict[i] and parent.readings:
             record = records[int(rng.integers(len(records)))]
             changed = (record[0], record[1], _changed_value(record), record[3])
             note = FaultNote("conflicting_duplicate", f"{record[0]} {record[2]:g} -> {changed[2]:g}")
             at = parent.publish_at + float(draws.conflict_delay_s[i])
-            conflict = self._message(
-                sensor, at, (*order, 2), (changed,), (note,), RejectionReason.CONFLICTING_DUPLICATE
-            )
+            reason = RejectionReason.CONFLICTING_DUPLICATE
+            network = network_of(sensor, self.options.network)
+            if network is not None and parent.fcnt is not None:
+                # The network server's later delivery of the same frame, decoded differently (a changed codec).
+                conflict = self._uplink(network, sensor, at, (*order, 2), (changed,), (note,), parent.fcnt,
+                                        reason=reason)  # fmt: skip
+            else:
+                conflict = self._message(sensor, at, (*order, 2), (changed,), (note,), reason)
             out.append(conflict)
         if draws.malformed_reason[i] >= 0 or draws.unknown[i]:
             ctx = MalformedContext(

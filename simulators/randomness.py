@@ -25,6 +25,7 @@ class Purpose(enum.IntEnum):
     STATION = 4
     CITY = 5
     MALFORMED = 6
+    LORAWAN = 7
 
 
 def block_rng(seed: int, stream: int, day: int, purpose: Purpose) -> np.random.Generator:

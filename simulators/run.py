@@ -23,6 +23,7 @@ from livinglab.settings import MqttUrl
 from simulators.devices import DAY_S
 from simulators.faults import FaultRates
 from simulators.ledger import Ledger
+from simulators.lorawan import Network
 from simulators.messages import Message, PlanItem
 from simulators.plan import Period, Planner, PlanOptions
 from simulators.progress import Progress
@@ -62,6 +63,8 @@ class RunOptions:
     #: Keep every stored reading in the ledger (needed for ground truth).
     keep_readings: bool = False
     progress: bool = True
+    #: Send every sensor's readings through this LoRaWAN network server's uplinks (None: as each model says).
+    network: Network | None = None
 
 
 def default_period(days: float, end_s: float | None = None) -> Period:
@@ -87,6 +90,7 @@ class Simulation:
                 rates=options.rates,
                 max_payload_bytes=options.max_payload_bytes,
                 max_lateness_s=options.max_lateness_s,
+                network=options.network,
             ),
         )
         self._stop = threading.Event()

@@ -27,8 +27,8 @@ def test_vocabulary_matches_contract() -> None:
     assert {q.name for q in quantities_of(Kind.TRAFFIC)} == {"sm", "kr", "kb", "speed", "occupancy"}
     assert [r.value for r in RejectionReason] == [
         "retained_message", "topic_invalid", "unknown_sensor", "kind_mismatch", "payload_too_large", "invalid_utf8",
-        "non_finite_value", "invalid_json", "duplicate_key", "invalid_shape", "unknown_quantity", "bad_unit",
-        "out_of_range", "timestamp_in_future", "timestamp_too_old", "conflicting_duplicate",
+        "non_finite_value", "invalid_json", "duplicate_key", "invalid_shape", "undecoded_payload", "unknown_quantity",
+        "bad_unit", "no_readings", "out_of_range", "timestamp_in_future", "timestamp_too_old", "conflicting_duplicate",
     ]  # fmt: skip
 
 

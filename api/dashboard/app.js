@@ -14,6 +14,7 @@ import {
   renderLatest,
   renderQuality,
   renderRejections,
+  renderSensorFacts,
   renderServiceLevels,
   renderTraffic,
 } from "./panels.js";
@@ -159,13 +160,16 @@ const renderers = {
     renderServiceLevels($("service-table"), { items: state.service, districts });
     renderIndicators($("service-indicators"), state.service);
   },
-  quality: () =>
+  quality: () => {
     renderQuality($("quality-rows"), $("quality-summary"), {
       sensors: state.sensors,
       quality: state.quality,
       now: Date.now(),
       ...selection(),
-    }),
+    });
+    renderers.facts();
+  },
+  facts: () => renderSensorFacts($("lorawan-facts"), { sensor: selectedSensor(), quality: state.quality }),
   rejections: () => renderRejections($("rejections"), state.rejections),
   latest: () => renderLatest($("latest"), { sensor: selectedSensor(), latest: state.latest }),
   chart: () => drawChart(),

@@ -1,5 +1,5 @@
-// The dashboard's tables and lists: air quality, traffic, service levels, data quality, the live feed and the
-// latest values of the chosen sensor. Each function redraws one panel from the page state.
+// The dashboard's tables and lists: air quality, traffic, service levels, data quality, the live feed, and the
+// latest values and LoRaWAN facts of the chosen sensor. Each function redraws one panel from the page state.
 
 import { indicatorName, ispuGloss, quantityName, reasonName, t, unit } from "./i18n.js";
 import {
@@ -243,6 +243,40 @@ export function renderLatest(list, { sensor, latest }) {
           ),
         )
       : h("li", { class: "empty" }, t("noData")),
+  );
+}
+
+function fieldTarget(target) {
+  if (target === null) return t("ignoredMember");
+  if (typeof target === "string") return quantityName(target);
+  return target.unit ? `${quantityName(target.quantity)} (${target.unit})` : quantityName(target.quantity);
+}
+
+/** A LoRaWAN sensor's DevEUI, field map and the frames and codec members of its last 24 hours (hidden otherwise). */
+export function renderSensorFacts(box, { sensor, quality }) {
+  const list = box.querySelector("dl");
+  if (!sensor?.dev_eui) {
+    box.hidden = true;
+    fill(list);
+    return;
+  }
+  const q = quality.get(sensor.sensor_id);
+  const entries = Object.entries(sensor.field_map ?? {});
+  box.hidden = false;
+  fill(
+    list,
+    h("dt", {}, t("devEui")),
+    h("dd", { dataset: { fact: "dev_eui" } }, h("code", {}, sensor.dev_eui)),
+    h("dt", {}, t("fieldMap")),
+    h(
+      "dd",
+      { dataset: { fact: "field_map" } },
+      entries.length ? entries.map(([member, target]) => `${member} → ${fieldTarget(target)}`).join(", ") : t("fieldMapNone"),
+    ),
+    h("dt", {}, t("framesMissed24h")),
+    h("dd", { dataset: { fact: "frames_missed", value: q?.frames_missed_24h ?? "" } }, num(q?.frames_missed_24h)),
+    h("dt", {}, t("membersIgnored24h")),
+    h("dd", { dataset: { fact: "ignored_members", value: q?.ignored_members_24h ?? "" } }, num(q?.ignored_members_24h)),
   );
 }
 

@@ -39,6 +39,13 @@ class SensorQualityPublic(BaseModel):
     rejected_24h: int = Field(description="Messages rejected.")
     duplicates_24h: int = Field(description="Readings received again with the same value.")
     late_24h: int = Field(description="Readings that arrived after their window was final.")
+    ignored_members_24h: int = Field(
+        default=0, description="LoRaWAN: codec output members that mapped to no quantity (battery and the like)."
+    )
+    fcnt_gaps_24h: int = Field(default=0, description="LoRaWAN: times the uplink frame counter skipped ahead.")
+    frames_missed_24h: int = Field(
+        default=0, description="LoRaWAN: uplinks that never arrived, by the frame counter's gaps."
+    )
     payloads_dropped_24h: int = Field(
         default=0,
         description="Rejected messages stored without their payload because the sensor's quota of rejected payload "
@@ -71,13 +78,14 @@ async def list_sensor_quality(
             f" WHERE {city_filter('city')}"
             " AND (%(district)s::text IS NULL OR district = %(district)s)"
             " AND (%(after)s::text IS NULL OR sensor_id > %(after)s) ORDER BY sensor_id LIMIT %(limit)s)"
-            " SELECT p.*, seen.last_seen, c.accepted, c.rejected, c.duplicates, c.late, a.received, a.expected,"
-            " dr.dropped"
+            " SELECT p.*, seen.last_seen, c.accepted, c.rejected, c.duplicates, c.late, c.ignored_members,"
+            " c.fcnt_gaps, c.frames_missed, a.received, a.expected, dr.dropped"
             " FROM page p"
             " LEFT JOIN LATERAL (SELECT max(last_seen) AS last_seen FROM ingest_counters"
             "  WHERE sensor_key = p.sensor_key AND last_seen IS NOT NULL) seen ON true"
             " LEFT JOIN LATERAL (SELECT sum(accepted) AS accepted, sum(rejected) AS rejected,"
-            "  sum(duplicates) AS duplicates, sum(late) AS late FROM ingest_counters"
+            "  sum(duplicates) AS duplicates, sum(late) AS late, sum(ignored_members) AS ignored_members,"
+            "  sum(fcnt_gaps) AS fcnt_gaps, sum(frames_missed) AS frames_missed FROM ingest_counters"
             "  WHERE sensor_key = p.sensor_key AND hour >= %(since)s) c ON true"
             " LEFT JOIN LATERAL (SELECT sum(received) AS received, sum(expected) AS expected FROM completeness_hourly"
             "  WHERE sensor_key = p.sensor_key AND hour >= %(h0)s AND hour < %(h1)s) a ON true"
@@ -125,6 +133,9 @@ async def list_sensor_quality(
                 rejected_24h=int(r["rejected"] or 0),
                 duplicates_24h=int(r["duplicates"] or 0),
                 late_24h=int(r["late"] or 0),
+                ignored_members_24h=int(r["ignored_members"] or 0),
+                fcnt_gaps_24h=int(r["fcnt_gaps"] or 0),
+                frames_missed_24h=int(r["frames_missed"] or 0),
                 payloads_dropped_24h=int(r["dropped"] or 0),
             )
         )

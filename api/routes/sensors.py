@@ -24,7 +24,7 @@ from api.schemas import COMMON_RESPONSES, NOT_FOUND, Page, UtcDatetime, problem_
 from livinglab.domain import Kind
 from livinglab.sensors import Identifier, SensorSpec
 from livinglab.storage._db import CHANNEL_REGISTRY
-from livinglab.storage.registry import SENSOR_DATA_TABLES, SPEC_COLUMNS
+from livinglab.storage.registry import SENSOR_DATA_TABLES, SPEC_COLUMNS, is_dev_eui_conflict, spec_values
 
 router = APIRouter(prefix="/v1/sensors", tags=["sensors"], responses=COMMON_RESPONSES)
 
@@ -72,7 +72,13 @@ def _public(row: dict[str, Any]) -> SensorPublic:
 
 
 def _values(spec: SensorSpec) -> dict[str, Any]:
-    return spec.model_dump(mode="json")
+    return spec_values(spec)
+
+
+def _taken(exc: psycopg.errors.UniqueViolation, spec: SensorSpec) -> ProblemError:
+    if is_dev_eui_conflict(exc):
+        return ProblemError(409, f"dev_eui {spec.dev_eui} belongs to another sensor")
+    return ProblemError(409, f"sensor {spec.sensor_id!r} already exists")
 
 
 @router.get("", summary="List sensors")
@@ -110,7 +116,7 @@ async def list_sensors(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Register a sensor",
-    responses={409: problem_doc("A sensor with this id exists.")},
+    responses={409: problem_doc("A sensor with this id, or with this dev_eui, exists.")},
 )
 async def create_sensor(
     access: WriteAccessDep, conn: ConnDep, sensor: SensorCreate, response: Response
@@ -127,8 +133,8 @@ async def create_sensor(
             await cur.execute(query, _values(sensor))
             row = await cur.fetchone()
             await cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL_REGISTRY, sensor.sensor_id))
-    except psycopg.errors.UniqueViolation:
-        raise ProblemError(409, f"sensor {sensor.sensor_id!r} already exists") from None
+    except psycopg.errors.UniqueViolation as exc:
+        raise _taken(exc, sensor) from None
     assert row is not None
     response.headers["Location"] = f"/v1/sensors/{sensor.sensor_id}"
     return _public(row)
@@ -147,7 +153,7 @@ async def get_sensor(access: ReadAccessDep, conn: ConnDep, sensor_id: SensorIdPa
 @router.put(
     "/{sensor_id}",
     summary="Replace a sensor's attributes",
-    responses={**NOT_FOUND, 409: problem_doc("The kind of a sensor cannot change.")},
+    responses={**NOT_FOUND, 409: problem_doc("The kind of a sensor cannot change; the dev_eui is another's.")},
 )
 async def replace_sensor(
     access: WriteAccessDep, conn: ConnDep, sensor_id: SensorIdPath, update: Annotated[SensorUpdate, Body()]
@@ -179,7 +185,10 @@ async def replace_sensor(
                 409, f"sensor {sensor_id!r} is a {existing['kind']} sensor; delete it and register it again"
             )
         access.check_writable(spec.city)
-        await cur.execute(query, _values(spec))
+        try:
+            await cur.execute(query, _values(spec))
+        except psycopg.errors.UniqueViolation as exc:
+            raise _taken(exc, spec) from None
         row = await cur.fetchone()
         await cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL_REGISTRY, sensor_id))
     assert row is not None

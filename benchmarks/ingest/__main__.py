@@ -19,6 +19,9 @@ Baselines and the ingester take turns, round by round, so noise on a shared mach
     like (a) beside the same count-only subscriber on the same load. The clock starts when the publishers start
     together (after loading the scenario and planning); their own rate into the broker, in the baseline run, shows
     they are not the limit. Target: as (a).
+(e) ChirpStack uplinks of about 1 KB with one or two readings, measured like (a) in runs small enough for the
+    ingester's inbox, back to back with (a) and with (a)'s readings padded to the same size, also in CPU time per
+    message (`benchmarks/ingest/_lorawan.py`). Target: at least 0.8 of (a)'s message rate, memory unchanged.
 Latency: single readings at a steady rate well below capacity; `ts` is the moment each is handed to mosquitto_pub,
     and PostgreSQL's commit timestamp of its row ends it (publish to commit).
 Peak memory: the ingester process's peak resident set (VmHWM) in runs (a) and (b).
@@ -55,7 +58,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks._servers import configured_bindir
-from benchmarks.ingest import _decoding, _load
+from benchmarks.ingest import _decoding, _load, _lorawan
 from ingest._paho import PAHO_HOOKS
 from livinglab.embedded import MosquittoBroker, free_port
 from livinglab.launch import PostgresCluster, find_bindir
@@ -379,6 +382,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (a smoke run)")
     parser.add_argument("--no-ablation", action="store_true", help="skip the rows with a fast path turned off")
     parser.add_argument("--backlog-messages", type=int, default=100_000, help="messages of each paho-hook backlog")
+    _lorawan.add_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.messages, args.packs, args.naive_packs, args.rounds, args.latency_seconds = 20_000, 1_000, 40, 1, 3.0
@@ -397,7 +401,7 @@ def main() -> int:
         migrate(url)
         broker.start()
         bench = Bench(work, url, broker)
-        singles, packs, cities, hooks_off = [], [], [], []
+        singles, packs, cities, hooks_off, uplinks = [], [], [], [], []
         for round_ in range(1, args.rounds + 1):
             singles.append(run_single(bench, args.messages, args.publishers))
             print(f"round {round_} (a): ingester {singles[-1][0]:,.0f} msg/s, count-only {singles[-1][1]:,.0f} msg/s",
@@ -406,6 +410,9 @@ def main() -> int:
                 hooks_off.append(run_hooks_off(bench, args.backlog_messages, args.publishers, reverse=round_ % 2 == 0))
                 rates = ", ".join(f"{hook} {r:,.0f} msg/s {cpu:.1f} us" for hook, (r, cpu) in hooks_off[-1].items())
                 print(f"round {round_} backlog of (a), paho hooks: {rates}", flush=True)
+            if args.uplinks:
+                uplinks.extend(_lorawan.run_uplinks(bench, args.uplinks, args.publishers))
+                print(f"round {round_} (e): {uplinks[-1].uplinks.rate:,.0f} msg/s", flush=True)
             packs.append(run_packs(bench, args.packs, args.publishers))
             print(f"round {round_} (b): ingester {packs[-1][0]:,.0f} readings/s, COPY {packs[-1][1]:,.0f} rows/s",
                   flush=True)  # fmt: skip
@@ -461,6 +468,7 @@ def main() -> int:
         print_hooks_off(hooks_off)
     if paths:
         print_paths_off(paths)
+    print("\n".join(_lorawan.rows(uplinks, singles)))
     return 0
 
 

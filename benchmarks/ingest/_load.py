@@ -45,6 +45,8 @@ class LoadFile:
     path: Path
     messages: int
     readings: int
+    #: Where its lines are published (default: the sensor's device topic).
+    topic: str | None = None
 
 
 def write_single_files(directory: Path, sensors: Sequence[str], per_sensor: int, base_ts: float) -> list[LoadFile]:
@@ -67,9 +69,9 @@ def write_pack_files(
     return files
 
 
-def _mosquitto_pub(port: int, sensor_id: str, stdin: int | IO[bytes]) -> subprocess.Popen[bytes]:
+def _mosquitto_pub(port: int, sensor_id: str, stdin: int | IO[bytes], to: str | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        ["mosquitto_pub", "-h", LOOPBACK, "-p", str(port), "-q", "1", "-l", "-M", "1000", "-t", topic(sensor_id),
+        ["mosquitto_pub", "-h", LOOPBACK, "-p", str(port), "-q", "1", "-l", "-M", "1000", "-t", to or topic(sensor_id),
          "-i", f"bench-pub-{sensor_id}-{time.monotonic_ns()}"],
         stdin=stdin,
         stdout=subprocess.DEVNULL,
@@ -80,7 +82,7 @@ def publish_files(port: int, files: Sequence[LoadFile]) -> float:
     """Publish every file, one process each, all at once; returns the wall-clock time they started."""
     handles = [f.path.open("rb") for f in files]
     started = time.time()
-    processes = [_mosquitto_pub(port, f.sensor_id, h) for f, h in zip(files, handles, strict=True)]
+    processes = [_mosquitto_pub(port, f.sensor_id, h, f.topic) for f, h in zip(files, handles, strict=True)]
     for process, handle in zip(processes, handles, strict=True):
         if process.wait(timeout=600) != 0:
             raise RuntimeError(f"mosquitto_pub exited with {process.returncode}")

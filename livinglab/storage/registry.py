@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from livinglab.domain import Kind
+from livinglab.errors import LivinglabError
+from livinglab.field_maps import DEFAULT_MEMBER_MAPS, MemberMap, compile_field_map
 from livinglab.sensors import SensorSpec
 from livinglab.storage._db import CHANNEL_REGISTRY
 
 #: Columns of `sensors` that hold a SensorSpec field, in SensorSpec order (allow-listed identifiers).
 SPEC_COLUMNS: tuple[str, ...] = tuple(SensorSpec.model_fields)
+#: The unique index that keeps DevEUIs apart (migration 0100): a violation of it is a DevEUI taken by another sensor.
+DEV_EUI_INDEX = "sensors_dev_eui"
+#: The columns the ingester's lookup table is built from, in `registry_entry` order.
+REGISTRY_COLUMNS = "sensor_id, sensor_key, city, kind, interval_s, dev_eui, field_map"
+
+
+class DevEuiTakenError(LivinglabError):
+    """A DevEUI is already registered for another sensor."""
+
+    def __init__(self, message: str, *, dev_eui: str, sensor_id: str | None = None) -> None:
+        super().__init__(message)
+        self.dev_eui = dev_eui
+        self.sensor_id = sensor_id
+
+
+def is_dev_eui_conflict(exc: psycopg.errors.UniqueViolation) -> bool:
+    """Whether a unique violation is the DevEUI index's (rather than a taken sensor id)."""
+    return exc.diag.constraint_name == DEV_EUI_INDEX
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +52,29 @@ class SensorRecord:
 
 @dataclass(frozen=True, slots=True)
 class RegistryEntry:
-    """What the ingester needs to know about a sensor to accept its readings."""
+    """What the ingester needs to know about a sensor to accept its readings (LoRaWAN sensors: also its DevEUI and
+    compiled field map)."""
 
     sensor_key: int
     city: str
     kind: Kind
     interval_s: int
+    sensor_id: str = ""
+    dev_eui: str | None = None
+    members: MemberMap | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def member_map(self) -> MemberMap:
+        """How codec output maps to this sensor's quantities (its field map, else its kind's quantity names)."""
+        return self.members if self.members is not None else DEFAULT_MEMBER_MAPS[self.kind]
+
+
+def registry_entry(row: Sequence[Any]) -> RegistryEntry:
+    """A lookup-table entry from a row of `REGISTRY_COLUMNS`."""
+    sensor_id, key, city, kind, interval_s, dev_eui, field_map = row
+    kind = Kind(kind)
+    members = compile_field_map(field_map, kind) if field_map else None
+    return RegistryEntry(key, city, kind, interval_s, sensor_id, dev_eui, members)
 
 
 def _record(row: dict[str, Any]) -> SensorRecord:
@@ -44,13 +82,51 @@ def _record(row: dict[str, Any]) -> SensorRecord:
     return SensorRecord(row["sensor_key"], spec, row["created_at"], row["updated_at"])
 
 
+def spec_values(spec: SensorSpec) -> dict[str, Any]:
+    """The column values of a sensor, by column name, ready to send (the field map as jsonb)."""
+    data = spec.model_dump(mode="json", exclude={"field_map"})
+    data["field_map"] = None if spec.field_map is None else Jsonb(_field_map_json(spec))
+    return data
+
+
+def _field_map_json(spec: SensorSpec) -> dict[str, Any]:
+    dumped: Mapping[str, Any] = spec.model_dump(mode="json", include={"field_map"})["field_map"]
+    # A target without a unit is written as its quantity name alone, as people write it.
+    return {
+        member: {"quantity": v["quantity"]} if isinstance(v, dict) and v.get("unit") is None else v
+        for member, v in dumped.items()
+    }
+
+
 def _values(spec: SensorSpec) -> list[Any]:
-    data = spec.model_dump(mode="json")
+    data = spec_values(spec)
     return [data[c] for c in SPEC_COLUMNS]
 
 
+def check_dev_euis(conn: psycopg.Connection[Any], specs: Sequence[SensorSpec]) -> None:
+    """Raise DevEuiTakenError if a DevEUI of these sensors belongs to another registered sensor."""
+    wanted: dict[str, str] = {}
+    for spec in specs:
+        if spec.dev_eui is None:
+            continue
+        other = wanted.setdefault(spec.dev_eui, spec.sensor_id)
+        if other != spec.sensor_id:
+            raise DevEuiTakenError(f"dev_eui {spec.dev_eui} is given to both {other!r} and {spec.sensor_id!r}",
+                              dev_eui=spec.dev_eui, sensor_id=other)  # fmt: skip
+    if not wanted:
+        return
+    rows = conn.execute("SELECT dev_eui, sensor_id FROM sensors WHERE dev_eui = ANY(%s)", (list(wanted),)).fetchall()
+    for dev_eui, owner in rows:
+        if wanted[dev_eui] != owner:
+            raise DevEuiTakenError(
+                f"dev_eui {dev_eui} belongs to sensor {owner!r}, not {wanted[dev_eui]!r}",
+                dev_eui=dev_eui,
+                sensor_id=owner,
+            )
+
+
 def insert_sensor(conn: psycopg.Connection[Any], spec: SensorSpec) -> SensorRecord:
-    """Register a sensor. Raises psycopg.errors.UniqueViolation if the id is taken."""
+    """Register a sensor. Raises psycopg.errors.UniqueViolation if the id or the DevEUI is taken."""
     query = sql.SQL("INSERT INTO sensors ({cols}) VALUES ({vals}) RETURNING *").format(
         cols=sql.SQL(", ").join(map(sql.Identifier, SPEC_COLUMNS)),
         vals=sql.SQL(", ").join(sql.Placeholder() * len(SPEC_COLUMNS)),
@@ -64,7 +140,12 @@ def insert_sensor(conn: psycopg.Connection[Any], spec: SensorSpec) -> SensorReco
 
 
 def upsert_sensors(conn: psycopg.Connection[Any], specs: Iterable[SensorSpec]) -> int:
-    """Insert or update many sensors (bulk import); returns how many were written."""
+    """Insert or update many sensors (bulk import); returns how many were written.
+
+    Raises DevEuiTakenError, writing nothing, when a DevEUI belongs to a sensor of another id.
+    """
+    specs = list(specs)
+    check_dev_euis(conn, specs)
     assignments = sql.SQL(", ").join(
         sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in SPEC_COLUMNS if c != "sensor_id"
     )
@@ -102,7 +183,7 @@ def update_sensor(conn: psycopg.Connection[Any], spec: SensorSpec) -> SensorReco
 _SENSOR_TABLES = (
     "readings", "dirty_windows", "agg_1m", "agg_1h", "agg_1d", "ispu_hourly", "aqi_hourly",
     "traffic_hourly", "ingest_counters", "ingest_latency", "dirty_rollups", "completeness_hourly",
-    "rejected_drops",
+    "rejected_drops", "lorawan_frames",
 )  # fmt: skip
 #: Public name of the same list, for roles that delete a sensor without a blocking connection (the API).
 SENSOR_DATA_TABLES: tuple[str, ...] = _SENSOR_TABLES
@@ -139,5 +220,5 @@ def list_sensors(
 
 def load_registry(conn: psycopg.Connection[Any]) -> dict[str, RegistryEntry]:
     """sensor_id -> RegistryEntry for every registered sensor (the ingester's lookup table)."""
-    rows = conn.execute("SELECT sensor_id, sensor_key, city, kind, interval_s FROM sensors").fetchall()
-    return {r[0]: RegistryEntry(r[1], r[2], Kind(r[3]), r[4]) for r in rows}
+    rows = conn.execute(f"SELECT {REGISTRY_COLUMNS} FROM sensors").fetchall()
+    return {r[0]: registry_entry(r) for r in rows}

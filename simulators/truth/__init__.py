@@ -5,7 +5,8 @@ disagreement with the platform points at one of two independent implementations 
 
 `GroundTruth.write(directory)` leaves: `summary.json` (counts sent, faults injected by type, expected rejections by
 reason, duplicates), `faults.csv` (every injected fault), `agg_1m.csv`, `agg_1h.csv`, `agg_1d.csv`, `ispu.csv`,
-`aqi.csv` and `traffic.csv`. Times are ISO 8601 UTC with `Z`; floats are written so they read back exactly.
+`aqi.csv`, `traffic.csv` and `lorawan.csv` (per LoRaWAN sensor: uplinks, frame-counter gaps, frames missed, codec
+members ignored). Times are ISO 8601 UTC with `Z`; floats are written so they read back exactly.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ class GroundTruth:
     aqi: list[AqiValue]
     traffic: list[TrafficHour]
     faults: list[FaultRecord]
+    #: sensor_id -> [uplinks, fcnt gaps, frames missed, codec members ignored] of LoRaWAN sensors.
+    lorawan: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def expected_rejections(self) -> dict[str, int]:
@@ -86,6 +89,11 @@ class GroundTruth:
                 for t in self.traffic
             ),
         )  # fmt: skip
+        _write_csv(
+            directory / "lorawan.csv",
+            ("sensor_id", "uplinks", "fcnt_gaps", "frames_missed", "ignored_members"),
+            ((sensor_id, *counts) for sensor_id, counts in sorted(self.lorawan.items())),
+        )
 
 
 def compute_ground_truth(scenario: Scenario, ledger: Ledger, *, extra: dict[str, Any] | None = None) -> GroundTruth:
@@ -105,7 +113,8 @@ def compute_ground_truth(scenario: Scenario, ledger: Ledger, *, extra: dict[str,
         else:
             traffic += traffic_hours(sensor.spec, series)
     summary = {**(extra or {}), **ledger.summary()}
-    return GroundTruth(summary, aggregates, ispu, aqi, traffic, list(ledger.log))
+    lorawan = {sensor_id: list(counts) for sensor_id, counts in ledger.lorawan.items()}
+    return GroundTruth(summary, aggregates, ispu, aqi, traffic, list(ledger.log), lorawan)
 
 
 def _stats(a: Aggregate) -> Sequence[float]:

@@ -200,3 +200,97 @@ def test_import_refuses_a_file_with_any_bad_entry(tmp_path: Path, api_database_u
     assert "colour" in capsys.readouterr().err
     with psycopg.connect(api_database_url) as conn:
         assert conn.execute("SELECT count(*) FROM sensors WHERE city = 'medan'").fetchone()[0] == 0
+
+
+LORAWAN = {"city": "bogor", "district": "Tanah Sareal", "kind": "air", "lat": -6.57, "lon": 106.78}
+
+
+def test_lorawan_sensors_dev_eui_and_field_map(client, keys: Keys, api_database_url: str) -> None:
+    w = keys.header("write")
+    field_map = {"temperature": "temp", "no2_ppb": {"quantity": "no2", "unit": "ppb"}, "/air/pm25": "pm25", "x": None}
+    created = client.post(
+        "/v1/sensors", json={**LORAWAN, "sensor_id": "lw-1", "dev_eui": "0004A30B001C0530", "field_map": field_map},
+        headers=w,
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["dev_eui"] == "0004a30b001c0530"  # one spelling, whatever the case it was given in
+    assert body["field_map"] == {**field_map, "no2_ppb": {"quantity": "no2", "unit": "ppb"}}
+    assert client.get("/v1/sensors/lw-1", headers=keys.header()).json() == body
+    # The DevEUI is taken, in any case, on registration and on replacement.
+    taken = assert_problem(
+        client.post("/v1/sensors", json={**LORAWAN, "sensor_id": "lw-2", "dev_eui": "0004a30b001c0530"}, headers=w),
+        409,
+    )
+    assert "dev_eui" in taken["detail"]
+    assert client.post("/v1/sensors", json={**LORAWAN, "sensor_id": "lw-2"}, headers=w).status_code == 201
+    assert_problem(client.put("/v1/sensors/lw-2", json={**LORAWAN, "dev_eui": "0004A30B001C0530"}, headers=w), 409)
+    moved = client.put("/v1/sensors/lw-1", json={**body, "dev_eui": None, "field_map": None}, headers=w)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["dev_eui"] is None
+    assert client.put("/v1/sensors/lw-2", json={**LORAWAN, "dev_eui": "0004A30B001C0530"}, headers=w).status_code == 200
+    for bad, word in [
+        ({"dev_eui": "0004A30B001C053"}, "dev_eui"),
+        ({"dev_eui": "0004A30B001C053G"}, "dev_eui"),
+        ({"field_map": {"speed_kmh": "speed"}}, "traffic quantity"),
+        ({"field_map": {"no2": {"quantity": "no2", "unit": "mph"}}}, "not accepted"),
+        ({"field_map": {"t": "tmp"}}, "not a quantity"),
+        ({"field_map": {"/a~2": "temp"}}, "JSON Pointer"),
+        ({"field_map": {"a\u0000": "temp"}}, "control characters"),
+        ({"field_map": ["temp"]}, "dictionary"),
+    ]:
+        problem = assert_problem(
+            client.post("/v1/sensors", json={**LORAWAN, "sensor_id": "lw-bad", **bad}, headers=w), 422
+        )
+        assert word in str(problem["errors"]), (bad, problem)
+
+
+def test_quality_shows_lorawan_figures(client, keys: Keys, api_database_url: str) -> None:
+    w = keys.header("write")
+    created = client.post(
+        "/v1/sensors", json={**LORAWAN, "sensor_id": "lw-q", "dev_eui": "70b3d57ed0000001"}, headers=w
+    )
+    assert created.status_code == 201, created.text
+    with psycopg.connect(api_database_url) as conn:
+        key = conn.execute("SELECT sensor_key FROM sensors WHERE sensor_id = 'lw-q'").fetchone()[0]
+        conn.execute(
+            "INSERT INTO ingest_counters (sensor_key, hour, messages, accepted, ignored_members, fcnt_gaps,"
+            " frames_missed) VALUES (%s, date_trunc('hour', now()), 20, 20, 40, 2, 5)",
+            (key,),
+        )
+        conn.commit()
+    (row,) = [
+        q for q in walk(client, "/v1/quality/sensors", {"city": "bogor"}, keys.header()) if q["sensor_id"] == "lw-q"
+    ]
+    assert (row["ignored_members_24h"], row["fcnt_gaps_24h"], row["frames_missed_24h"]) == (40, 2, 5)
+
+
+def test_import_lorawan_sensors(tmp_path: Path, api_database_url: str, monkeypatch, capsys) -> None:
+    good = tmp_path / "lora.csv"
+    good.write_text(
+        "sensor_id,city,district,kind,lat,lon,dev_eui,field_map\n"
+        'imp-lw-1,cirebon,Kejaksan,air,-6.71,108.55,A840414BC1875FF3,"{""temperature"": ""temp""}"\n'
+        "imp-lw-2,cirebon,Kejaksan,air,-6.71,108.56,,\n"
+    )
+    assert _import(good, api_database_url, monkeypatch) == 0
+    with psycopg.connect(api_database_url) as conn:
+        found = conn.execute("SELECT sensor_id, dev_eui, field_map FROM sensors WHERE city = 'cirebon' ORDER BY 1")
+        assert found.fetchall() == [("imp-lw-1", "a840414bc1875ff3", {"temperature": "temp"}), ("imp-lw-2", None, None)]
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(
+        "- {sensor_id: imp-lw-3, city: cirebon, district: Kejaksan, kind: air, lat: -6.7, lon: 108.5,"
+        " dev_eui: '0000000000000001'}\n"
+        "- {sensor_id: imp-lw-4, city: cirebon, district: Kejaksan, kind: air, lat: -6.7, lon: 108.5,"
+        " dev_eui: '0000000000000001'}\n"
+    )
+    assert _import(twice, api_database_url, monkeypatch) == 2
+    assert "dev_eui 0000000000000001" in capsys.readouterr().err
+    taken = tmp_path / "taken.yaml"
+    taken.write_text(
+        "- {sensor_id: imp-lw-5, city: cirebon, district: Kejaksan, kind: air, lat: -6.7, lon: 108.5,"
+        " dev_eui: A840414BC1875FF3}\n"
+    )
+    assert _import(taken, api_database_url, monkeypatch) == 2
+    assert "imp-lw-1" in capsys.readouterr().err
+    with psycopg.connect(api_database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM sensors WHERE city = 'cirebon'").fetchone()[0] == 2

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.browser.platform import Dashboard, RunningPlatform, poll
+from tests.support.lorawan import chirpstack_topic, chirpstack_uplink
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -322,3 +324,38 @@ def test_without_a_key_the_page_asks_for_one(open_dashboard: OpenDashboard, plat
     wait_for_stream(d)
     assert d.page.is_hidden("#banner")
     assert d.evaluate("() => localStorage.getItem('livinglab.apiKey')") == platform.admin_key
+
+
+def test_a_lorawan_sensor_shows_its_dev_eui_field_map_and_missed_frames(
+    open_dashboard: OpenDashboard, platform: RunningPlatform, artifacts_dir: Path
+) -> None:
+    sensor_id, dev_eui = "aq-browser-lora-01", "70b3d57ed0061a2b"
+    field_map = {"temperature": "temp", "no2_ppb": {"quantity": "no2", "unit": "ppb"}}
+    spec = {"sensor_id": sensor_id, "city": "jakarta", "district": "Menteng", "kind": "air", "lat": -6.199}
+    platform.post("/v1/sensors", {**spec, "lon": 106.84, "dev_eui": dev_eui.upper(), "field_map": field_map})
+    now = int(time.time())
+    # Uplinks 10 and 13 of the device, as ChirpStack publishes them: 11 and 12 never arrived.
+    for fcnt, ago in ((10, 120), (13, 60)):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.5+00:00", time.gmtime(now - ago))
+        uplink = chirpstack_uplink(dev_eui, {"temperature": 27.5, "battery": 3.6}, fcnt=fcnt, time=stamp)
+        platform.publish(chirpstack_topic(dev_eui), orjson.loads(uplink))
+
+    def counted() -> tuple[bool, Any]:
+        rows = [q for q in platform.items("/v1/quality/sensors", city="jakarta") if q["sensor_id"] == sensor_id]
+        return bool(rows) and rows[0]["frames_missed_24h"] == 2, rows
+
+    poll(counted, timeout_s=30)
+    d = open_dashboard(lang="en")
+    d.open(hash_=f"#sensor={sensor_id}&quantity=temp&range=24h")
+    d.page.wait_for_selector('#sensor-facts dd[data-fact="frames_missed"][data-value="2"]', timeout=30_000)
+    assert d.page.text_content('#sensor-facts dd[data-fact="dev_eui"]') == dev_eui
+    shown = d.page.text_content('#sensor-facts dd[data-fact="field_map"]') or ""
+    assert "temperature →" in shown
+    assert "(ppb)" in shown
+    assert d.page.get_attribute('#sensor-facts dd[data-fact="ignored_members"]', "data-value") == "2"
+    # A sensor without a DevEUI shows no LoRaWAN facts.
+    other = next(s["sensor_id"] for s in platform.items("/v1/sensors", city="jakarta") if not s.get("dev_eui"))
+    d.page.select_option("#sensor-select", other)
+    d.page.wait_for_selector("#lorawan-facts", state="hidden")
+    d.page.screenshot(path=artifacts_dir / "dashboard-lorawan-sensor.png", full_page=True)
+    assert d.console_errors == []

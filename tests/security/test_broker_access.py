@@ -30,17 +30,16 @@ from livinglab.brokeraccess.control import connected
 from livinglab.brokeraccess.credentials import issue_device, remove_client, set_password
 from livinglab.brokeraccess.dynsec import BrokerAccessError, new_password
 from livinglab.domain import Kind
-from livinglab.embedded import LOOPBACK, MOSQUITTO_TUNING, MosquittoBroker, free_port
+from livinglab.embedded import LOOPBACK, MOSQUITTO_TUNING, MosquittoBroker
 from livinglab.launch import create_database, drop_database, unique_name
 from livinglab.settings import MqttUrl
+from tests.support.brokers import DEPLOY, ShippedBroker
 from tests.support.ingest import ingesting
 from tests.support.roles import rows, scalar, wait_until
 from tests.support.sensors import air, register, traffic
 
 pytestmark = pytest.mark.integration
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
-PLUGIN_PATHS = ("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so")
 INGESTER_ID = "livinglab-ingest-1"
 SENSORS = {"aq-1": ("jakarta", "air"), "aq-2": ("jakarta", "air"), "tc-1": ("jakarta", "traffic")}
 SENSORS |= {"aq-old": ("jakarta", "air"), "bd-1": ("bandung", "air")}
@@ -60,41 +59,6 @@ def test_the_shipped_config_has_the_tuning_of_the_test_broker(tmp_path: Path) ->
     assert shipped["per_listener_settings"] == "true"
     assert shipped["allow_anonymous"] == "false"
     assert shipped["retain_available"] == "false"
-
-
-class ShippedBroker(MosquittoBroker):
-    """Mosquitto run from deploy/mosquitto/mosquitto.conf: the device listener on `port`, the services listener on
-    `services_port`, both on loopback; files in the state directory, the plugin from this machine."""
-
-    def __init__(self, state_dir: Path) -> None:
-        super().__init__(state_dir)
-        self.services_port = free_port()
-        self.dynsec = self.state_dir / "dynamic-security.json"
-        self.services_passwd = self.state_dir / "services.passwd"
-
-    def write_config(self) -> Path:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        plugin = next((p for p in PLUGIN_PATHS if os.path.exists(p)), None)
-        if plugin is None:
-            pytest.skip("Mosquitto's dynamic security plugin is not installed")
-        local = {
-            "listener 1883": f"listener {self.port} {self.host}",
-            "listener 1884": f"listener {self.services_port} {self.host}",
-            "plugin": f"plugin {plugin}",
-            "plugin_opt_config_file": f"plugin_opt_config_file {self.dynsec}",
-            "password_file": f"password_file {self.services_passwd}",
-            "acl_file": f"acl_file {DEPLOY / 'services.acl'}",
-            "persistence_location": f"persistence_location {self.state_dir}/",
-        }
-        lines = []
-        for line in (DEPLOY / "mosquitto.conf").read_text().splitlines():
-            words = line.split()
-            key = " ".join(words[:2]) if words[:1] == ["listener"] else (words[0] if words else "")
-            lines.append(local.get(key, line) if not line.startswith("#") else line)
-        if os.geteuid() == 0:
-            lines.append("user root")  # as MosquittoBroker does: the state directory is root's
-        self.config_path.write_text("\n".join(lines) + "\n")
-        return self.config_path
 
 
 def _livinglab(*args: str, env: dict[str, str]) -> str:

@@ -142,7 +142,8 @@ def test_ground_truth_files(scenario: Scenario, tmp_path: Path) -> None:
     assert lines[1].startswith("aq-1,pm25,")
     assert ",60,12.5," in lines[1]
     assert {p.name for p in tmp_path.iterdir()} == {
-        "summary.json", "faults.csv", "agg_1m.csv", "agg_1h.csv", "agg_1d.csv", "ispu.csv", "aqi.csv", "traffic.csv"
+        "summary.json", "faults.csv", "agg_1m.csv", "agg_1h.csv", "agg_1d.csv", "ispu.csv", "aqi.csv", "traffic.csv",
+        "lorawan.csv",
     }  # fmt: skip
 
 

@@ -1,10 +1,16 @@
-"""Mosquitto for tests that need to see what the broker did."""
+"""Mosquitto for tests that need to see what the broker did, or that run the shipped configuration."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from livinglab.embedded import MosquittoBroker
+import pytest
+
+from livinglab.embedded import MosquittoBroker, free_port
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
+PLUGIN_PATHS = ("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so")
 
 
 class DebugLoggingBroker(MosquittoBroker):
@@ -45,3 +51,38 @@ class DebugLoggingBroker(MosquittoBroker):
         """Whether the broker received a SUBSCRIBE from `client_id` (since it started logging)."""
         log = self.debug_log
         return log.exists() and f"Received SUBSCRIBE from {client_id}" in log.read_text(errors="replace")
+
+
+class ShippedBroker(MosquittoBroker):
+    """Mosquitto run from deploy/mosquitto/mosquitto.conf: the device listener on `port`, the services listener on
+    `services_port`, both on loopback; files in the state directory, the plugin from this machine."""
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(state_dir)
+        self.services_port = free_port()
+        self.dynsec = self.state_dir / "dynamic-security.json"
+        self.services_passwd = self.state_dir / "services.passwd"
+
+    def write_config(self) -> Path:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        plugin = next((p for p in PLUGIN_PATHS if os.path.exists(p)), None)
+        if plugin is None:
+            pytest.skip("Mosquitto's dynamic security plugin is not installed")
+        local = {
+            "listener 1883": f"listener {self.port} {self.host}",
+            "listener 1884": f"listener {self.services_port} {self.host}",
+            "plugin": f"plugin {plugin}",
+            "plugin_opt_config_file": f"plugin_opt_config_file {self.dynsec}",
+            "password_file": f"password_file {self.services_passwd}",
+            "acl_file": f"acl_file {DEPLOY / 'services.acl'}",
+            "persistence_location": f"persistence_location {self.state_dir}/",
+        }
+        lines = []
+        for line in (DEPLOY / "mosquitto.conf").read_text().splitlines():
+            words = line.split()
+            key = " ".join(words[:2]) if words[:1] == ["listener"] else (words[0] if words else "")
+            lines.append(local.get(key, line) if not line.startswith("#") else line)
+        if os.geteuid() == 0:
+            lines.append("user root")  # as MosquittoBroker does: the state directory is root's
+        self.config_path.write_text("\n".join(lines) + "\n")
+        return self.config_path
