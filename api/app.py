@@ -11,12 +11,26 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 import livinglab
-from api.deps import IdleCheck, KeyCache
+from api.access import KeyCache, check_routes
+from api.deps import IdleCheck
 from api.jsonpage import ResponseCache
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.middleware import RateLimit, RequestLimits, StrictJsonBody
 from api.problems import install_problem_handlers
-from api.routes import aggregates, air, health, quality, readings, rejected, sensors, service_levels, stream, traffic
+from api.routes import (
+    aggregates,
+    air,
+    cities,
+    health,
+    keys,
+    quality,
+    readings,
+    rejected,
+    sensors,
+    service_levels,
+    stream,
+    traffic,
+)
 from api.routes.dashboard import install_dashboard
 from api.routes.docs import install_docs
 from api.settings import ApiSettings
@@ -29,6 +43,8 @@ level of service) and data quality, from live sensor readings.
 
 * **Authentication**: `Authorization: Bearer <api key>` (create one with `livinglab keys create --scope read`).
   Scopes: `read` < `sensors:write` < `admin`. Reads may be opened to the public by configuration; writes never.
+* **Cities**: a key may be limited to cities (`--city`); it then sees and changes only those. Another city's
+  objects answer 404, a filter naming another city an empty list.
 * **Times** are ISO 8601 in UTC with `Z`. Ranges are `[start, end)` and default to the last 24 hours.
 * **Lists** answer `{"items": [...], "next_cursor": ...}`; pass `next_cursor` as `cursor` for the next page.
 * **Indices** (`at=T`): per sensor, the latest value labelled at or before T. ISPU and AQI are labelled by the end
@@ -46,6 +62,8 @@ _TAGS = [
     {"name": "readings", "description": "Raw readings of one sensor, a page at a time."},
     {"name": "rejected messages", "description": "Messages the ingester rejected, and their replay."},
     {"name": "live updates", "description": "Server-Sent Events of new aggregates and index changes."},
+    {"name": "cities", "description": "The cities a key sees, and their service-level targets."},
+    {"name": "keys", "description": "API keys, limited to a scope and optionally to cities."},
     {"name": "health", "description": "Liveness, dependencies, version and metrics."},
 ]
 
@@ -56,6 +74,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        check_routes(app)  # again: routes may have been added after create_app
         with connect(database_url, application_name="livinglab-api") as conn:
             check_schema(conn)
         pool = create_async_pool(
@@ -100,6 +119,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_problem_handlers(app)
     for module in (air, traffic, service_levels, quality, sensors, readings, aggregates, rejected, stream, health):
         app.include_router(module.router)
+    for module in (cities, keys):
+        app.include_router(module.router)
     # Added last = runs first: metrics see every answer, including 413 and 429.
     app.add_middleware(StrictJsonBody)
     app.add_middleware(
@@ -122,5 +143,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     install_dashboard(app, districts_path=settings.dashboard_districts)
     install_docs(app)
-
+    check_routes(app)
     return app

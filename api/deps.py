@@ -1,8 +1,5 @@
-"""Dependencies shared by the routes: the database pool, settings and authentication.
-
-Authentication: `Authorization: Bearer <key>`. Keys are looked up by their SHA-256 hash and remembered for
-`key_cache_s` seconds, so a busy dashboard does not cost a key lookup per request; a revoked key stops working
-within that time.
+"""Dependencies shared by the routes: the database pool and settings. Authentication and the city rule are in
+`api.access`.
 
 Deadlines: the pool's connections carry the API's database policy (`livinglab.resilience`): the statement timeout
 on the server, and a cut of any wait for the server that lasts the statement timeout plus the grace, so a silent
@@ -20,21 +17,13 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from api.problems import ProblemError
 from api.settings import ApiSettings
 from livinglab.storage import extend_deadline as storage_extend_deadline
-from livinglab.storage.keys import ApiKey, Scope, hash_key
 
 log = logging.getLogger(__name__)
-
-_bearer = HTTPBearer(auto_error=False, description="An API key from `livinglab keys create`.")
-
-#: Keys remembered at most (oldest entries go first when full).
-_KEY_CACHE_SIZE = 4096
 
 
 def extend_deadline(conn: AsyncConnection[Any], statement_timeout_s: float) -> None:
@@ -105,71 +94,15 @@ SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 ConnDep = Annotated[AsyncConnection[Any], Depends(get_conn)]
 
 
-class KeyCache:
-    """key hash -> (ApiKey or None for an unknown key, expiry on the monotonic clock)."""
-
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self._entries: dict[bytes, tuple[ApiKey | None, float]] = {}
-
-    def get(self, key_hash: bytes) -> tuple[bool, ApiKey | None]:
-        entry = self._entries.get(key_hash)
-        if entry is None or entry[1] < time.monotonic():
-            return False, None
-        return True, entry[0]
-
-    def put(self, key_hash: bytes, key: ApiKey | None) -> None:
-        if self.ttl_s <= 0:
-            return
-        if len(self._entries) >= _KEY_CACHE_SIZE:
-            self._entries.pop(next(iter(self._entries)))
-        self._entries[key_hash] = (key, time.monotonic() + self.ttl_s)
+_MOVED_TO_ACCESS = frozenset({"ReadAccess", "SensorsWriteAccess", "AdminAccess", "KeyCache"})
 
 
-async def _lookup_key(request: Request, token: str) -> ApiKey | None:
-    cache: KeyCache = request.app.state.key_cache
-    key_hash = hash_key(token)
-    hit, key = cache.get(key_hash)
-    if hit:
-        return key
-    state = request.app.state
-    async with connection(state.pool, state.settings.pool_timeout_s, state.idle_check) as conn:
-        cur = await conn.execute(
-            "SELECT id, scope, name FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL", (key_hash,)
+def __getattr__(name: str) -> Any:
+    # Routes once declared `dependencies=[ReadAccess]`, which authenticates but hands the route nothing to filter
+    # cities with. Say where the replacement is instead of a bare ImportError.
+    if name in _MOVED_TO_ACCESS:
+        raise ImportError(
+            f"api.deps.{name} is gone: a route takes the caller as a parameter, `access: ReadAccessDep` (or "
+            "WriteAccessDep, AdminAccessDep) from api.access, and filters cities with it (docs/api.md)"
         )
-        row = await cur.fetchone()
-    key = ApiKey(row[0], Scope(row[1]), row[2]) if row else None
-    cache.put(key_hash, key)
-    return key
-
-
-async def _authenticate(
-    request: Request, credentials: HTTPAuthorizationCredentials | None, needed: Scope
-) -> ApiKey | None:
-    settings: ApiSettings = request.app.state.settings
-    if credentials is None:
-        if needed is Scope.READ and settings.public_read:
-            return None
-        raise ProblemError(401, "an API key is required (Authorization: Bearer <key>)")
-    key = await _lookup_key(request, credentials.credentials)
-    if key is None:
-        raise ProblemError(401, "the API key is not valid")
-    if not key.scope.includes(needed):
-        raise ProblemError(403, f"this key's scope {key.scope.value!r} does not include {needed.value!r}")
-    return key
-
-
-def require(scope: Scope) -> Any:
-    """A dependency that admits requests whose key includes `scope`."""
-
-    async def dependency(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-    ) -> ApiKey | None:
-        return await _authenticate(request, credentials, scope)
-
-    return Depends(dependency)
-
-
-ReadAccess = require(Scope.READ)
-SensorsWriteAccess = require(Scope.SENSORS_WRITE)
-AdminAccess = require(Scope.ADMIN)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,6 +21,7 @@ from fastapi import Depends, Request
 from psycopg import AsyncConnection, sql
 from starlette.responses import Response
 
+from api.access import request_access
 from api.deps import connection
 from api.pagination import encode_cursor
 
@@ -75,7 +76,8 @@ class ResponseCache:
 
     Many operators' dashboards poll the same lists; between two processor rounds the answer is the same. An entry
     is dropped as soon as the event feed hears of new results or a registry change (`generation` moves), and after
-    `ttl_s` in any case (so `at=now` answers age by at most that much). `ttl_s` 0 turns the cache off.
+    `ttl_s` in any case (so `at=now` answers age by at most that much). `ttl_s` 0 turns the cache off. Callers that
+    see different cities never share an entry (the key holds `Access.cache_key`).
     """
 
     def __init__(self, ttl_s: float, max_entries: int = 2048) -> None:
@@ -123,29 +125,31 @@ class PageSource:
         feed = state.event_feed
         # Without the LISTEN connection no change would be heard: serve from the database only.
         self._generation: int = feed.generation if feed.listening.is_set() else -1
-        self._key = f"{request.url.path}?{request.url.query}"
+        self._url = f"{request.url.path}?{request.url.query}"
 
     async def get(self, load: Loader) -> Response:
         """The cached answer, or the one another request is loading now, or `load(conn)` (then cached)."""
+        # Read when the route asks for its page: its Access dependency has run by then.
+        key = f"{request_access(self._request).cache_key}|{self._url}"
         if self._cache.ttl_s <= 0:  # cache off: every request queries the database
-            return await self._load(load)
-        hit = self._cache.get(self._key, self._generation)
+            return await self._load(load, key)
+        hit = self._cache.get(key, self._generation)
         if hit is not None:
             return hit
-        flight_key = f"{self._generation}:{self._key}"
+        flight_key = f"{self._generation}:{key}"
         flight = self._cache.in_flight.get(flight_key)
         if flight is None:
             # The load runs as its own task: a client that goes away does not cancel it for the others.
-            flight = asyncio.ensure_future(self._load(load))
+            flight = asyncio.ensure_future(self._load(load, key))
             self._cache.in_flight[flight_key] = flight
             flight.add_done_callback(lambda done: self._landed(flight_key, done))
         return await asyncio.shield(flight)
 
-    async def _load(self, load: Loader) -> Response:
+    async def _load(self, load: Loader, key: str) -> Response:
         state = self._request.app.state
         async with connection(state.pool, state.settings.pool_timeout_s, state.idle_check) as conn:
             response = await load(conn)
-        self._cache.put(self._key, self._generation, response)
+        self._cache.put(key, self._generation, response)
         return response
 
     def _landed(self, flight_key: str, done: asyncio.Future[Response]) -> None:

@@ -1,31 +1,41 @@
-"""API throughput and latency on 1,000 sensors and 30 days of hourly data, beside a trivial route of the same server.
+"""API throughput and latency on 1,500 sensors in two cities and 30 days of hourly data, beside a trivial route of
+the same server, with a key of every city and a key limited to one city.
 
     python -m benchmarks.api [--duration-s 10] [--connections 16] [--database-url URL]
 
 What it does, in one run:
 1. creates a scratch database on the PostgreSQL server in `--database-url` (default: LIVINGLAB_TEST_DATABASE_URL,
-   else the local server), migrates it, and bulk-loads 1,000 sensors (600 air stations, 400 traffic counters in
-   20 districts) with 30 days of hourly rows: `agg_1h` (two quantities per sensor), `ispu_hourly`, `aqi_hourly`,
-   `traffic_hourly`, `service_hourly` and their `service_daily` rollups;
+   else the local server), migrates it, and bulk-loads 1,000 sensors of Jakarta (600 air stations, 400 traffic
+   counters in 20 districts) and 500 of Bandung (300 and 200 in 10 districts) with 30 days of hourly rows: `agg_1h`
+   (two quantities per sensor), `ispu_hourly`, `aqi_hourly`, `traffic_hourly`, `service_hourly` and their
+   `service_daily` rollups;
 2. starts `livinglab api` twice as its own processes (one uvicorn worker each): as configured by default, and with
    the response cache off (`LIVINGLAB_RESPONSE_CACHE_S=0`, every request queries the database); drives them with
    `wrk` from another process;
-3. per route and server: the most requests per second it sustains with `--connections` concurrent clients (closed
-   loop) and the p50/p99 latency at that load; then the p50/p99 latency when paced at half that rate. The trivial route
-   `GET /v1/version` (a constant, no key, no database) is measured the same way on the same server, first and last.
+3. per route, server and key: the most requests per second it sustains with `--connections` concurrent clients
+   (closed loop) and the p50/p99 latency at that load; then the p50/p99 latency when paced at half that rate. The
+   trivial route `GET /v1/version` (a constant, no key, no database) is measured the same way on the same server,
+   first and last. Each route runs with a read key of every city asking for Jakarta (`?city=jakarta`) and a read
+   key limited to Jakarta asking for no city (the key alone keeps the answer to Jakarta; both get the same answers,
+   which the run checks first), in `--rounds` alternating rounds of a quarter of `--duration-s` each (ABBA order,
+   so a shared machine getting busier or quieter shifts both alike; the median round counts); the cost of the city
+   rule shows as the ratio of the two rates.
 
 The aggregates runs rotate over 172 sensors' URLs; the others repeat one URL, as polling dashboards do. The data
 routes go through authentication (a read key, cached after its first check), the rate limiter (with a
 limit too high to trigger) and the database pool, as in production. Targets: each data route serves at least 25 %
-of the trivial route's rate, with p99 under 50 ms at half its own rate. Needs `wrk` (Debian: apt install wrk).
+of the trivial route's rate, with p99 under 50 ms at half its own rate; with the city-limited key, at least 90 % of
+the rate with the key of every city. Needs `wrk` (Debian: apt install wrk).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import psutil
 import psycopg
 
 from livinglab.embedded import free_port
@@ -45,6 +56,8 @@ SENSORS_TRAFFIC = 400
 DISTRICTS = 20
 DAYS = 30
 CITY = "jakarta"
+#: The cities loaded: (city, sensor id prefix, air stations, traffic counters, districts). The routes ask for CITY.
+CITIES = ((CITY, "", SENSORS_AIR, SENSORS_TRAFFIC, DISTRICTS), ("bandung", "bdg-", 300, 200, 10))
 
 _WRK_SCRIPT = """
 local paths = {%(paths)s}
@@ -72,28 +85,46 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    #: CPU seconds the API process spent during the run (0 when not measured).
+    server_cpu_s: float = 0.0
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.server_cpu_s / self.requests * 1e6 if self.requests else float("nan")
 
 
 def load_data(url: str, now: datetime) -> None:
     """Bulk-load the sensors and 30 days of hourly rows ending at the current hour (server-side SQL)."""
     end = now.replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(days=DAYS)
-    params = {"start": start, "hours": DAYS * 24, "city": CITY}
+    params = {"start": start, "hours": DAYS * 24}
     with psycopg.connect(url) as conn:
-        conn.execute(
-            "INSERT INTO sensors (sensor_id, city, district, kind, name, lat, lon, interval_s)"
-            " SELECT format('aq-%%s', lpad(i::text, 4, '0')), %(city)s, format('District %%s', i %% 20), 'air',"
-            " format('Station %%s', i), -6.2 + i * 1e-4, 106.8, 60 FROM generate_series(1, %(n)s) i",
-            {**params, "n": SENSORS_AIR},
-        )
-        conn.execute(
-            "INSERT INTO sensors (sensor_id, city, district, kind, name, lat, lon, interval_s, road_type, lanes,"
-            " lane_width_m, road_function, city_population, side_friction_factor)"
-            " SELECT format('tc-%%s', lpad(i::text, 4, '0')), %(city)s, format('District %%s', i %% 20), 'traffic',"
-            " format('Counter %%s', i), -6.2, 106.8 + i * 1e-4, 300, '4/2-T', 2, 3.5, 'arteri_sekunder', 10000000,"
-            " 1.0 FROM generate_series(1, %(n)s) i",
-            {**params, "n": SENSORS_TRAFFIC},
-        )
+        for city, prefix, n_air, n_traffic, districts in CITIES:
+            own = {**params, "city": city, "prefix": prefix, "districts": districts}
+            conn.execute(
+                "INSERT INTO sensors (sensor_id, city, district, kind, name, lat, lon, interval_s)"
+                " SELECT format('%%saq-%%s', %(prefix)s::text, lpad(i::text, 4, '0')), %(city)s,"
+                " format('District %%s', i %% %(districts)s), 'air', format('Station %%s', i), -6.2 + i * 1e-4, 106.8,"
+                " 60 FROM generate_series(1, %(n)s) i",
+                {**own, "n": n_air},
+            )
+            conn.execute(
+                "INSERT INTO sensors (sensor_id, city, district, kind, name, lat, lon, interval_s, road_type, lanes,"
+                " lane_width_m, road_function, city_population, side_friction_factor)"
+                " SELECT format('%%stc-%%s', %(prefix)s::text, lpad(i::text, 4, '0')), %(city)s,"
+                " format('District %%s', i %% %(districts)s), 'traffic', format('Counter %%s', i), -6.2,"
+                " 106.8 + i * 1e-4, 300, '4/2-T', 2, 3.5, 'arteri_sekunder', 10000000, 1.0"
+                " FROM generate_series(1, %(n)s) i",
+                {**own, "n": n_traffic},
+            )
+            conn.execute(
+                "INSERT INTO service_hourly (city, district, service, period_start, numerator, denominator)"
+                " SELECT %(city)s, format('District %%s', d), sv, %(start)s + make_interval(hours => h),"
+                " 20 + (h + d) %% 11, 30 FROM generate_series(0, %(districts)s - 1) d,"
+                " unnest(ARRAY['air', 'traffic', 'data']) sv, generate_series(0, %(hours)s - 1) h",
+                own,
+            )
         # Two quantities per sensor: pm25/pm10 for air stations, sm/kr for traffic counters.
         conn.execute(
             "INSERT INTO agg_1h (sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95,"
@@ -128,13 +159,6 @@ def load_data(url: str, now: datetime) -> None:
             " CASE WHEN f * 0.9 / 5600 < 0.6 THEN 'B' ELSE 'D' END, 'C', f * 0.9 / 5600 < 0.6, 38, 1.0"
             " FROM sensors s, generate_series(0, %(hours)s - 1) h,"
             " LATERAL (SELECT 1000 + ((h * 13 + s.sensor_key) %% 40) * 100 AS f) x WHERE s.kind = 'traffic'",
-            params,
-        )
-        conn.execute(
-            "INSERT INTO service_hourly (city, district, service, period_start, numerator, denominator)"
-            " SELECT %(city)s, format('District %%s', d), sv, %(start)s + make_interval(hours => h),"
-            " 20 + (h + d) %% 11, 30 FROM generate_series(0, 19) d, unnest(ARRAY['air', 'traffic', 'data']) sv,"
-            " generate_series(0, %(hours)s - 1) h",
             params,
         )
         conn.execute(
@@ -187,7 +211,14 @@ def run_wrk(base: str, paths: list[str], *, connections: int, duration_s: float,
         p50_ms=r["p50_us"] / 1000,
         p99_ms=r["p99_us"] / 1000,
         errors=r["errors"] + r["non2xx"],
+        requests=r["requests"],
     )
+
+
+def server_cpu_s(server: subprocess.Popen[bytes]) -> float:
+    """CPU seconds (user and system) the API process has used so far."""
+    times = psutil.Process(server.pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def start_server(url: str, extra_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
@@ -217,6 +248,26 @@ def start_server(url: str, extra_env: dict[str, str]) -> tuple[subprocess.Popen[
         time.sleep(0.2)
 
 
+def urls_for(key_label: str, paths: list[str]) -> list[str]:
+    """The key of every city asks for CITY; the limited key asks for no city (its own is implied)."""
+    if key_label == "every city":
+        return paths
+    return [p.replace(f"city={CITY}&", "").replace(f"?city={CITY}", "") for p in paths]
+
+
+def combine(runs: list[Run]) -> Run:
+    """Runs of the same load as one: the median rate, p50 and p99 (a neighbour's burst on a shared machine spoils a
+    round or two, not the result), every error."""
+    return Run(
+        rate=statistics.median(r.rate for r in runs),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        errors=sum(r.errors for r in runs),
+        requests=sum(r.requests for r in runs),
+        server_cpu_s=sum(r.server_cpu_s for r in runs),
+    )
+
+
 def paced(base: str, paths: list[str], target_rate: float, *, duration_s: float, key: str) -> Run:
     """About `target_rate` requests/s: clients that each wait `_THINK_MS` between requests (a closed loop with think
     time; the achieved rate is measured and printed, not assumed)."""
@@ -235,12 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--duration-s", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16, help="concurrent clients for the maximum rate")
+    parser.add_argument(
+        "--rounds", type=int, default=8, help="alternating rounds of a quarter of --duration-s, per key and route"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian: apt install wrk)", file=sys.stderr)
         return 2
 
-    from tests.support.databases import create_database, drop_database, unique_name
+    from livinglab.launch import create_database, drop_database, unique_name
 
     name = unique_name("llbench_api")
     url = create_database(args.database_url, name)
@@ -252,8 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         load_data(url, now)
         print(f"loaded in {time.perf_counter() - started:.1f} s: {row_counts(url)}")
         with psycopg.connect(url) as conn:
-            key = create_key(conn, Scope.READ, name="bench")
+            keys = {
+                "every city": create_key(conn, Scope.READ, name="bench"),
+                f"{CITY} only": create_key(conn, Scope.READ, name="bench-city", cities=[CITY]),
+            }
             conn.commit()
+        key = keys["every city"]
 
         servers["cache on"] = start_server(url, {})
         servers["cache off"] = start_server(url, {"LIVINGLAB_RESPONSE_CACHE_S": "0"})
@@ -272,27 +330,65 @@ def main(argv: list[str] | None = None) -> int:
             "GET /v1/service-levels (30 days)": [f"/v1/service-levels?city={CITY}&start={month_start}&end={month_end}"],
         }
         base = servers["cache on"][1]
-        # Sanity: every route answers 200 with the expected page size before it is timed.
+        # Sanity: every route answers 200 with the expected page size before it is timed, the same to both keys
+        # (the limited key's URLs leave the city out: the key alone keeps the answer to its city).
         for label, paths in routes.items():
             for _, server_base in servers.values():
-                response = httpx.get(server_base + paths[0], headers={"Authorization": f"Bearer {key}"}, timeout=10)
-                response.raise_for_status()
+                answers = []
+                for key_label, each in keys.items():
+                    response = httpx.get(
+                        server_base + urls_for(key_label, paths)[0],
+                        headers={"Authorization": f"Bearer {each}"},
+                        timeout=10,
+                    )
+                    response.raise_for_status()
+                    answers.append(response.json())
+                if answers[0] != answers[1]:
+                    raise RuntimeError(f"{label}: the two keys got different answers")
             items = response.json().get("items")
             print(f"  {label}: {len(items) if items is not None else '-'} items per response")
 
-        def measure(server_base: str, paths: list[str]) -> tuple[Run, Run]:
+        def measure(server_base: str, paths: list[str], key: str = key) -> tuple[Run, Run]:
             full = run_wrk(
                 server_base, paths, connections=args.connections, duration_s=args.duration_s, think_ms=0, key=key
             )
             return full, paced(server_base, paths, full.rate / 2, duration_s=args.duration_s, key=key)
+
+        def measure_keys(
+            server: subprocess.Popen[bytes], server_base: str, paths: list[str]
+        ) -> dict[str, tuple[Run, Run]]:
+            """Both keys in alternating rounds (ABBA), so a machine that gets busier or quieter during the
+            measurement shifts both alike; each key's rate is the median of its rounds. The API process's own CPU
+            time per request is measured too: neighbours on the machine slow it down, but hardly change it."""
+            rounds: dict[str, list[Run]] = {label: [] for label in keys}
+            for i in range(args.rounds):
+                order = list(keys.items()) if i % 2 == 0 else list(reversed(keys.items()))
+                for label, each in order:
+                    cpu_before = server_cpu_s(server)
+                    run = run_wrk(
+                        server_base,
+                        urls_for(label, paths),
+                        connections=args.connections,
+                        duration_s=args.duration_s / 4,
+                        think_ms=0,
+                        key=each,
+                    )
+                    rounds[label].append(dataclasses.replace(run, server_cpu_s=server_cpu_s(server) - cpu_before))
+            measured = {}
+            for label, each in keys.items():
+                full = combine(rounds[label])
+                own = urls_for(label, paths)
+                measured[label] = full, paced(server_base, own, full.rate / 2, duration_s=args.duration_s, key=each)
+            return measured
 
         trivial_label = "GET /v1/version (trivial)"
         results: dict[str, tuple[Run, Run]] = {trivial_label: measure(base, routes[trivial_label])}
         for label, paths in routes.items():
             if label == trivial_label:
                 continue
-            for config, (_, server_base) in servers.items():
-                results[f"{label}, {config}"] = measure(server_base, paths)
+            for config, (server, server_base) in servers.items():
+                for key_label, pair in measure_keys(server, server_base, paths).items():
+                    results[f"{label}, {config}, {key_label}"] = pair
         # The baseline again at the end, to see drift on a shared machine.
         results[trivial_label + " again"] = measure(base, routes[trivial_label])
 
@@ -303,20 +399,29 @@ def main(argv: list[str] | None = None) -> int:
             f"by PostgreSQL, the server and wrk"
         )
         header = (
-            f"| {'route':<45} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs trivial':>10} | "
+            f"| {'route':<62} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs trivial':>10} | "
+            f"{'vs every-city key':>17} | {'API CPU us/req':>14} | {'CPU vs every-city':>17} | "
             f"{'paced req/s':>11} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} |"
         )
         print(header)
         print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
         for label, (full, half) in results.items():
+            unlimited = results.get(label.replace(f"{CITY} only", "every city"))
+            limited = label.endswith(f"{CITY} only") and unlimited is not None
+            versus = f"{full.rate / unlimited[0].rate:.0%}" if limited and unlimited else ""
+            cpu = f"{full.cpu_us_per_request:.0f}" if full.server_cpu_s else ""
+            cpu_versus = (
+                f"{full.cpu_us_per_request / unlimited[0].cpu_us_per_request:.0%}" if limited and unlimited else ""
+            )
             print(
-                f"| {label:<45} | {full.rate:>8.0f} | {full.p50_ms:>7.2f} | {full.p99_ms:>7.2f} | "
-                f"{full.rate / baseline:>9.0%} | {half.rate:>11.0f} | {half.p50_ms:>7.2f} | {half.p99_ms:>7.2f} | "
-                f"{full.errors + half.errors:>6} |"
+                f"| {label:<62} | {full.rate:>8.0f} | {full.p50_ms:>7.2f} | {full.p99_ms:>7.2f} | "
+                f"{full.rate / baseline:>9.0%} | {versus:>17} | {cpu:>14} | {cpu_versus:>17} | {half.rate:>11.0f} | "
+                f"{half.p50_ms:>7.2f} | {half.p99_ms:>7.2f} | {full.errors + half.errors:>6} |"
             )
         print(
             f"\nbaseline (trivial route, mean of first and last run): {baseline:.0f} req/s; "
-            "targets: >= 25 % of it, and p99 < 50 ms when paced at half the route's own rate"
+            "targets: >= 25 % of it, p99 < 50 ms when paced at half the route's own rate, and with the key limited "
+            f"to {CITY} >= 90 % of the rate with the key of every city (and at most 110 % of its API CPU per request)"
         )
     finally:
         for server, _ in servers.values():

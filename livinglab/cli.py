@@ -12,7 +12,7 @@ from types import FrameType
 from typing import Any
 
 from livinglab.brokeraccess.command import BrokerAdminSettings, add_mqtt_commands
-from livinglab.errors import LivinglabError
+from livinglab.errors import ConfigurationError, LivinglabError
 from livinglab.logs import configure_logging
 from livinglab.settings import CoreSettings
 
@@ -85,10 +85,10 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_keys_create(args: argparse.Namespace) -> int:
+def _keys_command(action: Callable[[Any], str]) -> int:
+    """Run `action(conn)` on the configured database in one transaction and print what it returns."""
     from livinglab.runtime import resolve_database_url
     from livinglab.storage import check_schema, connect
-    from livinglab.storage.keys import Scope, create_key
 
     settings = CoreSettings()
     configure_logging("WARNING", "keys")
@@ -96,13 +96,47 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     try:
         with connect(url) as conn:
             check_schema(conn)
-            key = create_key(conn, Scope(args.scope), name=args.name or "")
+            output = action(conn)
             conn.commit()
     finally:
         if embedded is not None:
             embedded.stop()
-    print(key, flush=True)
+    print(output, flush=True)
     return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from livinglab.storage.keys import Scope, create_key, normalize_cities
+
+    try:
+        cities = normalize_cities(args.city or ())
+    except ValueError as exc:
+        raise ConfigurationError(f"--city: {exc}") from None
+    return _keys_command(lambda conn: create_key(conn, Scope(args.scope), name=args.name or "", cities=cities))
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from livinglab.storage.keys import list_keys
+
+    def listing(conn: Any) -> str:
+        lines = ["key_id\tprefix\tscope\tcities\tname\tcreated_at"]
+        for k in list_keys(conn):
+            cities = ",".join(k.cities) or "*"
+            lines.append(f"{k.key_id}\t{k.prefix}\t{k.scope.value}\t{cities}\t{k.name}\t{k.created_at.isoformat()}")
+        return "\n".join(lines)
+
+    return _keys_command(listing)
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from livinglab.storage.keys import revoke_key
+
+    def revoke(conn: Any) -> str:
+        if not revoke_key(conn, args.key_id):
+            raise ConfigurationError(f"no live key with id {args.key_id}")
+        return f"revoked key {args.key_id}"
+
+    return _keys_command(revoke)
 
 
 def _overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]:
@@ -275,7 +309,18 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", help="create an API key and print it (shown only once)")
     create.add_argument("--scope", required=True, choices=["read", "sensors:write", "admin"])
     create.add_argument("--name", default="", help="a label to recognise the key by")
+    create.add_argument(
+        "--city",
+        action="append",
+        metavar="CITY",
+        help="limit the key to this city (repeat for several); without it the key sees every city",
+    )
     create.set_defaults(func=cmd_keys_create)
+    listing = keys.add_parser("list", help="list live keys (id, first characters, scope, cities, name)")
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key by its id (it stops working within LIVINGLAB_KEY_CACHE_S)")
+    revoke.add_argument("key_id", type=int, help="the key's id, from `livinglab keys list`")
+    revoke.set_defaults(func=cmd_keys_revoke)
 
     sensors = sub.add_parser("sensors", help="the sensor registry").add_subparsers(
         dest="sensors_command", required=True
@@ -322,7 +367,7 @@ def _add_simulate(sub: Any) -> None:
         description="Play a city scenario over MQTT. Messages are deterministic for the seed; faults are injected at "
         "configurable rates and every one is counted in the summary (and in the ground truth, if asked for).",
     )
-    sim.add_argument("--scenario", default="demo", help="a shipped scenario (demo, large) or a YAML path")
+    sim.add_argument("--scenario", default="demo", help="a shipped scenario (demo, large, two-cities) or a YAML path")
     sim.add_argument(
         "--mode",
         choices=["realtime", "accelerated", "backfill", "load"],

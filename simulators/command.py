@@ -100,7 +100,7 @@ def districts_geojson(scenario: Scenario) -> dict[str, Any]:
         features.append(
             {
                 "type": "Feature",
-                "properties": {"city": scenario.city, "district": district.name},
+                "properties": {"city": scenario.district_city(district), "district": district.name},
                 "geometry": {"type": "Polygon", "coordinates": [ring]},
             }
         )

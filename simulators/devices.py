@@ -36,7 +36,6 @@ from simulators.roads import capacity_pcu_h, ekr_for, ekr_threshold_veh_h
 from simulators.scenario import Scenario, SimSensor
 
 DAY_S = 86_400
-_CITY_STREAM = 0
 #: Decimals a device reports in, by unit.
 _DECIMALS = {
     "count": 0,
@@ -120,8 +119,9 @@ def _air(
     hours, weekend = _local(ts, scenario)
     day_of_year = (tsf + scenario.timezone_offset_h * 3600.0) / DAY_S
     # Weather shared by the city: fronts over hours (6 h knots) and gusts (30 min knots).
-    weather = 0.30 * smooth_noise(seed, _CITY_STREAM, 11, tsf, 6 * 3600.0)
-    weather += 0.10 * smooth_noise(seed, _CITY_STREAM, 12, tsf, 1800.0)
+    city = scenario.city_stream(sensor.spec.city)
+    weather = 0.30 * smooth_noise(seed, city, 11, tsf, 6 * 3600.0)
+    weather += 0.10 * smooth_noise(seed, city, 12, tsf, 1800.0)
     local = 0.12 * smooth_noise(seed, sensor.stream, 21, tsf, 3600.0)
     diurnal = hourly_profile(PM25_DIURNAL / PM25_DIURNAL.mean(), hours)
     traffic_shape = hourly_profile(WEEKDAY_TRAFFIC / WEEKDAY_TRAFFIC.mean(), hours)
@@ -141,23 +141,17 @@ def _air(
     pm25_true = seasonal_pm25(day_of_year) * diurnal * model.pm25_scale * level * weekend_factor
     pm10_true = pm25_true * model.pm10_ratio * np.exp(0.06 * smooth_noise(seed, sensor.stream, 22, tsf, 3600.0))
     sun = np.clip(np.sin(np.pi * (hours - 6.5) / 12.0), 0.0, None) ** 1.6
-    temp = (
-        27.6
-        + 3.4 * np.sin(2 * np.pi * (hours - 9.0) / 24.0)
-        + 0.8 * smooth_noise(seed, _CITY_STREAM, 13, tsf, 4 * 3600.0)
-    )
+    temp = 27.6 + 3.4 * np.sin(2 * np.pi * (hours - 9.0) / 24.0) + 0.8 * smooth_noise(seed, city, 13, tsf, 4 * 3600.0)
     canonical = {
         "pm25": np.maximum(1.0, noisy(pm25_true) * gain + offset_ug),
         "pm10": np.maximum(1.5, noisy(pm10_true) * gain + offset_ug),
         "no2": np.maximum(2.0, noisy((12.0 + 22.0 * traffic_shape) * np.exp(0.5 * weather))),
         "so2": np.maximum(1.0, noisy(18.0 * np.exp(0.25 * smooth_noise(seed, sensor.stream, 23, tsf, 3 * 3600.0)))),
-        "o3": np.maximum(
-            2.0, noisy((12.0 + 95.0 * sun) * np.exp(0.2 * smooth_noise(seed, _CITY_STREAM, 14, tsf, 6 * 3600.0)))
-        ),
+        "o3": np.maximum(2.0, noisy((12.0 + 95.0 * sun) * np.exp(0.2 * smooth_noise(seed, city, 14, tsf, 6 * 3600.0)))),
         "co": np.maximum(100.0, noisy((500.0 + 900.0 * traffic_shape) * np.exp(0.4 * weather))),
         "hc": np.maximum(5.0, noisy((30.0 + 35.0 * traffic_shape) * np.exp(0.3 * weather))),
         "temp": temp + 0.2 * rng.standard_normal(ts.size),
-        "rh": np.clip(80.0 - 2.8 * (temp - 28.0) + 4.0 * smooth_noise(seed, _CITY_STREAM, 15, tsf, 4 * 3600.0), 35, 99),
+        "rh": np.clip(80.0 - 2.8 * (temp - 28.0) + 4.0 * smooth_noise(seed, city, 15, tsf, 4 * 3600.0), 35, 99),
     }
     return _in_units(sensor, {name: canonical[name] for name in model.reported})
 
@@ -194,7 +188,7 @@ def _traffic(
         hourly_profile(weekday_share, hours),
     )
     variation = np.exp(0.06 * smooth_noise(seed, sensor.stream, 31, tsf, 2 * 3600.0))
-    variation *= np.exp(0.04 * smooth_noise(seed, _CITY_STREAM, 32, tsf, 6 * 3600.0))
+    variation *= np.exp(0.04 * smooth_noise(seed, scenario.city_stream(spec.city), 32, tsf, 6 * 3600.0))
     demand_veh_h = daily_veh * share * variation
     # During an incident the counter sees at most what the reduced capacity lets through.
     left = _incident_capacity(model, seed, sensor.stream, day, ts)

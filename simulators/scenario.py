@@ -3,7 +3,7 @@
 A scenario is a YAML file. Each sensor entry holds the registry fields of CONTRACT.md section 2 and, under `model`,
 the simulator's own parameters of its device (never sent to the registry). `defaults.air` / `defaults.traffic` are
 merged under every sensor of that kind, and a `generate` block places many sensors in every district (the large
-load scenario is written that way). Shipped scenarios are loaded by name (`demo`, `large`).
+load scenario is written that way). Shipped scenarios are loaded by name (`demo`, `large`, `two-cities`).
 
 ```yaml
 city: jakarta
@@ -13,6 +13,17 @@ districts:
 sensors:
   - {sensor_id: aq-menteng-01, kind: air, district: Menteng, lat: -6.1955, lon: 106.8322, interval_s: 60,
      model: {profile: reference, pm25_scale: 1.1}}
+```
+
+A scenario of several cities lists them under `cities:`, each with its own `districts`, `defaults`, `sensors` and
+`generate` (top-level `defaults` apply to every city; the time zone is the scenario's). Each city has its own
+weather; everything else about a sensor is drawn as in a one-city scenario.
+
+```yaml
+timezone_offset_h: 7
+cities:
+  - {city: jakarta, districts: [...], sensors: [...]}
+  - {city: bandung, districts: [...], sensors: [...]}
 ```
 """
 
@@ -36,15 +47,17 @@ from livinglab.errors import ConfigurationError
 from livinglab.sensors import SensorSpec
 from simulators.models import AirModel, TrafficModel
 
-SHIPPED = ("demo", "large")
+SHIPPED = ("demo", "large", "two-cities")
 
 
 @dataclass(frozen=True, slots=True)
 class District:
-    """A district of the city and its outline: a closed ring of (lat, lon) points (first point not repeated)."""
+    """A district and its outline: a closed ring of (lat, lon) points (first point not repeated). An empty `city`
+    is the scenario's (first) city."""
 
     name: str
     outline: tuple[tuple[float, float], ...] = ()
+    city: str = ""
 
     def contains(self, lat: float, lon: float) -> bool:
         """Whether a point lies inside the outline (ray casting; False when there is no outline)."""
@@ -78,7 +91,7 @@ class SimSensor:
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """A simulated city."""
+    """A simulated city, or several (`cities`; `city` is the first)."""
 
     name: str
     city: str
@@ -92,6 +105,20 @@ class Scenario:
 
     def __post_init__(self) -> None:
         self._by_id.update({s.sensor_id: s for s in self.sensors})
+
+    @property
+    def cities(self) -> tuple[str, ...]:
+        """Every city of the scenario, the first one first, then in the order they appear."""
+        found = [self.city, *(d.city for d in self.districts if d.city), *(s.spec.city for s in self.sensors)]
+        return tuple(dict.fromkeys(found))
+
+    def district_city(self, district: District) -> str:
+        return district.city or self.city
+
+    def city_stream(self, city: str) -> int:
+        """The random stream of a city's weather: 0 for the first city (so a one-city scenario plays as it always
+        did), a stable number of its name for the others."""
+        return 0 if city == self.city else stream_number(f"city:{city}")
 
     @property
     def specs(self) -> tuple[SensorSpec, ...]:
@@ -142,9 +169,21 @@ class _GenerateEntry(BaseModel):
     stations: list[dict[str, Any]] = Field(default_factory=lambda: [{"weight": 1}])
 
 
-class _ScenarioFile(BaseModel):
+class _CityEntry(BaseModel):
+    """One city's part of a scenario."""
+
     model_config = ConfigDict(extra="forbid")
     city: str
+    districts: list[_DistrictEntry] = Field(default_factory=list)
+    defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    sensors: list[dict[str, Any]] = Field(default_factory=list)
+    generate: _GenerateEntry | None = None
+
+
+class _ScenarioFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    city: str | None = None
+    cities: list[_CityEntry] = Field(default_factory=list)
     timezone_offset_h: float = 0.0
     description: str = ""
     deployed: datetime = datetime(2026, 1, 1, tzinfo=UTC)
@@ -152,6 +191,22 @@ class _ScenarioFile(BaseModel):
     defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sensors: list[dict[str, Any]] = Field(default_factory=list)
     generate: _GenerateEntry | None = None
+
+    def city_entries(self) -> list[_CityEntry]:
+        """The cities, each with its own part (a one-city file is one entry with the top-level parts)."""
+        if self.city is not None and self.cities:
+            raise ValueError("give either `city` or `cities`, not both")
+        if self.cities:
+            if self.districts or self.sensors or self.generate is not None:
+                raise ValueError("with `cities`, districts, sensors and generate go under each city")
+            return [c.model_copy(update={"defaults": _merge_defaults(self.defaults, c.defaults)}) for c in self.cities]
+        if self.city is None:
+            raise ValueError("a scenario needs `city` or `cities`")
+        return [_CityEntry(**self.model_dump(include={"city", "districts", "defaults", "sensors", "generate"}))]
+
+
+def _merge_defaults(base: Mapping[str, dict[str, Any]], own: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {kind: _merge(base.get(kind, {}), own.get(kind, {})) for kind in {*base, *own}}
 
 
 def _merge(base: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,36 +266,51 @@ def _build_sensor(entry: dict[str, Any], city: str) -> SimSensor:
     return SimSensor(spec, model, stream_number(spec.sensor_id))
 
 
-def parse_scenario(text: str, name: str = "scenario") -> Scenario:
-    """A scenario from YAML text. Raises ConfigurationError naming what is wrong."""
-    try:
-        data = _ScenarioFile.model_validate(yaml.safe_load(text))
-    except (ValidationError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"scenario {name}: {exc}") from exc
-    districts = tuple(District(d.name, tuple((float(a), float(b)) for a, b in d.outline)) for d in data.districts)
-    entries = list(data.sensors)
-    if data.generate is not None:
-        entries += _generated(data.generate, districts)
+def _city_sensors(entry: _CityEntry, districts: Sequence[District], name: str) -> list[SimSensor]:
+    entries = list(entry.sensors)
+    if entry.generate is not None:
+        entries += _generated(entry.generate, districts)
     known = {d.name for d in districts}
     sensors: list[SimSensor] = []
     for raw in entries:
         kind = raw.get("kind")
-        entry = _merge(data.defaults.get(str(kind), {}), raw)
+        merged = _merge(entry.defaults.get(str(kind), {}), raw)
         try:
-            sensor = _build_sensor(entry, data.city)
+            sensor = _build_sensor(merged, entry.city)
         except ValidationError as exc:
             raise ConfigurationError(f"scenario {name}: sensor {raw.get('sensor_id')!r}: {exc}") from exc
         if known and sensor.spec.district not in known:
             raise ConfigurationError(f"scenario {name}: sensor {sensor.sensor_id!r} is in an undeclared district")
         sensors.append(sensor)
+    return sensors
+
+
+def parse_scenario(text: str, name: str = "scenario") -> Scenario:
+    """A scenario from YAML text. Raises ConfigurationError naming what is wrong."""
+    try:
+        data = _ScenarioFile.model_validate(yaml.safe_load(text))
+        entries = data.city_entries()
+    except (ValidationError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"scenario {name}: {exc}") from exc
+    all_districts: list[District] = []
+    sensors: list[SimSensor] = []
+    for entry in entries:
+        districts = [
+            District(d.name, tuple((float(a), float(b)) for a, b in d.outline), entry.city) for d in entry.districts
+        ]
+        all_districts += districts
+        sensors += _city_sensors(entry, districts, name)
     ids = [s.sensor_id for s in sensors]
     if len(set(ids)) != len(ids):
         raise ConfigurationError(f"scenario {name}: sensor ids repeat")
+    cities = [e.city for e in entries]
+    if len(set(cities)) != len(cities):
+        raise ConfigurationError(f"scenario {name}: a city is listed twice")
     return Scenario(
         name=name,
-        city=data.city,
+        city=entries[0].city,
         timezone_offset_h=data.timezone_offset_h,
-        districts=districts,
+        districts=tuple(all_districts),
         sensors=tuple(sensors),
         deployed_at_s=data.deployed.timestamp(),
         description=data.description,
@@ -248,7 +318,7 @@ def parse_scenario(text: str, name: str = "scenario") -> Scenario:
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """A shipped scenario by name (`demo`, `large`) or a YAML file by path."""
+    """A shipped scenario by name (`demo`, `large`, `two-cities`) or a YAML file by path."""
     if isinstance(name_or_path, str) and name_or_path in SHIPPED:
         text = resources.files("simulators.scenarios").joinpath(f"{name_or_path}.yaml").read_text("utf-8")
         return parse_scenario(text, name_or_path)

@@ -32,7 +32,7 @@ const $ = (id) => document.getElementById(id);
 const api = new Api();
 
 const state = {
-  allSensors: [],
+  cities: [],
   outlines: [],
   sensors: [],
   city: null,
@@ -69,20 +69,23 @@ async function guarded(panel, load) {
   }
 }
 
-async function loadSensors() {
-  const { items } = await api.list("/v1/sensors", { limit: 1000 });
-  state.allSensors = items;
-  const counts = new Map();
-  for (const s of items) counts.set(s.city, (counts.get(s.city) ?? 0) + 1);
-  const cities = [...counts.keys()].sort();
-  if (!cities.includes(state.city)) {
+/** The cities this key sees (`/v1/cities`), and the chosen one: kept from before, else stored, else the biggest. */
+async function loadCities() {
+  state.cities = (await api.list("/v1/cities", { limit: 1000 })).items;
+  const names = state.cities.map((c) => c.city);
+  if (!names.includes(state.city)) {
     const stored = readStored(CITY_STORAGE);
-    state.city = cities.includes(stored) ? stored : [...counts].sort((a, b) => b[1] - a[1])[0]?.[0] ?? null;
+    const size = (c) => c.sensors.air + c.sensors.traffic;
+    state.city = names.includes(stored) ? stored : [...state.cities].sort((a, b) => size(b) - size(a))[0]?.city ?? null;
   }
-  state.sensors = items.filter((s) => s.city === state.city);
   const select = $("city-select");
-  select.hidden = cities.length < 2;
-  fill(select, cities.map((c) => h("option", { value: c, selected: c === state.city }, c)));
+  select.hidden = names.length < 2;
+  fill(select, names.map((c) => h("option", { value: c, selected: c === state.city }, c)));
+}
+
+async function loadSensors() {
+  await loadCities();
+  state.sensors = state.city ? (await api.list("/v1/sensors", { city: state.city, limit: 1000 })).items : [];
   const first = state.sensors.find((s) => s.kind === "air") ?? state.sensors[0];
   const keep = state.sensors.some((s) => s.sensor_id === state.selected);
   selectSensor(keep ? state.selected : first?.sensor_id ?? null, { load: false, quantity: state.quantity });
@@ -111,7 +114,11 @@ const loaders = {
   rejections: async () => {
     const { items, truncated } = await api.list("/v1/rejected", { limit: 500 }, { maxPages: 10 });
     const counts = new Map();
-    for (const item of items) counts.set(item.reason, (counts.get(item.reason) ?? 0) + 1);
+    // The chosen city's, and those whose topic names no city (a key that sees them sees every city: they are
+    // shown whichever city is chosen).
+    for (const item of items) {
+      if (item.city === state.city || item.city === null) counts.set(item.reason, (counts.get(item.reason) ?? 0) + 1);
+    }
     state.rejections = { counts, truncated };
   },
   latest: async () => {
@@ -323,7 +330,9 @@ function selectedSensor() {
 }
 
 function renderMap() {
-  const outlines = state.outlines.filter((o) => !o.city || o.city === state.city);
+  // The map fits the chosen city: its sensors and its outlines (one without a city is drawn only when the key
+  // sees a single city, since it cannot say whose it is).
+  const outlines = state.outlines.filter((o) => (o.city ? o.city === state.city : state.cities.length < 2));
   map.render({ sensors: state.sensors, outlines: outlines.length ? outlines : null, ispu: state.ispu, traffic: state.traffic, ...selection() });
 }
 

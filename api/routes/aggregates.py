@@ -10,7 +10,8 @@ from psycopg import AsyncConnection, sql
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from api.deps import ReadAccess, SettingsDep
+from api.access import ReadAccessDep, city_filter
+from api.deps import SettingsDep
 from api.jsonpage import PageSourceDep, json_page, page_query
 from api.params import PageDep, TimeRangeDep
 from api.routes.common import (
@@ -54,12 +55,12 @@ def _query(window: Window) -> str:
             " 'completeness', a.completeness, 'final', a.window_start <= %(final_before)s) AS item,"
             " json_build_array(a.quantity, livinglab_iso(a.window_start)) AS ckey"
             " FROM {table} a JOIN quantities q ON q.code = a.quantity"
-            " WHERE a.sensor_key = (SELECT sensor_key FROM sensors WHERE sensor_id = %(sensor_id)s)"
+            " WHERE a.sensor_key = (SELECT sensor_key FROM sensors WHERE sensor_id = %(sensor_id)s AND {cities})"
             " AND (%(q)s::int2 IS NULL OR a.quantity = %(q)s)"
             " AND a.window_start >= %(start)s AND a.window_start < %(end)s"
             " AND (%(ats)s::timestamptz IS NULL OR (a.quantity, a.window_start) > (%(aq)s, %(ats)s))"
             " ORDER BY a.quantity, a.window_start LIMIT %(_fetch)s"
-        ).format(table=sql.Identifier(window.table))
+        ).format(table=sql.Identifier(window.table), cities=sql.SQL(city_filter("city")))
     )
 
 
@@ -69,11 +70,11 @@ _QUERIES = {window: _query(window) for window in Window}
 @router.get(
     "/{sensor_id}/aggregates",
     summary="Windowed aggregates",
-    dependencies=[ReadAccess],
     responses=NOT_FOUND,
     response_model=AggregatesPublic,
 )
 async def list_aggregates(
+    access: ReadAccessDep,
     source: PageSourceDep,
     settings: SettingsDep,
     sensor_id: SensorIdPath,
@@ -94,6 +95,7 @@ async def list_aggregates(
     final_before = datetime.now(UTC) - window.width - timedelta(seconds=settings.allowed_lateness_s)
     params = {
         "sensor_id": sensor_id,
+        "cities": access.cities_param(),
         "q": wanted.code if wanted else None,
         "start": span.start,
         "end": span.end,
@@ -104,6 +106,8 @@ async def list_aggregates(
 
     async def load(conn: AsyncConnection[Any]) -> Response:
         # The sensor is looked up inside the page's query; only an empty page asks whether it exists (404).
-        return await json_page(conn, _QUERIES[window], params, page.limit, if_empty=lambda: sensor_key(conn, sensor_id))
+        return await json_page(
+            conn, _QUERIES[window], params, page.limit, if_empty=lambda: sensor_key(conn, access, sensor_id)
+        )
 
     return await source.get(load)

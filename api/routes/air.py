@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from api.deps import ReadAccess
+from api.access import ReadAccessDep
 from api.jsonpage import PageSourceDep
 from api.params import AtDep, PageDep
 from api.routes.common import CityQuery, DistrictQuery, latest_per_sensor
@@ -61,9 +61,14 @@ _ISPU_COLUMNS = (
 _AQI_COLUMNS = ("aqi", "category", "dominant_pollutant", "nowcast", "sub_indices", "hour")
 
 
-@router.get("/ispu", summary="ISPU per station", dependencies=[ReadAccess], response_model=IspuListPublic)
+@router.get("/ispu", summary="ISPU per station", response_model=IspuListPublic)
 async def list_ispu(
-    source: PageSourceDep, at: AtDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
+    access: ReadAccessDep,
+    source: PageSourceDep,
+    at: AtDep,
+    page: PageDep,
+    city: CityQuery = None,
+    district: DistrictQuery = None,
 ) -> Response:
     """Per air station, the latest ISPU labelled at or before `at` (default: now).
 
@@ -72,6 +77,7 @@ async def list_ispu(
     """
     return await latest_per_sensor(
         source,
+        access,
         table="ispu_hourly",
         time_column="window_end",
         columns=_ISPU_COLUMNS,
@@ -83,13 +89,19 @@ async def list_ispu(
     )
 
 
-@router.get("/aqi", summary="US AQI per station", dependencies=[ReadAccess], response_model=AqiListPublic)
+@router.get("/aqi", summary="US AQI per station", response_model=AqiListPublic)
 async def list_aqi(
-    source: PageSourceDep, at: AtDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
+    access: ReadAccessDep,
+    source: PageSourceDep,
+    at: AtDep,
+    page: PageDep,
+    city: CityQuery = None,
+    district: DistrictQuery = None,
 ) -> Response:
     """Per air station, the latest US AQI labelled at or before `at` (default: now), labelled by hour end."""
     return await latest_per_sensor(
         source,
+        access,
         table="aqi_hourly",
         time_column="hour",
         columns=_AQI_COLUMNS,

@@ -11,6 +11,7 @@ from fastapi import Path, Query
 from psycopg import AsyncConnection, sql
 from starlette.responses import Response
 
+from api.access import Access, city_filter
 from api.jsonpage import PageSource, page_query
 from api.pagination import encode_cursor
 from api.params import PageRequest, utc_instant
@@ -25,12 +26,12 @@ QuantityQuery = Annotated[
 ]
 
 
-async def sensor_key(conn: AsyncConnection[Any], sensor_id: str) -> int:
-    """The internal key of a sensor; 404 when there is none."""
-    cur = await conn.execute("SELECT sensor_key FROM sensors WHERE sensor_id = %s", (sensor_id,))
+async def sensor_key(conn: AsyncConnection[Any], access: Access, sensor_id: str) -> int:
+    """The internal key of a sensor; 404 when there is none or it is in a city `access` does not see."""
+    cur = await conn.execute("SELECT sensor_key, city FROM sensors WHERE sensor_id = %s", (sensor_id,))
     row = await cur.fetchone()
-    if row is None:
-        raise ProblemError(404, f"no sensor {sensor_id!r}")
+    if row is None or not access.sees(row[1]):
+        raise access.not_found(f"no sensor {sensor_id!r}")
     return int(row[0])
 
 
@@ -79,12 +80,13 @@ def _latest_query(table: str, time_column: str, columns: tuple[str, ...]) -> str
         " json_build_array(s.sensor_id) AS ckey FROM sensors s CROSS JOIN LATERAL ("
         " SELECT {inner} FROM {table} t WHERE t.sensor_key = s.sensor_key AND t.{time} <= %(at)s"
         " ORDER BY t.{time} DESC LIMIT 1) i"
-        " WHERE s.kind = %(kind)s AND (%(city)s::text IS NULL OR s.city = %(city)s)"
+        " WHERE s.kind = %(kind)s AND {cities}"
         " AND (%(district)s::text IS NULL OR s.district = %(district)s)"
         " AND (%(after)s::text IS NULL OR s.sensor_id > %(after)s)"
         " ORDER BY s.sensor_id LIMIT %(_fetch)s"
     ).format(
         fields=sql.SQL(", ").join(fields),
+        cities=sql.SQL(city_filter("s.city")),
         inner=sql.SQL(", ").join(sql.Identifier("t", c) for c in columns),
         table=sql.Identifier(table),
         time=sql.Identifier(time_column),
@@ -94,6 +96,7 @@ def _latest_query(table: str, time_column: str, columns: tuple[str, ...]) -> str
 
 async def latest_per_sensor(
     source: PageSource,
+    access: Access,
     *,
     table: str,
     time_column: str,
@@ -104,7 +107,8 @@ async def latest_per_sensor(
     district: str | None,
     page: PageRequest,
 ) -> Response:
-    """Per sensor of `kind`, its row of `table` with the latest `time_column` at or before `at`, as a JSON page.
+    """Per sensor of `kind` in the cities `access` sees (narrowed by `city`), its row of `table` with the latest
+    `time_column` at or before `at`, as a JSON page.
 
     One index probe per sensor (the tables' keys are `(sensor_key, time)`), a page of sensors at a time, ordered
     by sensor_id. Sensors with no such row are left out. Items hold `sensor_id`, `city`, `district` and `columns`.
@@ -113,7 +117,7 @@ async def latest_per_sensor(
     params = {
         "at": at,
         "kind": kind.value,
-        "city": city,
+        "cities": access.cities_param(city),
         "district": district,
         "after": str(after[0]) if after else None,
     }

@@ -9,7 +9,8 @@ from fastapi import APIRouter
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
-from api.deps import ConnDep, ReadAccess
+from api.access import ReadAccessDep, city_filter
+from api.deps import ConnDep
 from api.pagination import encode_cursor
 from api.params import PageDep
 from api.routes.common import CityQuery, DistrictQuery
@@ -60,9 +61,9 @@ def _hour_floor(t: datetime) -> datetime:
     return t.replace(minute=0, second=0, microsecond=0)
 
 
-@router.get("/sensors", summary="Data quality per sensor", dependencies=[ReadAccess])
+@router.get("/sensors", summary="Data quality per sensor")
 async def list_sensor_quality(
-    conn: ConnDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
+    access: ReadAccessDep, conn: ConnDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
 ) -> SensorQualityListPublic:
     """Per sensor: last seen, completeness over the last 24 completed hours (from `completeness_hourly`), ingest
     latency percentiles (merged from hourly latency histograms) and ingest counters of the last 24 hourly buckets.
@@ -74,7 +75,7 @@ async def list_sensor_quality(
         await cur.execute(
             "WITH page AS ("
             " SELECT sensor_key, sensor_id, city, district, kind, interval_s FROM sensors"
-            " WHERE (%(city)s::text IS NULL OR city = %(city)s)"
+            f" WHERE {city_filter('city')}"
             " AND (%(district)s::text IS NULL OR district = %(district)s)"
             " AND (%(after)s::text IS NULL OR sensor_id > %(after)s) ORDER BY sensor_id LIMIT %(limit)s)"
             " SELECT p.*, seen.last_seen, c.accepted, c.rejected, c.duplicates, c.late, c.ignored_members,"
@@ -92,7 +93,7 @@ async def list_sensor_quality(
             "  WHERE sensor_key = p.sensor_key AND hour >= %(since)s) dr ON true"
             " ORDER BY p.sensor_id",
             {
-                "city": city,
+                "cities": access.cities_param(city),
                 "district": district,
                 "after": str(after[0]) if after else None,
                 "limit": page.limit + 1,

@@ -7,7 +7,8 @@ from datetime import timedelta
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import ConnDep, ReadAccess, SettingsDep
+from api.access import ReadAccessDep
+from api.deps import ConnDep, SettingsDep
 from api.params import PageDep, TimeRangeDep
 from api.routes.common import (
     QuantityQuery,
@@ -35,8 +36,9 @@ class ReadingsPublic(Page[ReadingPublic]):
     """A page of readings, ordered by quantity and time."""
 
 
-@router.get("/{sensor_id}/readings", summary="Raw readings", dependencies=[ReadAccess], responses=NOT_FOUND)
+@router.get("/{sensor_id}/readings", summary="Raw readings", responses=NOT_FOUND)
 async def list_readings(
+    access: ReadAccessDep,
     conn: ConnDep,
     settings: SettingsDep,
     sensor_id: SensorIdPath,
@@ -50,7 +52,7 @@ async def list_readings(
     """
     span.check_span(timedelta(days=settings.max_readings_range_days))
     wanted = quantity_of(quantity)
-    key = await sensor_key(conn, sensor_id)
+    key = await sensor_key(conn, access, sensor_id)
     after_q, after_ts = quantity_time_after(page)
     cur = await conn.execute(
         "SELECT quantity, ts, value FROM readings"

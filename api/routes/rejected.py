@@ -16,7 +16,8 @@ from fastapi import APIRouter, Path, Query, status
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
-from api.deps import ConnDep, ReadAccess, SensorsWriteAccess
+from api.access import ReadAccessDep, WriteAccessDep, city_filter
+from api.deps import ConnDep
 from api.pagination import encode_cursor
 from api.params import PageDep, TimeRangeDep
 from api.problems import ProblemError
@@ -102,8 +103,9 @@ def _public(row: dict[str, Any]) -> RejectedPublic:
     )
 
 
-@router.get("", summary="List rejected messages", dependencies=[ReadAccess])
+@router.get("", summary="List rejected messages")
 async def list_rejected(
+    access: ReadAccessDep,
     conn: ConnDep,
     span: TimeRangeDep,
     page: PageDep,
@@ -113,7 +115,10 @@ async def list_rejected(
     kind: Annotated[Kind | None, Query(description="Only messages on air or traffic topics.")] = None,
     replay: Annotated[ReplayStatus | None, Query(description="Only messages in this replay status.")] = None,
 ) -> RejectedListPublic:
-    """Rejected messages received in `[start, end)` (default: the last 24 hours), newest first."""
+    """Rejected messages received in `[start, end)` (default: the last 24 hours), newest first.
+
+    A message belongs to the city its topic names; one whose topic names no city is listed to keys without cities
+    only."""
     after = page.after(1)
     try:
         after_id = int(str(after[0])) if after else None
@@ -125,7 +130,7 @@ async def list_rejected(
             " WHERE received_at >= %(start)s AND received_at < %(end)s"
             " AND (%(sensor_id)s::text IS NULL OR sensor_id = %(sensor_id)s)"
             " AND (%(reason)s::text IS NULL OR reason = %(reason)s)"
-            " AND (%(city)s::text IS NULL OR city = %(city)s)"
+            f" AND {city_filter('city')}"
             " AND (%(kind)s::text IS NULL OR kind = %(kind)s)"
             " AND (%(after)s::bigint IS NULL OR id < %(after)s)"
             " AND (%(replay)s::text IS NULL OR CASE"
@@ -139,7 +144,7 @@ async def list_rejected(
                 "end": span.end,
                 "sensor_id": sensor_id,
                 "reason": reason.value if reason else None,
-                "city": city,
+                "cities": access.cities_param(city),
                 "kind": kind.value if kind else None,
                 "after": after_id,
                 "replay": replay,
@@ -152,13 +157,13 @@ async def list_rejected(
     return RejectedListPublic(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{rejected_id}", summary="One rejected message", dependencies=[ReadAccess], responses=NOT_FOUND)
-async def get_rejected(conn: ConnDep, rejected_id: RejectedIdPath) -> RejectedPublic:
+@router.get("/{rejected_id}", summary="One rejected message", responses=NOT_FOUND)
+async def get_rejected(access: ReadAccessDep, conn: ConnDep, rejected_id: RejectedIdPath) -> RejectedPublic:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {_COLUMNS} FROM rejected WHERE id = %s", (rejected_id,))
         row = await cur.fetchone()
-    if row is None:
-        raise ProblemError(404, f"no rejected message {rejected_id}")
+    if row is None or not access.sees(row["city"]):
+        raise access.not_found(f"no rejected message {rejected_id}")
     return _public(row)
 
 
@@ -166,10 +171,9 @@ async def get_rejected(conn: ConnDep, rejected_id: RejectedIdPath) -> RejectedPu
     "/{rejected_id}/replay",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Replay a rejected message",
-    dependencies=[SensorsWriteAccess],
     responses={**NOT_FOUND, 409: problem_doc("The message was already replayed and accepted.")},
 )
-async def replay_rejected(conn: ConnDep, rejected_id: RejectedIdPath) -> RejectedPublic:
+async def replay_rejected(access: WriteAccessDep, conn: ConnDep, rejected_id: RejectedIdPath) -> RejectedPublic:
     """Ask an ingester to run the stored payload again through the current registry and limits (for example
     after registering its sensor). Answers 202 with `replay_status` `pending`; the outcome appears on
     `GET /v1/rejected/{id}`. A message whose payload was truncated when stored cannot be replayed (409).
@@ -178,8 +182,8 @@ async def replay_rejected(conn: ConnDep, rejected_id: RejectedIdPath) -> Rejecte
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {_COLUMNS} FROM rejected WHERE id = %s FOR UPDATE", (rejected_id,))
         row = await cur.fetchone()
-        if row is None:
-            raise ProblemError(404, f"no rejected message {rejected_id}")
+        if row is None or not access.sees(row["city"]):
+            raise access.not_found(f"no rejected message {rejected_id}")
         if row["replay_outcome"] == "accepted" and replay_status(row) == "accepted":
             raise ProblemError(409, f"rejected message {rejected_id} was already replayed and accepted")
         if len(bytes(row["payload"])) < row["payload_size"]:

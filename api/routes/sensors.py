@@ -14,7 +14,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from api.deps import ConnDep, ReadAccess, SensorsWriteAccess, SettingsDep, extend_deadline
+from api.access import ReadAccessDep, WriteAccessDep, city_filter
+from api.deps import ConnDep, SettingsDep, extend_deadline
 from api.pagination import encode_cursor
 from api.params import PageDep
 from api.problems import ProblemError
@@ -80,8 +81,9 @@ def _taken(exc: psycopg.errors.UniqueViolation, spec: SensorSpec) -> ProblemErro
     return ProblemError(409, f"sensor {spec.sensor_id!r} already exists")
 
 
-@router.get("", summary="List sensors", dependencies=[ReadAccess])
+@router.get("", summary="List sensors")
 async def list_sensors(
+    access: ReadAccessDep,
     conn: ConnDep,
     page: PageDep,
     city: CityQuery = None,
@@ -92,12 +94,12 @@ async def list_sensors(
     after = page.after(1)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT * FROM sensors WHERE (%(city)s::text IS NULL OR city = %(city)s)"
+            f"SELECT * FROM sensors WHERE {city_filter('city')}"
             " AND (%(district)s::text IS NULL OR district = %(district)s)"
             " AND (%(kind)s::text IS NULL OR kind = %(kind)s) AND (%(after)s::text IS NULL OR sensor_id > %(after)s)"
             " ORDER BY sensor_id LIMIT %(limit)s",
             {
-                "city": city,
+                "cities": access.cities_param(city),
                 "district": district,
                 "kind": kind.value if kind else None,
                 "after": str(after[0]) if after else None,
@@ -114,11 +116,14 @@ async def list_sensors(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Register a sensor",
-    dependencies=[SensorsWriteAccess],
     responses={409: problem_doc("A sensor with this id, or with this dev_eui, exists.")},
 )
-async def create_sensor(conn: ConnDep, sensor: SensorCreate, response: Response) -> SensorPublic:
-    """Register a sensor; its readings are accepted within a second. Needs scope `sensors:write`."""
+async def create_sensor(
+    access: WriteAccessDep, conn: ConnDep, sensor: SensorCreate, response: Response
+) -> SensorPublic:
+    """Register a sensor; its readings are accepted within a second. Needs scope `sensors:write` (and, for a key
+    limited to cities, one of its cities: 403 otherwise)."""
+    access.check_writable(sensor.city)
     query = sql.SQL("INSERT INTO sensors ({cols}) VALUES ({vals}) RETURNING *").format(
         cols=sql.SQL(", ").join(map(sql.Identifier, SPEC_COLUMNS)),
         vals=sql.SQL(", ").join(sql.Placeholder(c) for c in SPEC_COLUMNS),
@@ -135,28 +140,28 @@ async def create_sensor(conn: ConnDep, sensor: SensorCreate, response: Response)
     return _public(row)
 
 
-@router.get("/{sensor_id}", summary="One sensor", dependencies=[ReadAccess], responses=NOT_FOUND)
-async def get_sensor(conn: ConnDep, sensor_id: SensorIdPath) -> SensorPublic:
+@router.get("/{sensor_id}", summary="One sensor", responses=NOT_FOUND)
+async def get_sensor(access: ReadAccessDep, conn: ConnDep, sensor_id: SensorIdPath) -> SensorPublic:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("SELECT * FROM sensors WHERE sensor_id = %s", (sensor_id,))
         row = await cur.fetchone()
-    if row is None:
-        raise ProblemError(404, f"no sensor {sensor_id!r}")
+    if row is None or not access.sees(row["city"]):
+        raise access.not_found(f"no sensor {sensor_id!r}")
     return _public(row)
 
 
 @router.put(
     "/{sensor_id}",
     summary="Replace a sensor's attributes",
-    dependencies=[SensorsWriteAccess],
     responses={**NOT_FOUND, 409: problem_doc("The kind of a sensor cannot change; the dev_eui is another's.")},
 )
 async def replace_sensor(
-    conn: ConnDep, sensor_id: SensorIdPath, update: Annotated[SensorUpdate, Body()]
+    access: WriteAccessDep, conn: ConnDep, sensor_id: SensorIdPath, update: Annotated[SensorUpdate, Body()]
 ) -> SensorPublic:
     """Replace every attribute of a sensor (traffic road attributes are validated as on registration).
 
-    The kind cannot change: delete the sensor and register it again. Needs scope `sensors:write`.
+    The kind cannot change: delete the sensor and register it again. Needs scope `sensors:write`; a key limited to
+    cities may move a sensor only between its cities.
     """
     if update.sensor_id is not None and update.sensor_id != sensor_id:
         raise ProblemError(422, f"the body's sensor_id {update.sensor_id!r} differs from the path's {sensor_id!r}")
@@ -167,24 +172,26 @@ async def replace_sensor(
         errors = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         raise ProblemError(422, "the sensor's attributes do not validate", errors=errors) from None
     columns = [c for c in SPEC_COLUMNS if c != "sensor_id"]
-    query = sql.SQL(
-        "UPDATE sensors SET {set}, updated_at = now() WHERE sensor_id = %(sensor_id)s AND kind = %(kind)s RETURNING *"
-    ).format(set=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in columns))
+    query = sql.SQL("UPDATE sensors SET {set}, updated_at = now() WHERE sensor_id = %(sensor_id)s RETURNING *").format(
+        set=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in columns)
+    )
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT kind, city FROM sensors WHERE sensor_id = %s FOR UPDATE", (sensor_id,))
+        existing = await cur.fetchone()
+        if existing is None or not access.sees(existing["city"]):
+            raise access.not_found(f"no sensor {sensor_id!r}")
+        if existing["kind"] != spec.kind.value:
+            raise ProblemError(
+                409, f"sensor {sensor_id!r} is a {existing['kind']} sensor; delete it and register it again"
+            )
+        access.check_writable(spec.city)
         try:
             await cur.execute(query, _values(spec))
         except psycopg.errors.UniqueViolation as exc:
             raise _taken(exc, spec) from None
         row = await cur.fetchone()
-        if row is None:
-            await cur.execute("SELECT kind FROM sensors WHERE sensor_id = %s", (sensor_id,))
-            existing = await cur.fetchone()
-            if existing is None:
-                raise ProblemError(404, f"no sensor {sensor_id!r}")
-            raise ProblemError(
-                409, f"sensor {sensor_id!r} is a {existing['kind']} sensor; delete it and register it again"
-            )
         await cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL_REGISTRY, sensor_id))
+    assert row is not None
     return _public(row)
 
 
@@ -192,10 +199,11 @@ async def replace_sensor(
     "/{sensor_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a sensor and its data",
-    dependencies=[SensorsWriteAccess],
     responses=NOT_FOUND,
 )
-async def delete_sensor(conn: ConnDep, settings: SettingsDep, sensor_id: SensorIdPath) -> Response:
+async def delete_sensor(
+    access: WriteAccessDep, conn: ConnDep, settings: SettingsDep, sensor_id: SensorIdPath
+) -> Response:
     """Delete a sensor and every row stored for it (readings, aggregates, indices, counters).
 
     Its readings are rejected as `unknown_sensor` from then on. Needs scope `sensors:write`.
@@ -204,10 +212,13 @@ async def delete_sensor(conn: ConnDep, settings: SettingsDep, sensor_id: SensorI
         # Deleting a long history takes longer than the per-query timeout that protects the read paths.
         await conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(settings.delete_timeout_ms)))
         extend_deadline(conn, settings.delete_timeout_ms / 1000)
-        cur = await conn.execute("DELETE FROM sensors WHERE sensor_id = %s RETURNING sensor_key", (sensor_id,))
+        cur = await conn.execute(
+            f"DELETE FROM sensors WHERE sensor_id = %(sensor_id)s AND {city_filter('city')} RETURNING sensor_key",
+            {"sensor_id": sensor_id, "cities": access.cities_param()},
+        )
         row = await cur.fetchone()
         if row is None:
-            raise ProblemError(404, f"no sensor {sensor_id!r}")
+            raise access.not_found(f"no sensor {sensor_id!r}")
         for table in SENSOR_DATA_TABLES:
             await conn.execute(sql.SQL("DELETE FROM {} WHERE sensor_key = %s").format(sql.Identifier(table)), (row[0],))
         await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_REGISTRY, sensor_id))

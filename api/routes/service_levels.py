@@ -10,12 +10,14 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from api.deps import ReadAccess, SettingsDep
+from api.access import ReadAccessDep, city_filter
+from api.deps import SettingsDep
 from api.jsonpage import PageSourceDep, page_query
 from api.params import PageDep, TimeRangeDep
 from api.routes.common import DistrictQuery
 from api.schemas import COMMON_RESPONSES, Page, UtcDatetime
 from api.settings import ApiSettings
+from livinglab.storage.cities import ServiceTargets
 
 router = APIRouter(prefix="/v1", tags=["service levels"], responses=COMMON_RESPONSES)
 
@@ -29,8 +31,9 @@ INDICATORS: dict[str, str] = {
 }
 
 
-def targets(settings: ApiSettings) -> dict[str, float]:
-    return {"air": settings.target_air, "traffic": settings.target_traffic, "data": settings.target_data}
+def default_targets(settings: ApiSettings) -> ServiceTargets:
+    """The configured targets, in force for every city that has not set its own (`PUT /v1/cities/{city}`)."""
+    return ServiceTargets(air=settings.target_air, traffic=settings.target_traffic, data=settings.target_data)
 
 
 class ServiceLevelPublic(BaseModel):
@@ -40,7 +43,7 @@ class ServiceLevelPublic(BaseModel):
     district: str
     service: Service
     indicator: str = Field(description="ispu_at_most_100_share, los_target_met_share or completeness.")
-    target: float = Field(description="The configured target share.")
+    target: float = Field(description="The city's target share (`PUT /v1/cities/{city}`), else the configured default.")
     achieved: float | None = Field(description="numerator / denominator; null when nothing was measured.")
     compliant: bool | None = Field(description="achieved >= target; null when nothing was measured.")
     numerator: float = Field(description="Station-hours with ISPU <= 100, sensor-hours meeting LOS, or readings.")
@@ -58,16 +61,16 @@ _QUERY = page_query(
         "WITH u AS ("
         " SELECT city, district, service, numerator, denominator FROM service_daily"
         "  WHERE period_start >= %(d0)s AND period_start < %(d1)s"
-        "  AND (%(city)s::text IS NULL OR city = %(city)s)"
+        "  AND {cities}"
         " UNION ALL"
         # The two edges as two index range scans (an OR of ranges makes a bitmap scan of both).
         " SELECT city, district, service, numerator, denominator FROM service_hourly"
         "  WHERE period_start >= %(start)s AND period_start < %(d0)s"
-        "  AND (%(city)s::text IS NULL OR city = %(city)s)"
+        "  AND {cities}"
         " UNION ALL"
         " SELECT city, district, service, numerator, denominator FROM service_hourly"
         "  WHERE period_start >= %(d1)s AND period_start < %(end)s"
-        "  AND (%(city)s::text IS NULL OR city = %(city)s)"
+        "  AND {cities}"
         "), g AS ("
         " SELECT city, district, service, sum(numerator) AS n, sum(denominator) AS d FROM u"
         " WHERE (%(district)s::text IS NULL OR district = %(district)s)"
@@ -76,19 +79,23 @@ _QUERY = page_query(
         " GROUP BY city, district, service"
         ") SELECT row_number() OVER (ORDER BY g.city, g.district, g.service) AS i,"
         " json_build_object('city', g.city, 'district', g.district, 'service', g.service,"
-        " 'indicator', goal.indicator, 'target', goal.target,"
+        " 'indicator', goal.indicator, 'target', t.target,"
         " 'achieved', CASE WHEN g.d > 0 THEN g.n / g.d END,"
-        " 'compliant', CASE WHEN g.d > 0 THEN g.n / g.d >= goal.target END,"
+        " 'compliant', CASE WHEN g.d > 0 THEN g.n / g.d >= t.target END,"
         " 'numerator', g.n, 'denominator', g.d,"
         " 'start', livinglab_iso(%(start)s), 'end', livinglab_iso(%(end)s)) AS item,"
         " json_build_array(g.city, g.district, g.service) AS ckey"
         " FROM g JOIN (VALUES {goals}) goal (service, indicator, target) ON goal.service = g.service"
+        # A city's own target where it set one (livinglab.storage.cities), else the configured default.
+        " LEFT JOIN service_targets st ON st.city = g.city AND st.service = g.service"
+        " CROSS JOIN LATERAL (SELECT coalesce(st.target, goal.target) AS target) t"
         " ORDER BY g.city, g.district, g.service LIMIT %(_fetch)s"
     ).format(
+        cities=sql.SQL(city_filter("city")),
         goals=sql.SQL(", ").join(
             sql.SQL("({}, {}, {}::float8)").format(sql.Literal(s), sql.Literal(i), sql.Placeholder(f"target_{s}"))
             for s, i in INDICATORS.items()
-        )
+        ),
     )
 )
 
@@ -109,10 +116,10 @@ def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 @router.get(
     "/service-levels",
     summary="Service levels per district",
-    dependencies=[ReadAccess],
     response_model=ServiceLevelsPublic,
 )
 async def list_service_levels(
+    access: ReadAccessDep,
     source: PageSourceDep,
     settings: SettingsDep,
     span: TimeRangeDep,
@@ -122,7 +129,7 @@ async def list_service_levels(
     service: Annotated[Service | None, Query(description="Only this service.")] = None,
 ) -> Response:
     """Per district and service, the share achieved over the hours starting in `[start, end)` (default: the last
-    24 hours) against its target.
+    24 hours) against its target: the city's own (`PUT /v1/cities/{city}`), else the configured default.
 
     Whole UTC days come from the daily rollups and only the partial days at the edges from the hourly tallies, so
     a 30-day query reads about 30 + 48 rows per district and service.
@@ -135,12 +142,12 @@ async def list_service_levels(
         "d1": last_day,
         "start": span.start,
         "end": span.end,
-        "city": city,
+        "cities": access.cities_param(city),
         "district": district,
         "service": service,
         "a_city": after_key[0] if after_key else None,
         "a_district": after_key[1] if after_key else None,
         "a_service": after_key[2] if after_key else None,
     }
-    params.update({f"target_{s}": float(t) for s, t in targets(settings).items()})
+    params.update({f"target_{s}": t for s, t in default_targets(settings).as_dict().items()})
     return await source.page(_QUERY, params, page.limit)

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection
 
-from api.deps import ReadAccess, SettingsDep, connection
+from api.access import ReadAccessDep
+from api.deps import SettingsDep, connection
 from api.problems import ProblemError
 from api.schemas import COMMON_RESPONSES
 from api.stream import FeedDownError, StreamOptions, event_stream, start_position
@@ -22,11 +23,11 @@ router = APIRouter(prefix="/v1", tags=["live updates"], responses=COMMON_RESPONS
 @router.get(
     "/stream",
     summary="Live updates (Server-Sent Events)",
-    dependencies=[ReadAccess],
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "An endless event stream."}},
 )
 async def stream(
+    access: ReadAccessDep,
     request: Request,
     settings: SettingsDep,
     types: Annotated[
@@ -61,7 +62,8 @@ async def stream(
             raise ProblemError(400, "Last-Event-ID must be an event id (an integer)") from None
         if resume < 0:
             raise ProblemError(400, "Last-Event-ID must not be negative")
-    options = StreamOptions(settings.sse_heartbeat_s, settings.sse_max_backlog, wanted)
+    # A key limited to cities gets its cities' events only; events of no city go to keys of every city.
+    options = StreamOptions(settings.sse_heartbeat_s, settings.sse_max_backlog, wanted, access.cities_param())
     state = request.app.state
     feed = state.event_feed
 

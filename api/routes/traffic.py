@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from api.deps import ReadAccess
+from api.access import ReadAccessDep
 from api.jsonpage import PageSourceDep
 from api.params import AtDep, PageDep
 from api.routes.common import CityQuery, DistrictQuery, latest_per_sensor
@@ -47,15 +47,20 @@ _COLUMNS = (
 @router.get(
     "/segments",
     summary="Level of service per road segment",
-    dependencies=[ReadAccess],
     response_model=SegmentsPublic,
 )
 async def list_segments(
-    source: PageSourceDep, at: AtDep, page: PageDep, city: CityQuery = None, district: DistrictQuery = None
+    access: ReadAccessDep,
+    source: PageSourceDep,
+    at: AtDep,
+    page: PageDep,
+    city: CityQuery = None,
+    district: DistrictQuery = None,
 ) -> Response:
     """Per traffic counter, the latest hourly PKJI figures labelled (by hour start) at or before `at`."""
     return await latest_per_sensor(
         source,
+        access,
         table="traffic_hourly",
         time_column="hour",
         columns=_COLUMNS,

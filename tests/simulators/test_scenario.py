@@ -18,10 +18,11 @@ from simulators.scenario import SHIPPED, District, load_scenario, parse_scenario
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_scenarios_place_every_sensor_inside_its_district(name: str) -> None:
     scenario = load_scenario(name)
-    districts = {d.name: d for d in scenario.districts}
+    districts = {(scenario.district_city(d), d.name): d for d in scenario.districts}
     assert scenario.sensors
     for sensor in scenario.sensors:
-        assert districts[sensor.spec.district].contains(sensor.spec.lat, sensor.spec.lon), sensor.sensor_id
+        district = districts[sensor.spec.city, sensor.spec.district]
+        assert district.contains(sensor.spec.lat, sensor.spec.lon), sensor.sensor_id
     assert {s.kind for s in scenario.sensors} == {Kind.AIR, Kind.TRAFFIC}
 
 
