@@ -18,17 +18,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from livinglab.embedded import MosquittoBroker
 from livinglab.launch import (
     PostgresCluster,
-    create_database,
     create_migrated_database,
     database_server,
     drop_database,
     find_bindir,
+    temporary_database,
     unique_name,
 )
+from tests.support.api import Keys, api_client, make_keys
 from tests.support.postgres import configured_bindir, configured_server_url
 
 
@@ -50,33 +52,47 @@ def template_database(pg_server_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
-    name = unique_name("llt_session")
-    url = create_database(pg_server_url, name, template=template_database)
-    try:
+    with temporary_database(pg_server_url, "llt_session", template=template_database) as url:
         yield url
-    finally:
-        drop_database(pg_server_url, name)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
+    """One migrated database for the tests of a module."""
+    with temporary_database(pg_server_url, "llt_module", template=template_database) as url:
+        yield url
 
 
 @pytest.fixture
 def fresh_database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
-    name = unique_name("llt")
-    url = create_database(pg_server_url, name, template=template_database)
-    try:
+    with temporary_database(pg_server_url, "llt", template=template_database) as url:
         yield url
-    finally:
-        drop_database(pg_server_url, name)
 
 
 @pytest.fixture
 def empty_database_url(pg_server_url: str) -> Iterator[str]:
     """A database with no schema at all (for migration tests)."""
-    name = unique_name("llt_empty")
-    url = create_database(pg_server_url, name)
-    try:
+    with temporary_database(pg_server_url, "llt_empty") as url:
         yield url
-    finally:
-        drop_database(pg_server_url, name)
+
+
+@pytest.fixture(scope="module")
+def api_database_url(module_database_url: str) -> str:
+    """The module's database, as the API tests name it."""
+    return module_database_url
+
+
+@pytest.fixture(scope="module")
+def keys(api_database_url: str) -> Keys:
+    """API keys of each scope in the module's database."""
+    return make_keys(api_database_url)
+
+
+@pytest.fixture(scope="module")
+def client(api_database_url: str) -> Iterator[TestClient]:
+    """A client of an app running on the module's database (in this process)."""
+    with api_client(api_database_url) as c:
+        yield c
 
 
 def _require_mosquitto() -> None:

@@ -11,6 +11,7 @@ from livinglab.launch._databases import (
     database_url,
     drop_database,
     scratch_database,
+    temporary_database,
     unique_name,
 )
 from livinglab.launch._postgres import PostgresCluster, database_server, find_bindir, has_timescaledb
@@ -29,5 +30,6 @@ __all__ = [
     "platform_settings",
     "scratch_database",
     "started",
+    "temporary_database",
     "unique_name",
 ]

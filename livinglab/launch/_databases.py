@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -38,6 +40,17 @@ def drop_database(server_url: str, name: str) -> None:
     """DROP DATABASE `name`, cutting its open connections; nothing happens when it does not exist."""
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def temporary_database(server_url: str, prefix: str = "llt", *, template: str | None = None) -> Iterator[str]:
+    """A new database with a unique name (a copy of `template` when given), dropped on the way out; yields its URL."""
+    name = unique_name(prefix)
+    url = create_database(server_url, name, template=template)
+    try:
+        yield url
+    finally:
+        drop_database(server_url, name)
 
 
 def create_migrated_database(server_url: str, name: str, *, timescaledb: TimescaleMode = TimescaleMode.AUTO) -> str:

@@ -1,4 +1,5 @@
-"""Fixtures of the API tests: a database per module, API keys of each scope, and a client of a running app."""
+"""Fixtures of the API tests besides those of tests/conftest.py (the module's database, keys of each scope and a
+client of a running app): the module's database seeded with two cities."""
 
 from __future__ import annotations
 
@@ -8,31 +9,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from livinglab.launch import create_database, drop_database, unique_name
-from tests.support.api import Keys, api_client, make_keys
+from tests.support.api import api_client
 from tests.support.cities import TwoCities, seed_two_cities
-
-
-@pytest.fixture(scope="module")
-def api_database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
-    """One migrated database for the tests of a module."""
-    name = unique_name("llt_api")
-    url = create_database(pg_server_url, name, template=template_database)
-    try:
-        yield url
-    finally:
-        drop_database(pg_server_url, name)
-
-
-@pytest.fixture(scope="module")
-def keys(api_database_url: str) -> Keys:
-    return make_keys(api_database_url)
-
-
-@pytest.fixture(scope="module")
-def client(api_database_url: str) -> Iterator[TestClient]:
-    with api_client(api_database_url) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

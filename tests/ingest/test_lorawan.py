@@ -16,7 +16,6 @@ import pytest
 
 from ingest import Ingester
 from livinglab.embedded import MosquittoBroker
-from livinglab.launch import create_database, drop_database, unique_name
 from livinglab.storage import CHANNEL_REPLAY
 from tests.support.ingest import Notices, ingesting, publish_all
 from tests.support.lorawan import chirpstack_topic, chirpstack_uplink, fixture, tts_topic, tts_uplink
@@ -58,13 +57,10 @@ class Platform:
 
 
 @pytest.fixture(scope="module")
-def platform(
-    pg_server_url: str, template_database: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Platform]:
+def platform(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     if not MosquittoBroker.available():
         pytest.skip("mosquitto is not installed")
-    name = unique_name("llt_lorawan")
-    url = create_database(pg_server_url, name, template=template_database)
+    url = module_database_url
     broker = MosquittoBroker(tmp_path_factory.mktemp("lorawan-broker"))
     broker.start()
     settings = {
@@ -85,7 +81,6 @@ def platform(
     finally:
         notices.close()
         broker.stop()
-        drop_database(pg_server_url, name)
 
 
 def _utc(text: str) -> datetime:

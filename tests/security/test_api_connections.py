@@ -14,7 +14,6 @@ import httpx
 import psycopg
 import pytest
 
-from livinglab.launch import create_database, drop_database, unique_name
 from livinglab.storage.keys import Scope, create_key
 from tests.support.api import SseReader, serving
 
@@ -23,16 +22,6 @@ pytestmark = pytest.mark.integration
 HEAD_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.0
 MAX_HEADER_BYTES = 16 * 1024
-
-
-@pytest.fixture(scope="module")
-def database(pg_server_url: str, template_database: str) -> Iterator[str]:
-    name = unique_name("llt_conn")
-    url = create_database(pg_server_url, name, template=template_database)
-    try:
-        yield url
-    finally:
-        drop_database(pg_server_url, name)
 
 
 @pytest.fixture(scope="module")

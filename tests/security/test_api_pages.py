@@ -14,23 +14,12 @@ import pytest
 
 from api.routes.dashboard import ASSETS_DIR, SECURITY_HEADERS
 from api.routes.docs import ASSETS
-from livinglab.launch import create_database, drop_database, unique_name
 from livinglab.storage.keys import Scope, create_key
 from tests.support.api import serving
 
 pytestmark = pytest.mark.integration
 
 SENSOR = {"sensor_id": "aq-dup", "city": "jakarta", "district": "Menteng", "kind": "air", "lat": -6.2, "lon": 106.8}
-
-
-@pytest.fixture(scope="module")
-def database(pg_server_url: str, template_database: str) -> Iterator[str]:
-    name = unique_name("llt_pages")
-    url = create_database(pg_server_url, name, template=template_database)
-    try:
-        yield url
-    finally:
-        drop_database(pg_server_url, name)
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,6 @@ from livinglab.brokeraccess.credentials import issue_device, remove_client, set_
 from livinglab.brokeraccess.dynsec import BrokerAccessError, new_password
 from livinglab.domain import Kind
 from livinglab.embedded import LOOPBACK, MOSQUITTO_TUNING, MosquittoBroker
-from livinglab.launch import create_database, drop_database, unique_name
 from livinglab.settings import MqttUrl
 from tests.support.brokers import DEPLOY, ShippedBroker
 from tests.support.ingest import ingesting
@@ -91,13 +90,10 @@ class Platform:
 
 
 @pytest.fixture(scope="module")
-def platform(
-    pg_server_url: str, template_database: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Platform]:
+def platform(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     if not MosquittoBroker.available():
         pytest.skip("mosquitto is not installed (apt install mosquitto)")
-    name = unique_name("llt_broker")
-    url = create_database(pg_server_url, name, template=template_database)
+    url = module_database_url
     broker = ShippedBroker(tmp_path_factory.mktemp("shipped") / "mosquitto")
     try:
         register(url, *(air(s, c) if k == "air" else traffic(s, c) for s, (c, k) in SENSORS.items()))
@@ -140,7 +136,6 @@ def platform(
             yield Platform(broker, url, passwords, ingester, env)
     finally:
         broker.stop()
-        drop_database(pg_server_url, name)
 
 
 class Client:
