@@ -35,6 +35,7 @@ from api.routes import (
 from api.routes.dashboard import install_dashboard
 from api.routes.docs import install_docs
 from api.settings import ApiSettings
+from api.sta import router as sta_router
 from api.stream import EventFeed
 from livinglab.storage import check_schema, connect, create_async_pool
 
@@ -123,6 +124,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.include_router(module.router)
     for module in (cities, keys, export):
         app.include_router(module.router)
+    app.include_router(sta_router)
     # Added last = runs first: metrics see every answer, including 413 and 429.
     app.add_middleware(StrictJsonBody)
     app.add_middleware(
