@@ -14,11 +14,12 @@ direction. A `$skip` the client sends is an OFFSET on that first page only.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -127,13 +128,15 @@ class StaReader:
         return ", ".join(parts)
 
     @staticmethod
-    def _keyset(keys: list[_OrderKey], token: str, out: Translation) -> str:
+    def _keyset(keys: list[_OrderKey], token: str, out: Translation, query_digest: str) -> str:
         try:
-            values = decode_cursor(token, len(keys))
+            values = decode_cursor(token, len(keys) + 1)
         except ProblemError:
             values = None
-        if values is None:
-            raise _bad("$skiptoken is not valid (take it from an @iot.nextLink)")
+        # The last element ties the token to the query it came from: one made by hand, or moved to another
+        # query (whose order it does not describe), is refused rather than answered wrongly.
+        if values is None or values.pop() != query_digest:
+            raise _bad("$skiptoken is not valid for this request (take it from an @iot.nextLink)")
         typed: list[str] = []
         for key, value in zip(keys, values, strict=True):
             try:
@@ -201,7 +204,7 @@ class StaReader:
         if options.skiptoken is not None:
             if not keyset_ok:
                 raise _bad("$skiptoken is not valid for this order")
-            page_where.append(self._keyset(keys, options.skiptoken, out))
+            page_where.append(self._keyset(keys, options.skiptoken, out, _digest(path, options)))
             offset = 0
         source = scope.source or es.source
         where_sql = " AND ".join(page_where) or "TRUE"
@@ -225,7 +228,7 @@ class StaReader:
         if more and rows:
             if keyset_ok:
                 last = rows[-1]
-                token = encode_cursor([_jsonable(last[k.field]) for k in keys])
+                token = encode_cursor([*(_jsonable(last[k.field]) for k in keys), _digest(path, options)])
                 next_link = self._link(path, options, skiptoken=token)
             else:
                 next_link = self._link(path, options, skip=options.skip + options.top)
@@ -323,6 +326,12 @@ class StaReader:
                 items, _, _ = await self.collection(target, single, scope, path)
                 entity[expand.relation] = items[0] if items else None
         return entity
+
+
+def _digest(path: str, options: Options) -> str:
+    """A short digest of what a page's order depends on: the resource and every option but the position."""
+    kept = [(k, v) for k, v in options.raw if k not in ("$skip", "$skiptoken", "$top", "$count")]
+    return hashlib.blake2s(repr((unquote(path), kept)).encode(), digest_size=6).hexdigest()
 
 
 def _jsonable(value: Any) -> Any:
