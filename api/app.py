@@ -119,6 +119,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.key_cache = KeyCache(settings.key_cache_s)
     app.state.idle_check = IdleCheck()
     app.state.response_cache = ResponseCache(settings.response_cache_s)
+    app.state.export_slots = asyncio.Semaphore(settings.max_concurrent_exports)
     install_problem_handlers(app)
     for module in (air, traffic, service_levels, quality, sensors, readings, aggregates, rejected, stream, health):
         app.include_router(module.router)

@@ -37,6 +37,11 @@ class ApiSettings(CoreSettings):
     max_export_days: int = Field(
         default=366, ge=1, description="Longest `start`..`end` span of an export (`/v1/export/...`)."
     )
+    max_concurrent_exports: int = Field(
+        default=4,
+        ge=1,
+        description="Exports streamed at once (each holds a database connection of its own); 503 beyond.",
+    )
     export_timeout_ms: int = Field(
         default=600_000,
         ge=0,

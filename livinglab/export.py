@@ -17,7 +17,11 @@ transaction, so the file is one snapshot.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
+import queue
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +29,7 @@ from typing import Any, BinaryIO, Final
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from psycopg import AsyncConnection, Connection, IsolationLevel, sql
+from psycopg import Connection, IsolationLevel, sql
 
 from livinglab.domain import Window
 
@@ -169,37 +173,28 @@ class ExportRequest:
         return ["text", "text", "timestamptz", "int4", *["float8"] * 6, "bool"]
 
 
-def _crlf(chunk: bytes | bytearray | memoryview) -> bytes:
-    return bytes(chunk).replace(b"\n", b"\r\n")
+#: Bytes of CSV gathered before they are written or sent on.
+CHUNK_BYTES: Final = 256 * 1024
 
 
-class _Drain:
-    """A write-only file for pyarrow that keeps what was written until `take()`: the Parquet bytes of the row
-    groups written so far, handed on as they come."""
+class _Buffer:
+    """CSV rows gathered into chunks, with line ends turned into CRLF."""
 
     def __init__(self) -> None:
         self._parts: list[bytes] = []
-        self._position = 0
-        self.closed = False
+        self._size = 0
 
-    def write(self, data: bytes | memoryview) -> int:
+    def add(self, data: bytes | bytearray | memoryview) -> bool:
+        """Keep `data`; True when a chunk is full."""
         chunk = bytes(data)
         self._parts.append(chunk)
-        self._position += len(chunk)
-        return len(chunk)
-
-    def tell(self) -> int:
-        return self._position
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
+        self._size += len(chunk)
+        return self._size >= CHUNK_BYTES
 
     def take(self) -> bytes:
-        data = b"".join(self._parts)
+        data = b"".join(self._parts).replace(b"\n", b"\r\n")
         self._parts.clear()
+        self._size = 0
         return data
 
 
@@ -232,43 +227,123 @@ class _RowGroups:
         self._writer.close()
 
 
-# ---- async: the API ----------------------------------------------------------------------------------------------
+# ---- the API: the same writer in a thread, its output handed over to asyncio ----------------------------------
 
 
-async def _series_async(conn: AsyncConnection[Any], request: ExportRequest) -> list[tuple[int, str, int, str]]:
-    query, params = request.series_query()
-    cur = await conn.execute(query, params)
-    return [tuple(row) for row in await cur.fetchall()]
+class ExportCancelledError(Exception):
+    """The reader of a streamed export went away (the client disconnected)."""
+
+
+_END = object()
+
+
+class _Pipe:
+    """A write-only file that hands what the export thread writes to the event loop, in chunks of `CHUNK_BYTES`,
+    at most `depth` chunks ahead of the reader (bounded memory); `write` raises ExportCancelledError once the reader
+    is gone."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, depth: int) -> None:
+        self._loop = loop
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self.ready = asyncio.Event()
+        self.cancelled = False
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._position = 0
+        self.closed = False
+
+    # -- the export thread's side
+    def write(self, data: bytes | memoryview) -> int:
+        chunk = bytes(data)
+        self._parts.append(chunk)
+        self._size += len(chunk)
+        self._position += len(chunk)
+        if self._size >= CHUNK_BYTES:
+            self.flush()
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        if self._parts:
+            data = b"".join(self._parts)
+            self._parts.clear()
+            self._size = 0
+            self.send(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def send(self, item: object) -> None:
+        while True:
+            if self.cancelled:
+                raise ExportCancelledError
+            try:
+                self._queue.put(item, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        try:
+            self._loop.call_soon_threadsafe(self.ready.set)
+        except RuntimeError:  # the loop is closed: nobody reads any more
+            self.cancelled = True
+            raise ExportCancelledError from None
+
+    # -- the event loop's side
+    async def receive(self) -> object:
+        while True:
+            try:
+                return self._queue.get_nowait()
+            except queue.Empty:
+                self.ready.clear()
+                if not self._queue.empty():
+                    continue
+                await self.ready.wait()
 
 
 async def stream_export(
-    conn: AsyncConnection[Any], request: ExportRequest, fmt: ExportFormat, *, statement_timeout_ms: int = 0
+    connect: Callable[[], Connection[Any]],
+    request: ExportRequest,
+    fmt: ExportFormat,
+    *,
+    statement_timeout_ms: int = 0,
+    depth: int = 4,
 ) -> AsyncIterator[bytes]:
-    """The export's bytes, a chunk at a time, read in one snapshot. `conn` must not be in a transaction.
+    """The export's bytes in chunks, for an asyncio server: `write_export` runs in a thread of its own on a
+    connection of its own (`connect()`, closed at the end), its output handed over at most `depth` chunks ahead.
 
-    `statement_timeout_ms` bounds each series' COPY (0: no bound), which runs as long as the client takes to read
-    it."""
-    async with conn.transaction(), conn.cursor() as cur:
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        await conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(statement_timeout_ms)))
-        series = await _series_async(conn, request)
-        if fmt is ExportFormat.CSV:
-            yield request.csv_header
-            for one in series:
-                async with cur.copy(request.csv_copy(one)) as copy:
-                    async for chunk in copy:
-                        yield _crlf(chunk)
-            return
-        drain = _Drain()
-        groups = _RowGroups(request.schema, drain)
-        for one in series:
-            async with cur.copy(request.binary_copy(one)) as copy:
-                copy.set_types(request._copy_types)
-                async for row in copy.rows():
-                    if groups.add(row):
-                        yield drain.take()
-        groups.close()
-        yield drain.take()
+    Why a thread: libpq hands COPY data over one row at a time, and an asyncio read per row costs several times
+    what PostgreSQL spends producing the row; a blocking read in a thread keeps up with the server. When the
+    consumer stops early (the client disconnected), the thread's next write raises and its connection closes."""
+    loop = asyncio.get_running_loop()
+    pipe = _Pipe(loop, depth)
+
+    def produce() -> None:
+        try:
+            with connect() as conn:
+                write_export(conn, request, fmt, pipe, statement_timeout_ms=statement_timeout_ms)  # type: ignore[arg-type]
+            pipe.flush()
+            pipe.send(_END)
+        except ExportCancelledError:
+            pass
+        except BaseException as exc:  # handed to the reader, which raises it
+            with contextlib.suppress(ExportCancelledError):
+                pipe.send(exc)
+
+    thread = threading.Thread(target=produce, name="livinglab-export", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = await pipe.receive()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        pipe.cancelled = True
 
 
 # ---- sync: the command line ---------------------------------------------------------------------------------------
@@ -280,32 +355,47 @@ def write_export(
     fmt: ExportFormat,
     out: BinaryIO,
     progress: Callable[[int], None] | None = None,
+    *,
+    statement_timeout_ms: int | None = None,
 ) -> int:
-    """Write the export to `out`; returns the rows written. `progress(rows)` is called with the rows written so
-    far after each series and each row group."""
+    """Write the export to `out` from one snapshot; returns the rows written. `progress(rows)` is called with the
+    rows written so far after each chunk and row group. `statement_timeout_ms` bounds each series' COPY (0: no
+    bound; None: the connection's), which runs as long as `out` takes to take it."""
     rows = 0
     conn.isolation_level = IsolationLevel.REPEATABLE_READ
     conn.read_only = True
     with conn.transaction(), conn.cursor() as cur:
+        if statement_timeout_ms is not None:
+            for setting in ("statement_timeout", "idle_in_transaction_session_timeout"):
+                cur.execute(
+                    sql.SQL("SELECT set_config({}, {}, true)").format(
+                        sql.Literal(setting), sql.Literal(str(statement_timeout_ms))
+                    )
+                )
         query, params = request.series_query()
         series = [tuple(row) for row in cur.execute(query, params).fetchall()]
         if fmt is ExportFormat.CSV:
-            out.write(request.csv_header)
+            buffer = _Buffer()
+            buffer.add(request.csv_header.replace(b"\r\n", b"\n"))
             for one in series:
                 with cur.copy(request.csv_copy(one)) as copy:
-                    for chunk in copy:
-                        out.write(_crlf(chunk))
-                        rows += bytes(chunk).count(b"\n")
-                        if progress is not None:
-                            progress(rows)
+                    for data in copy:
+                        rows += 1
+                        if buffer.add(data):
+                            out.write(buffer.take())
+                            if progress is not None:
+                                progress(rows)
+            out.write(buffer.take())
+            if progress is not None:
+                progress(rows)
             return rows
         groups = _RowGroups(request.schema, out)
         for one in series:
             with cur.copy(request.binary_copy(one)) as copy:
                 copy.set_types(request._copy_types)
-                for row in copy.rows():
+                for record in copy.rows():
                     rows += 1
-                    if groups.add(row) and progress is not None:
+                    if groups.add(record) and progress is not None:
                         progress(rows)
         groups.close()
         if progress is not None:

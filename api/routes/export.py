@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from psycopg import Connection
 from starlette.responses import StreamingResponse
 
 from api.access import Access, ReadAccessDep
-from api.deps import SettingsDep, connection, extend_deadline
+from api.deps import SettingsDep
 from api.params import utc_instant
 from api.problems import ProblemError
 from api.routes.common import CityQuery, DistrictQuery, QuantityQuery, quantity_of
@@ -94,15 +96,27 @@ ExportFilterDep = Annotated[ExportFilter, Depends()]
 
 
 def _stream(request: Request, export: ExportRequest, fmt: ExportFormat, name: str) -> StreamingResponse:
-    state = request.app.state
-    settings: ApiSettings = state.settings
+    settings: ApiSettings = request.app.state.settings
+    slots: asyncio.Semaphore = request.app.state.export_slots
+    if slots.locked():
+        raise ProblemError(
+            503,
+            f"{settings.max_concurrent_exports} exports are running (LIVINGLAB_MAX_CONCURRENT_EXPORTS); retry later",
+            headers={"Retry-After": "10"},
+        )
+    timeout_ms = settings.export_timeout_ms
+    database_url = settings.require_database_url()
+    policy = settings.database_policy()
+
+    def connect() -> Connection[Any]:
+        # A connection of the export's own, outside the pool: it is held as long as the client reads. It carries
+        # the policy's libpq settings (keepalives, TCP user timeout: a dead link fails it) but not the watchdog of
+        # the roles' connections, which costs a lock and a clock read per wait, that is per COPY row here.
+        return Connection.connect(database_url, application_name="livinglab-api-export", **policy.connection_kwargs())
 
     async def body() -> AsyncIterator[bytes]:
-        # The connection is taken here, not from a dependency: it is held for as long as the client reads.
-        async with connection(state.pool, settings.pool_timeout_s, state.idle_check) as conn:
-            timeout_ms = settings.export_timeout_ms
-            extend_deadline(conn, timeout_ms / 1000 if timeout_ms else 365 * 86400.0)
-            async for chunk in stream_export(conn, export, fmt, statement_timeout_ms=timeout_ms):
+        async with slots:
+            async for chunk in stream_export(connect, export, fmt, statement_timeout_ms=timeout_ms):
                 yield chunk
 
     extension = "csv" if fmt is ExportFormat.CSV else "parquet"

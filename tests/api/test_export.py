@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import random
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -304,3 +305,43 @@ def test_the_command_line_writes_the_same_files(
     lines = target.read_text().splitlines()
     assert len(lines) == 31
     assert all(line.startswith("ex-b1,pm25,") for line in lines[1:])
+
+
+def test_a_client_that_leaves_frees_its_export(api_database_url: str, stored: dict[str, Any]) -> None:
+    """One export slot: a second export meanwhile is refused (503), and an export whose client disconnects
+    ends its thread and its database connection, freeing the slot."""
+    with psycopg.connect(api_database_url) as conn:  # enough rows to fill the hand-over queue and the sockets
+        conn.execute(
+            "INSERT INTO readings (sensor_key, quantity, ts, value, received_at)"
+            " SELECT %s, 9, %s + make_interval(secs => g), g, now() FROM generate_series(1, 1000000) g",
+            (stored["ids"]["ex-a1"], START),
+        )
+        conn.commit()
+    keys = make_keys(api_database_url)
+    with serving(api_database_url, max_concurrent_exports=1) as base, httpx.Client(base_url=base, timeout=30) as c:
+        whole = {"start": START.isoformat(), "end": (START + timedelta(days=12)).isoformat()}  # about 45 MB
+        with c.stream("GET", "/v1/export/readings", params=whole, headers=keys.header()) as first:
+            assert first.status_code == 200
+            chunks = first.iter_raw(1024)  # kept: a dropped iterator closes the response
+            next(chunks)
+            assert_problem(c.get("/v1/export/readings", params=_range(), headers=keys.header()), 503)
+        # The client went away mid-file: its export stops and lets the next one run.
+        for _ in range(100):
+            response = c.get("/v1/export/readings", params=_range(sensor_id="ex-b1"), headers=keys.header())
+            if response.status_code == 200:
+                break
+            time.sleep(0.1)
+        assert response.status_code == 200
+        assert len(_parse_csv_readings(response.text)) == 900
+        with psycopg.connect(api_database_url) as conn:
+            for _ in range(100):
+                busy = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'livinglab-api-export'"
+                ).fetchone()
+                if busy == (0,):
+                    break
+                time.sleep(0.1)
+            assert busy == (0,)
+    with psycopg.connect(api_database_url) as conn:
+        conn.execute("DELETE FROM readings WHERE quantity = 9")
+        conn.commit()
