@@ -195,6 +195,7 @@ class StaReader:
         self, es: EntitySet, options: Options, scope: Scope, path: str
     ) -> tuple[list[dict[str, Any]], str | None, int | None]:
         """(entities as JSON, @iot.nextLink or None, @iot.count or None) of one page."""
+        check_shape(es, options)
         out = Translation("p")
         where, params = self._where(es, options, scope, out)
         keys = self._order_keys(es, options, scope)
@@ -326,6 +327,22 @@ class StaReader:
                 items, _, _ = await self.collection(target, single, scope, path)
                 entity[expand.relation] = items[0] if items else None
         return entity
+
+
+def check_shape(es: EntitySet, options: Options) -> None:
+    """400 for a `$select` or `$expand` naming what `es` does not have, even when no row would show it."""
+    known = {"id", "@iot.id", *es.selectable, *es.relations}
+    for name in options.select or ():
+        if name not in known:
+            raise _bad(f"$select: {es.singular} has no property {name!r} (properties: {', '.join(es.selectable)})")
+    for expand in options.expand:
+        relation = es.relations.get(expand.relation)
+        if relation is None:
+            raise _bad(
+                f"$expand: {es.singular} has no navigation property {expand.relation!r} "
+                f"(it has: {', '.join(es.relations)})"
+            )
+        check_shape(ENTITY_SETS[relation.target], expand.options)
 
 
 def _digest(path: str, options: Options) -> str:

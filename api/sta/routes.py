@@ -22,7 +22,7 @@ from api.problems import ProblemError
 from api.sta._entities import ENTITY_SETS, EntitySet
 from api.sta._filter import FilterError
 from api.sta._options import SUPPORTED_OPTIONS, OptionError, Options, parse_options
-from api.sta._query import Scope, StaReader
+from api.sta._query import Scope, StaReader, check_shape
 from api.sta._translate import FUNCTIONS
 
 router = APIRouter(prefix="/sta/v1.1", tags=["SensorThings"], include_in_schema=False)
@@ -169,6 +169,7 @@ async def _answer(reader: StaReader, resource: str, options: Options) -> Respons
             raise ProblemError(400, f"{bad} applies to collections, not to one entity")
         if options.filter is not None:
             raise ProblemError(400, "$filter applies to collections, not to one entity")
+        check_shape(es, options)
         return _json(await reader.render(es, row, options))
     items, next_link, count = await reader.collection(es, options, scope, "/".join(path))
     body: dict[str, Any] = {}
