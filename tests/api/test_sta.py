@@ -280,7 +280,7 @@ def test_a_city_limited_key_sees_its_city_only(platform: dict[str, Any]) -> None
         ({"$expand": "Nosuch"}, "Nosuch"),
         ({"$filter": "result gt 1e300 mul 1e300", "$select": "nosuch2"}, "nosuch2"),  # even when no row matches
         ({"$expand": "Datastream($expand=Thing($select=nosuch3))"}, "nosuch3"),
-        ({"$filter": "result add 1e300 mul 1e300 gt 1"}, "cannot be evaluated"),  # a double overflow
+        ({"$filter": "result add 1e300 mul 1e300 gt 1"}, "outside the range"),  # a double overflow
         ({"$skiptoken": "bm9wZQ"}, "skiptoken"),
     ],
 )
