@@ -27,7 +27,7 @@ from psycopg.rows import dict_row
 from api.access import Access, city_filter
 from api.pagination import decode_cursor, encode_cursor
 from api.problems import ProblemError
-from api.sta._entities import DATASTREAMS, ENTITY_SETS, OBSERVATIONS, Column, EntitySet, Relation, iso
+from api.sta._entities import DATASTREAMS, ENTITY_SETS, ISPU, OBSERVATIONS, Column, EntitySet, Relation, iso
 from api.sta._entities import scoped_observations as scoped_observations_source
 from api.sta._filter import FilterError
 from api.sta._options import Options
@@ -246,16 +246,40 @@ class StaReader:
 
     async def one(self, es: EntitySet, entity_id: str, scope: Scope | None = None) -> dict[str, Any] | None:
         """The row of `es` with this id (within `scope`), if the caller sees it."""
+        if es is OBSERVATIONS and scope is None:
+            return await self._observation(entity_id)
         scope = scope or Scope()
         out = Translation("p")
         where, params = self._where(es, Options(), scope, out)
         where.append("e.id = %(entity_id)s")
         params["entity_id"] = entity_id
+        if scope.source is not None and es is OBSERVATIONS:
+            # `<datastream>:<time>`: the time is the key of the Datastream's table (a reading's ts, an ISPU's
+            # window_end = resultTime, a traffic hour's start = phenomenonTime): one index probe, not a scan.
+            try:
+                at = datetime.fromisoformat(entity_id.split(":", 2)[2])
+            except (ValueError, IndexError):
+                return None
+            if at.tzinfo is None:
+                return None
+            column = "result_time" if entity_id.split(":", 2)[1] == ISPU else "phenomenon_time"
+            where.append(f"e.{column} = %(entity_time)s")
+            params["entity_time"] = at
         if es is DATASTREAMS and scope.only_sensor is None:
             params["only_sensor"] = entity_id.partition(":")[0]
         source = scope.source or es.source
         rows = await self._fetch(f"SELECT e.* FROM ({source}) e WHERE {' AND '.join(where)} LIMIT 1", params)
         return rows[0] if rows else None
+
+    async def _observation(self, entity_id: str) -> dict[str, Any] | None:
+        """An Observation by id, `<sensor_id>:<quantity>:<time>`: looked up in its Datastream's table."""
+        sensor_id, _, rest = entity_id.partition(":")
+        quantity, _, _ = rest.partition(":")
+        datastream = await self.one(DATASTREAMS, f"{sensor_id}:{quantity}")
+        if datastream is None:
+            return None
+        relation = DATASTREAMS.relations["Observations"]
+        return await self.one(OBSERVATIONS, entity_id, self.related_scope(DATASTREAMS, datastream, relation))
 
     def related_scope(self, es: EntitySet, row: dict[str, Any], relation: Relation) -> Scope:
         """The rows of `relation`'s target related to `row` of `es`."""

@@ -250,6 +250,13 @@ def test_navigation_paths_and_filters_over_paths(platform: dict[str, Any]) -> No
         headers=headers,
     ).json()["value"]
     assert [o["result"] for o in observations] == [2.0, 1.0, 0.0]
+    for series in ("pm25", "ispu"):  # an Observation by id is one index probe in its Datastream's table
+        (first,) = client.get(
+            f"/sta/v1.1/Datastreams('{STATION}:{series}')/Observations", params={"$top": 1}, headers=headers
+        ).json()["value"]
+        assert client.get(first["@iot.selfLink"], headers=headers).json() == first
+    for bad in (f"{STATION}:pm25:not-a-time", f"{STATION}:pm25", f"{STATION}:pm25:2026-05-01T00:00:00"):
+        assert_problem(client.get(f"/sta/v1.1/Observations('{bad}')", headers=headers), 404)
     name = client.get(f"/sta/v1.1/Things('{STATION}')/name/$value", headers=headers)
     assert name.text == STATION
 
