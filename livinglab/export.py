@@ -1,11 +1,11 @@
 """Bulk export of readings and aggregates as CSV or Parquet, with memory bounded whatever the size.
 
-Shared by `GET /v1/export/...` (async, streamed to the client) and `livinglab export` (sync, to a file). Both run
-the same statements: a list of the (sensor, quantity) series that have rows in the range, in the order of the file
-(`sensor_id`, then quantity name), then one `COPY (SELECT ...) TO STDOUT` per series, which reads that series in
-time order straight off the primary key `(sensor_key, quantity, time)`: no sort of the whole range, no OFFSET, and
-the output order is the order of the statements, not a planner's choice. They run in one REPEATABLE READ
-transaction, so the file is one snapshot.
+Shared by `GET /v1/export/...` and `livinglab export`: both run `write_export` (the API in a thread of its own,
+see `stream_export`, handing the bytes to the response as they come; the command line to a file). It lists the
+(sensor, quantity) series that have rows in the range, in the order of the file (`sensor_id`, then quantity name),
+then runs one `COPY (SELECT ...) TO STDOUT` per series, which reads that series in time order straight off the
+primary key `(sensor_key, quantity, time)`: no sort of the whole range, no OFFSET, and the output order is the
+order of the statements, not a planner's choice. All in one REPEATABLE READ transaction: the file is one snapshot.
 
 - CSV (RFC 4180): PostgreSQL writes it (`FORMAT csv`); this module only adds the header and turns line ends into
   CRLF. No field can hold a line break (ids, quantity names, numbers and times), so that is a byte replacement.
