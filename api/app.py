@@ -21,6 +21,7 @@ from api.routes import (
     aggregates,
     air,
     cities,
+    export,
     health,
     keys,
     quality,
@@ -34,6 +35,7 @@ from api.routes import (
 from api.routes.dashboard import install_dashboard
 from api.routes.docs import install_docs
 from api.settings import ApiSettings
+from api.sta import router as sta_router
 from api.stream import EventFeed
 from livinglab.storage import check_schema, connect, create_async_pool
 
@@ -62,6 +64,7 @@ _TAGS = [
     {"name": "readings", "description": "Raw readings of one sensor, a page at a time."},
     {"name": "rejected messages", "description": "Messages the ingester rejected, and their replay."},
     {"name": "live updates", "description": "Server-Sent Events of new aggregates and index changes."},
+    {"name": "export", "description": "Readings and aggregates as CSV or Parquet files, streamed (open data)."},
     {"name": "cities", "description": "The cities a key sees, and their service-level targets."},
     {"name": "keys", "description": "API keys, limited to a scope and optionally to cities."},
     {"name": "health", "description": "Liveness, dependencies, version and metrics."},
@@ -116,11 +119,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.key_cache = KeyCache(settings.key_cache_s)
     app.state.idle_check = IdleCheck()
     app.state.response_cache = ResponseCache(settings.response_cache_s)
+    app.state.export_slots = asyncio.Semaphore(settings.max_concurrent_exports)
     install_problem_handlers(app)
     for module in (air, traffic, service_levels, quality, sensors, readings, aggregates, rejected, stream, health):
         app.include_router(module.router)
-    for module in (cities, keys):
+    for module in (cities, keys, export):
         app.include_router(module.router)
+    app.include_router(sta_router)
     # Added last = runs first: metrics see every answer, including 413 and 429.
     app.add_middleware(StrictJsonBody)
     app.add_middleware(

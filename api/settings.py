@@ -34,6 +34,20 @@ class ApiSettings(CoreSettings):
     max_readings_range_days: int = Field(
         default=31, ge=1, description="Longest `start`..`end` span of raw readings and 1-minute aggregates."
     )
+    max_export_days: int = Field(
+        default=366, ge=1, description="Longest `start`..`end` span of an export (`/v1/export/...`)."
+    )
+    max_concurrent_exports: int = Field(
+        default=4,
+        ge=1,
+        description="Exports streamed at once (each holds a database connection of its own); 503 beyond.",
+    )
+    export_timeout_ms: int = Field(
+        default=600_000,
+        ge=0,
+        description="Statement timeout of each series an export copies (it runs as long as the client takes to "
+        "read it); 0: none.",
+    )
     rate_limit_per_s: float = Field(
         default=50.0,
         ge=0,

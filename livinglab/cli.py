@@ -139,6 +139,82 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return _keys_command(revoke)
 
 
+class _ProgressBar:
+    """`[#####.....] rows/total  rate` on standard error, redrawn at most ten times a second."""
+
+    def __init__(self, total: int, stream: Any = None, width: int = 30) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self.total, self.stream, self.width = total, stream or sys.stderr, width
+        self._start = self._drawn = self._clock()
+
+    def __call__(self, rows: int, *, force: bool = False) -> None:
+        now = self._clock()
+        if not force and now - self._drawn < 0.1:
+            return
+        self._drawn = now
+        share = min(rows / self.total, 1.0) if self.total else 1.0
+        filled = int(share * self.width)
+        rate = rows / max(now - self._start, 1e-9)
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\r[{bar}] {rows:,}/{self.total:,} rows {share:6.1%} {rate:,.0f} rows/s")
+        self.stream.flush()
+
+    def done(self, rows: int) -> None:
+        self(rows, force=True)
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from datetime import UTC, timedelta
+
+    from livinglab.domain import QUANTITIES, Window
+    from livinglab.export import ExportFormat, ExportRequest, count_rows, final_before, write_export
+    from livinglab.runtime import resolve_database_url
+    from livinglab.storage import check_schema, connect
+
+    settings = CoreSettings()
+    configure_logging("WARNING", "export")
+    window = Window(args.window) if args.window else None
+    if args.what == "aggregates" and window is None:
+        raise ConfigurationError("--window is required for aggregates (1m, 1h or 1d)")
+    if args.quantity is not None and args.quantity not in QUANTITIES:
+        raise ConfigurationError(f"unknown quantity {args.quantity!r} (known: {', '.join(QUANTITIES)})")
+    now = datetime.now(UTC)
+    end = args.end or now
+    start = args.start or end - timedelta(hours=24)
+    if start > end:
+        raise ConfigurationError("--start must not be after --end")
+    fmt = ExportFormat(args.format or ("parquet" if str(args.output).endswith(".parquet") else "csv"))
+    request = ExportRequest(
+        start=start.astimezone(UTC),
+        end=end.astimezone(UTC),
+        window=window,
+        cities=[args.city] if args.city else None,
+        district=args.district,
+        sensor_id=args.sensor_id,
+        quantity=QUANTITIES[args.quantity].code if args.quantity else None,
+        final_before=final_before(window, settings.allowed_lateness_s, now) if window else None,
+    )
+    url, embedded = resolve_database_url(settings)
+    try:
+        with connect(url, application_name="livinglab-export") as conn:
+            check_schema(conn)
+            bar = _ProgressBar(count_rows(conn, request)) if not args.quiet else None
+            conn.rollback()
+            with open(args.output, "wb") as out:
+                rows = write_export(conn, request, fmt, out, bar)
+            if bar is not None:
+                bar.done(rows)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print(f"exported {rows} rows to {args.output}", file=sys.stderr)
+    return 0
+
+
 def _overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """Command-line options that were given, as settings overrides (they win over LIVINGLAB_* variables)."""
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
@@ -347,6 +423,22 @@ def build_parser() -> argparse.ArgumentParser:
     retention = sub.add_parser("retention", help="delete data older than its retention interval, periodically")
     retention.add_argument("--once", action="store_true", help="run one pass, print what it deleted and exit")
     retention.set_defaults(func=cmd_retention)
+
+    export = sub.add_parser(
+        "export", help="export readings or aggregates to a CSV or Parquet file (as GET /v1/export/...)"
+    )
+    export.add_argument("what", choices=["readings", "aggregates"])
+    export.add_argument("output", help="the file to write (.parquet: Parquet unless --format says otherwise)")
+    export.add_argument("--format", choices=["csv", "parquet"], help="default: from the file name, else csv")
+    export.add_argument("--window", choices=["1m", "1h", "1d"], help="for aggregates: the window width")
+    export.add_argument("--city", help="only sensors of this city")
+    export.add_argument("--district", help="only sensors of this district")
+    export.add_argument("--sensor-id", dest="sensor_id", help="only this sensor")
+    export.add_argument("--quantity", help="only this quantity")
+    export.add_argument("--start", type=_iso_time, help="start, inclusive (ISO 8601 with offset; default: end - 24h)")
+    export.add_argument("--end", type=_iso_time, help="end, exclusive (ISO 8601 with offset; default: now)")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
+    export.set_defaults(func=cmd_export)
 
     _add_simulate(sub)
     add_mqtt_commands(sub)

@@ -338,3 +338,60 @@ def test_a_stream_carries_a_limited_keys_events_only(platform: Platform, op: Ope
     with platform.client.stream("GET", op.path, headers=resume) as response:
         reader = SseReader(response)
         assert [reader.next_message()["id"] for _ in range(2)] == [str(ids[CITY_A]), fence]
+
+
+# ---- SensorThings (/sta/v1.1, outside the OpenAPI document) ------------------------------------------------------
+
+#: Entity sets whose entities belong to a city (ObservedProperties are quantities, the same for every city).
+STA_CITY_SETS = ("Things", "Locations", "HistoricalLocations", "Sensors", "FeaturesOfInterest", "Datastreams",
+                 "Observations")  # fmt: skip
+
+
+def _sta_rows(platform: Platform, entity_set: str, label: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    url: str | None = f"/sta/v1.1/{entity_set}?$top=2"  # small pages: keysets fall among both cities' rows
+    while url:
+        response = platform.client.get(url, headers=platform.seeded.header(label))
+        assert response.status_code == 200, f"{entity_set}: {response.text}"
+        body = response.json()
+        rows += body["value"]
+        url = body.get("@iot.nextLink")
+    return rows
+
+
+def _sta_owner(platform: Platform, entity: dict[str, Any]) -> str:
+    """The city of an STA entity's sensor (one the seed made, or one a test created since)."""
+    sensor_id = str(entity["@iot.id"]).split(":")[0]
+    if sensor_id not in platform.seeded.sensors:
+        response = platform.get(f"/v1/sensors/{sensor_id}", "all")
+        assert response.status_code == 200, f"entity of an unknown sensor: {entity}"
+        return str(response.json()["city"])
+    return platform.seeded.sensors[sensor_id]
+
+
+@pytest.mark.parametrize("entity_set", STA_CITY_SETS)
+def test_sta_gives_a_limited_key_its_city_only(platform: Platform, entity_set: str) -> None:
+    limited = {_sta_owner(platform, e) for e in _sta_rows(platform, entity_set, "a")}
+    assert limited == {CITY_A}, f"/sta/v1.1/{entity_set}: a key limited to {CITY_A} got {limited}"
+    assert {_sta_owner(platform, e) for e in _sta_rows(platform, entity_set, "all")} == {CITY_A, CITY_B}
+
+
+@pytest.mark.parametrize("entity_set", STA_CITY_SETS)
+def test_sta_entity_of_city_b_is_not_found(platform: Platform, entity_set: str) -> None:
+    by_city: dict[str, str] = {}
+    for entity in _sta_rows(platform, entity_set, "all"):
+        by_city.setdefault(_sta_owner(platform, entity), entity["@iot.selfLink"])
+    response = platform.client.get(by_city[CITY_B], headers=platform.seeded.header("a"))
+    assert response.status_code == 404, f"{by_city[CITY_B]}: {response.status_code}"
+    assert platform.client.get(by_city[CITY_A], headers=platform.seeded.header("a")).status_code == 200
+    # Reached through a navigation, or named in a filter, city B's rows stay out of sight.
+    thing_b = platform.seeded.of(CITY_B)[0]
+    nav = platform.client.get(f"/sta/v1.1/Things('{thing_b}')/Datastreams", headers=platform.seeded.header("a"))
+    assert nav.status_code == 404
+    named = platform.client.get(
+        f"/sta/v1.1/{entity_set}",
+        params={"$filter": f"startswith(id, '{thing_b}')"},
+        headers=platform.seeded.header("a"),
+    )
+    assert named.status_code == 200
+    assert named.json()["value"] == []
