@@ -17,6 +17,7 @@ import psycopg
 
 from livinglab.domain import QUANTITIES_BY_CODE, Window
 from livinglab.events import EventType
+from livinglab.precision import round_field
 from processing._changes import Changes, publish_changes, upsert_changed
 from processing._pgio import adapt_numpy, fetch_arrays, stage
 from processing.aggregates import completeness, group_stats
@@ -142,18 +143,20 @@ def store_windows(
 
 
 def _item(row: tuple[Any, ...]) -> dict[str, Any]:
-    sensor_id, quantity, window_start, count, mean, vmin, vmax, p50, p95, complete = row
+    sensor_id, code, window_start, count, mean, vmin, vmax, p50, p95, complete = row
+    quantity = QUANTITIES_BY_CODE[code].name
+    # As the API serves them (livinglab.precision): min and max are readings, served as stored.
     return {
         "sensor_id": sensor_id,
-        "quantity": QUANTITIES_BY_CODE[quantity].name,
+        "quantity": quantity,
         "window_start": _iso(window_start),
         "count": count,
-        "mean": mean,
+        "mean": round_field("mean", mean, quantity=quantity),
         "min": vmin,
         "max": vmax,
-        "p50": p50,
-        "p95": p95,
-        "completeness": complete,
+        "p50": round_field("p50", p50, quantity=quantity),
+        "p95": round_field("p95", p95, quantity=quantity),
+        "completeness": round_field("completeness", complete),
     }
 
 
