@@ -22,14 +22,13 @@ import pytest
 from livinglab.embedded import MosquittoBroker
 from livinglab.launch import (
     PostgresCluster,
-    create_database,
     create_migrated_database,
     database_server,
     drop_database,
     find_bindir,
     unique_name,
 )
-from tests.support.postgres import configured_bindir, configured_server_url
+from tests.support.postgres import configured_bindir, configured_server_url, scratch_copy
 
 
 @pytest.fixture(scope="session")
@@ -50,33 +49,28 @@ def template_database(pg_server_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
-    name = unique_name("llt_session")
-    url = create_database(pg_server_url, name, template=template_database)
-    try:
+    with scratch_copy(pg_server_url, "llt_session", template_database) as url:
         yield url
-    finally:
-        drop_database(pg_server_url, name)
+
+
+@pytest.fixture(scope="module")
+def api_database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
+    """One migrated database for the tests of a module."""
+    with scratch_copy(pg_server_url, "llt_module", template_database) as url:
+        yield url
 
 
 @pytest.fixture
 def fresh_database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
-    name = unique_name("llt")
-    url = create_database(pg_server_url, name, template=template_database)
-    try:
+    with scratch_copy(pg_server_url, "llt", template_database) as url:
         yield url
-    finally:
-        drop_database(pg_server_url, name)
 
 
 @pytest.fixture
 def empty_database_url(pg_server_url: str) -> Iterator[str]:
     """A database with no schema at all (for migration tests)."""
-    name = unique_name("llt_empty")
-    url = create_database(pg_server_url, name)
-    try:
+    with scratch_copy(pg_server_url, "llt_empty") as url:
         yield url
-    finally:
-        drop_database(pg_server_url, name)
 
 
 def _require_mosquitto() -> None:

@@ -8,20 +8,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from livinglab.launch import create_database, drop_database, unique_name
 from tests.support.api import Keys, api_client, make_keys
 from tests.support.cities import TwoCities, seed_two_cities
-
-
-@pytest.fixture(scope="module")
-def api_database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
-    """One migrated database for the tests of a module."""
-    name = unique_name("llt_api")
-    url = create_database(pg_server_url, name, template=template_database)
-    try:
-        yield url
-    finally:
-        drop_database(pg_server_url, name)
 
 
 @pytest.fixture(scope="module")

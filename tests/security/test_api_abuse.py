@@ -9,20 +9,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from livinglab.launch import create_database, drop_database, unique_name
 from tests.support.api import Keys, make_keys, serving
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def api_database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
-    name = unique_name("llt_abuse")
-    url = create_database(pg_server_url, name, template=template_database)
-    try:
-        yield url
-    finally:
-        drop_database(pg_server_url, name)
 
 
 @pytest.fixture(scope="module")

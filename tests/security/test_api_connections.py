@@ -11,12 +11,9 @@ import time
 from collections.abc import Iterator
 
 import httpx
-import psycopg
 import pytest
 
-from livinglab.launch import create_database, drop_database, unique_name
-from livinglab.storage.keys import Scope, create_key
-from tests.support.api import SseReader, serving
+from tests.support.api import SseReader, admin_key, serving
 
 pytestmark = pytest.mark.integration
 
@@ -26,21 +23,13 @@ MAX_HEADER_BYTES = 16 * 1024
 
 
 @pytest.fixture(scope="module")
-def database(pg_server_url: str, template_database: str) -> Iterator[str]:
-    name = unique_name("llt_conn")
-    url = create_database(pg_server_url, name, template=template_database)
-    try:
-        yield url
-    finally:
-        drop_database(pg_server_url, name)
+def database(api_database_url: str) -> str:
+    return api_database_url
 
 
 @pytest.fixture(scope="module")
 def key(database: str) -> str:
-    with psycopg.connect(database) as conn:
-        key = create_key(conn, Scope.ADMIN, name="connections")
-        conn.commit()
-    return key
+    return admin_key(database, "connections")
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from api import ApiSettings, create_app
 from api.params import EARLIEST, LATEST
-from livinglab.launch import create_database, drop_database, unique_name
 from livinglab.storage.keys import Scope, create_key
 from tests.support.api import serving
 from tests.support.sensors import air, register
@@ -119,13 +118,8 @@ DATES = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def database(pg_server_url: str, template_database: str) -> Iterator[str]:
-    name = unique_name("llt_dates")
-    url = create_database(pg_server_url, name, template=template_database)
-    try:
-        yield url
-    finally:
-        drop_database(pg_server_url, name)
+def database(api_database_url: str) -> str:
+    return api_database_url
 
 
 @pytest.fixture(scope="module")

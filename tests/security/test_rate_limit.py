@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from livinglab.launch import create_database, drop_database, unique_name
 from livinglab.storage.keys import Scope, create_key
 from tests.support.api import serving
 
@@ -24,13 +22,8 @@ LIMITS = {"rate_limit_per_s": RATE_PER_S, "rate_limit_burst": 10, "public_read":
 
 
 @pytest.fixture(scope="module")
-def database(pg_server_url: str, template_database: str) -> Iterator[str]:
-    name = unique_name("llt_rate")
-    url = create_database(pg_server_url, name, template=template_database)
-    try:
-        yield url
-    finally:
-        drop_database(pg_server_url, name)
+def database(api_database_url: str) -> str:
+    return api_database_url
 
 
 def _key(url: str) -> str:
