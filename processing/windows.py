@@ -17,6 +17,7 @@ import psycopg
 
 from livinglab.domain import QUANTITIES_BY_CODE, Window
 from livinglab.events import EventType
+from livinglab.precision import round_field
 from processing._changes import Changes, publish_changes, upsert_changed
 from processing._pgio import adapt_numpy, fetch_arrays, stage
 from processing.aggregates import completeness, group_stats
@@ -36,9 +37,14 @@ CROSS JOIN LATERAL (
     SELECT r.value FROM readings r
     WHERE r.sensor_key = w.sensor_key AND r.quantity = w.quantity
       AND r.ts >= w.window_start AND r.ts < w.window_start + make_interval(secs => w.width_s)
+      -- The claim's whole span as values: TimescaleDB excludes the other chunks once, not per window.
+      AND r.ts >= %(span_start)s AND r.ts < %(span_end)s
     ORDER BY r.ts
 ) r
 """
+
+#: Transaction-local (a caller outside a transaction gets a notice and JIT stays as configured).
+_NO_JIT = "SET LOCAL jit = off"
 
 _VALUES = ("count", "sum", "mean", "min", "max", "p50", "p95", "completeness")
 
@@ -68,14 +74,33 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _span(claim: Claim) -> dict[str, Any]:
+    """The time span every claimed window lies in."""
+    if not len(claim):
+        epoch = datetime.fromtimestamp(0, UTC)
+        return {"span_start": epoch, "span_end": epoch}
+    start_us = int(claim.window_start_us.min())
+    end_us = int((claim.window_start_us + claim.width_s.astype(np.int64) * 1_000_000).max())
+    return {
+        "span_start": datetime.fromtimestamp(start_us // 1_000_000, UTC),
+        "span_end": datetime.fromtimestamp(-(-end_us // 1_000_000), UTC),
+    }
+
+
 def compute_windows(conn: psycopg.Connection[Any], claim: Claim) -> npt.NDArray[np.bool_]:
     """Read the claimed windows' readings, compute their aggregates and stage them in `agg_staging`.
 
     Returns, per claimed window, whether it holds readings (a window without readings has its aggregate deleted by
-    `store_windows`). Windows of sensors no longer registered count as empty.
+    `store_windows`). Windows of sensors no longer registered count as empty. Turns JIT off for the rest of the
+    caller's transaction (the round's other statements are bounded the same way).
     """
     adapt_numpy(conn)
-    interval_s, window, values = fetch_arrays(conn, READ_WINDOWS, claim.params())
+    # No JIT for the rest of the round's transaction. The planner's estimate of READ_WINDOWS grows with the readings
+    # table (rows per probe), while the work does not (one index range per window): past a few million readings
+    # the estimate crosses jit_optimize_above_cost and compiling took 0.4 s of a 0.5 s statement, which made the
+    # same hour cost twice as much at 10 M readings as at 1 M (docs/operations.md, Sizing).
+    conn.execute(_NO_JIT)
+    interval_s, window, values = fetch_arrays(conn, READ_WINDOWS, {**claim.params(), **_span(claim)})
     index = window - 1  # ordinality is 1-based
     if index.size > 1 and bool(np.any(index[1:] < index[:-1])):
         # The readings arrive grouped by window; keep that guarantee even if a plan ever changes the order.
@@ -142,18 +167,20 @@ def store_windows(
 
 
 def _item(row: tuple[Any, ...]) -> dict[str, Any]:
-    sensor_id, quantity, window_start, count, mean, vmin, vmax, p50, p95, complete = row
+    sensor_id, code, window_start, count, mean, vmin, vmax, p50, p95, complete = row
+    quantity = QUANTITIES_BY_CODE[code].name
+    # As the API serves them (livinglab.precision): min and max are readings, served as stored.
     return {
         "sensor_id": sensor_id,
-        "quantity": QUANTITIES_BY_CODE[quantity].name,
+        "quantity": quantity,
         "window_start": _iso(window_start),
         "count": count,
-        "mean": mean,
+        "mean": round_field("mean", mean, quantity=quantity),
         "min": vmin,
         "max": vmax,
-        "p50": p50,
-        "p95": p95,
-        "completeness": complete,
+        "p50": round_field("p50", p50, quantity=quantity),
+        "p95": round_field("p95", p95, quantity=quantity),
+        "completeness": round_field("completeness", complete),
     }
 
 

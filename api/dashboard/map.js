@@ -3,7 +3,8 @@
 
 import { areaCentroid, convexHull, labelPoint, makeProjection, pathOf, roundedHull, voronoiCells } from "./geometry.js";
 import { ispuGloss, t } from "./i18n.js";
-import { fill, h, ISPU_CATEGORIES, ISPU_COLOURS, LOS_COLOURS, NO_DATA_COLOUR, num, s, textOn } from "./util.js";
+import { figure } from "./precision.js";
+import { fill, h, ISPU_CATEGORIES, ISPU_COLOURS, LOS_COLOURS, NO_DATA_COLOUR, s, textOn } from "./util.js";
 
 const DISTRICT_FILLS = ["#e3ebf6", "#e8f2df", "#f6ecdf", "#eee4f3", "#dff1ef", "#f5e3e3", "#f1f1dc", "#e6e9ed"];
 // Voronoi by half-plane clipping costs O(n^2); past this many positions districts are drawn as hulls instead.
@@ -186,7 +187,7 @@ export class SensorMap {
       colour = item ? LOS_COLOURS[item.los] ?? NO_DATA_COLOUR : NO_DATA_COLOUR;
       text = item?.los ?? "–";
       if (item) Object.assign(dataset, { los: item.los ?? "", dj: item.degree_of_saturation ?? "", colour });
-      summary = item ? `LOS ${item.los}, DJ ${num(item.degree_of_saturation, 2)}` : t("noData");
+      summary = item ? `LOS ${item.los}, DJ ${figure("degree_of_saturation", item.degree_of_saturation)}` : t("noData");
       const r = (MARKER_PX - 1.5) * unit;
       shape = s("rect", { x: -r, y: -r, width: 2 * r, height: 2 * r, rx: 3 * unit, fill: colour, "stroke-width": stroke });
     }

@@ -1,6 +1,7 @@
 // The dashboard's tables and lists: air quality, traffic, service levels, data quality, the live feed, and the
 // latest values and LoRaWAN facts of the chosen sensor. Each function redraws one panel from the page state.
 
+import { figure } from "./precision.js";
 import { indicatorName, ispuGloss, quantityName, reasonName, t, unit } from "./i18n.js";
 import {
   dateTime,
@@ -89,7 +90,7 @@ export function renderTraffic(tbody, { sensors, traffic, selected, onSelect }) {
         {},
         sensorCell(sensor),
         h("td", {}, paint(h("span", { class: "badge los" }, item?.los ?? "—"), LOS_COLOURS[item?.los] ?? NO_DATA_COLOUR)),
-        h("td", { class: "num" }, num(item?.degree_of_saturation, 2)),
+        h("td", { class: "num" }, figure("degree_of_saturation", item?.degree_of_saturation)),
         h("td", {}, item?.los_target ?? "—"),
         h(
           "td",
@@ -98,10 +99,10 @@ export function renderTraffic(tbody, { sensors, traffic, selected, onSelect }) {
         ),
         h("td", {}, sensor.district),
         h("td", {}, road || "—"),
-        h("td", { class: "num" }, num(item?.flow_veh_h)),
-        h("td", { class: "num" }, num(item?.flow_pcu_h)),
-        h("td", { class: "num" }, num(item?.capacity_pcu_h)),
-        h("td", { class: "num" }, num(item?.mean_speed_kmh, 1)),
+        h("td", { class: "num" }, figure("flow_veh_h", item?.flow_veh_h)),
+        h("td", { class: "num" }, figure("flow_pcu_h", item?.flow_pcu_h)),
+        h("td", { class: "num" }, figure("capacity_pcu_h", item?.capacity_pcu_h)),
+        h("td", { class: "num" }, figure("mean_speed_kmh", item?.mean_speed_kmh)),
         h("td", {}, dateTime(item?.hour)),
       );
       if (item) Object.assign(row.dataset, { los: item.los, dj: item.degree_of_saturation });
@@ -220,7 +221,7 @@ export function renderRejections(list, { counts, truncated }) {
 
 function valueWithUnit(quantity, value) {
   const u = unit(quantity);
-  return `${num(value, 1)}${u ? ` ${u}` : ""}`;
+  return `${figure("mean", value, quantity)}${u ? ` ${u}` : ""}`;
 }
 
 export function renderLatest(list, { sensor, latest }) {
@@ -285,7 +286,7 @@ export function feedText(type, item, window) {
   if (type === "aggregates")
     return t("feedAggregate", { quantity: quantityName(item.quantity), window, value: valueWithUnit(item.quantity, item.mean) });
   if (type === "ispu") return t("feedIspu", { ispu: item.ispu, category: item.category });
-  if (type === "traffic") return t("feedTraffic", { los: item.los, dj: num(item.degree_of_saturation, 2) });
+  if (type === "traffic") return t("feedTraffic", { los: item.los, dj: figure("degree_of_saturation", item.degree_of_saturation) });
   if (type === "aqi") return t("feedAqi", { aqi: item.aqi });
   return type;
 }

@@ -23,12 +23,15 @@ from api.routes.common import (
 )
 from api.schemas import COMMON_RESPONSES, NOT_FOUND, Page, UtcDatetime
 from livinglab.domain import Window
+from livinglab.precision import sql_round_field
 
 router = APIRouter(prefix="/v1/sensors", tags=["aggregates"], responses=COMMON_RESPONSES)
 
 
 class AggregatePublic(BaseModel):
-    """Statistics of one quantity over one window `[window_start, window_start + width)`."""
+    """Statistics of one quantity over one window `[window_start, window_start + width)`. `mean`, `p50` and `p95`
+    carry one decimal more than the quantity's readings, `min` and `max` are readings as stored (docs/metrics.md,
+    "Precision of served figures")."""
 
     quantity: str
     window_start: UtcDatetime
@@ -46,13 +49,19 @@ class AggregatesPublic(Page[AggregatePublic]):
     """A page of aggregates, ordered by quantity and window start."""
 
 
+def _served(field: str) -> sql.Composable:
+    """A column as served: statistics and completeness at their precision (livinglab.precision); `min` and `max`
+    are readings, served as stored."""
+    return sql_round_field(field, sql.Identifier("a", field), quantity_code=sql.Identifier("a", "quantity"))
+
+
 def _query(window: Window) -> str:
     return page_query(
         sql.SQL(
             "SELECT row_number() OVER (ORDER BY a.quantity, a.window_start) AS i,"
             " json_build_object('quantity', q.name, 'window_start', livinglab_iso(a.window_start), 'count', a.count,"
-            " 'mean', a.mean, 'min', a.min, 'max', a.max, 'p50', a.p50, 'p95', a.p95,"
-            " 'completeness', a.completeness, 'final', a.window_start <= %(final_before)s) AS item,"
+            " 'mean', {mean}, 'min', a.min, 'max', a.max, 'p50', {p50}, 'p95', {p95},"
+            " 'completeness', {completeness}, 'final', a.window_start <= %(final_before)s) AS item,"
             " json_build_array(a.quantity, livinglab_iso(a.window_start)) AS ckey"
             " FROM {table} a JOIN quantities q ON q.code = a.quantity"
             " WHERE a.sensor_key = (SELECT sensor_key FROM sensors WHERE sensor_id = %(sensor_id)s AND {cities})"
@@ -60,7 +69,11 @@ def _query(window: Window) -> str:
             " AND a.window_start >= %(start)s AND a.window_start < %(end)s"
             " AND (%(ats)s::timestamptz IS NULL OR (a.quantity, a.window_start) > (%(aq)s, %(ats)s))"
             " ORDER BY a.quantity, a.window_start LIMIT %(_fetch)s"
-        ).format(table=sql.Identifier(window.table), cities=sql.SQL(city_filter("city")))
+        ).format(
+            table=sql.Identifier(window.table),
+            cities=sql.SQL(city_filter("city")),
+            **{field: _served(field) for field in ("mean", "p50", "p95", "completeness")},
+        )
     )
 
 

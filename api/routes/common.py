@@ -17,6 +17,7 @@ from api.pagination import encode_cursor
 from api.params import PageRequest, utc_instant
 from api.problems import ProblemError
 from livinglab.domain import IDENTIFIER_PATTERN, QUANTITIES, Kind, Quantity
+from livinglab.precision import sql_round_field
 
 SensorIdPath = Annotated[str, Path(description="The sensor's id.", pattern=rf"^{IDENTIFIER_PATTERN}$")]
 CityQuery = Annotated[str | None, Query(max_length=64, description="Only sensors of this city.")]
@@ -71,9 +72,9 @@ def _latest_query(table: str, time_column: str, columns: tuple[str, ...]) -> str
     for name in ("sensor_id", "city", "district"):
         fields += [sql.Literal(name), sql.Identifier("s", name)]
     for name in columns:
-        value: sql.Composable = sql.Identifier("i", name)
-        if name == time_column:
-            value = sql.SQL("livinglab_iso({})").format(value)
+        column = sql.Identifier("i", name)
+        # Times in ISO 8601; figures at the precision their inputs carry (livinglab.precision).
+        value = sql.SQL("livinglab_iso({})").format(column) if name == time_column else sql_round_field(name, column)
         fields += [sql.Literal(name), value]
     rows = sql.SQL(
         "SELECT row_number() OVER (ORDER BY s.sensor_id) AS i, json_build_object({fields}) AS item,"

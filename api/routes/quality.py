@@ -15,6 +15,7 @@ from api.pagination import encode_cursor
 from api.params import PageDep
 from api.routes.common import CityQuery, DistrictQuery
 from api.schemas import COMMON_RESPONSES, Page, UtcDatetime
+from livinglab.precision import round_field
 from livinglab.quality import histogram_quantile
 
 router = APIRouter(prefix="/v1/quality", tags=["data quality"], responses=COMMON_RESPONSES)
@@ -126,7 +127,7 @@ async def list_sensor_quality(
                 district=r["district"],
                 kind=r["kind"],
                 last_seen=r["last_seen"],
-                completeness_24h=completeness,
+                completeness_24h=round_field("completeness", completeness),
                 latency_p50_s=histogram_quantile(buckets, counts, 0.50),
                 latency_p95_s=histogram_quantile(buckets, counts, 0.95),
                 accepted_24h=int(r["accepted"] or 0),

@@ -17,6 +17,7 @@ from api.params import PageDep, TimeRangeDep
 from api.routes.common import DistrictQuery
 from api.schemas import COMMON_RESPONSES, Page, UtcDatetime
 from api.settings import ApiSettings
+from livinglab.precision import sql_round_field
 from livinglab.storage.cities import ServiceTargets
 
 router = APIRouter(prefix="/v1", tags=["service levels"], responses=COMMON_RESPONSES)
@@ -80,7 +81,7 @@ _QUERY = page_query(
         ") SELECT row_number() OVER (ORDER BY g.city, g.district, g.service) AS i,"
         " json_build_object('city', g.city, 'district', g.district, 'service', g.service,"
         " 'indicator', goal.indicator, 'target', t.target,"
-        " 'achieved', CASE WHEN g.d > 0 THEN g.n / g.d END,"
+        " 'achieved', {achieved},"
         " 'compliant', CASE WHEN g.d > 0 THEN g.n / g.d >= t.target END,"
         " 'numerator', g.n, 'denominator', g.d,"
         " 'start', livinglab_iso(%(start)s), 'end', livinglab_iso(%(end)s)) AS item,"
@@ -91,6 +92,8 @@ _QUERY = page_query(
         " CROSS JOIN LATERAL (SELECT coalesce(st.target, goal.target) AS target) t"
         " ORDER BY g.city, g.district, g.service LIMIT %(_fetch)s"
     ).format(
+        # Served at its precision; `compliant` compares the unrounded share with the target.
+        achieved=sql_round_field("achieved", sql.SQL("CASE WHEN g.d > 0 THEN g.n / g.d END")),
         cities=sql.SQL(city_filter("city")),
         goals=sql.SQL(", ").join(
             sql.SQL("({}, {}, {}::float8)").format(sql.Literal(s), sql.Literal(i), sql.Placeholder(f"target_{s}"))

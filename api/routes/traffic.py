@@ -17,7 +17,8 @@ router = APIRouter(prefix="/v1/traffic", tags=["traffic"], responses=COMMON_RESP
 
 
 class SegmentPublic(BaseModel):
-    """One counter's road segment over the UTC hour starting at `hour`."""
+    """One counter's road segment over the UTC hour starting at `hour`. Figures are rounded to the decimals their
+    inputs carry (docs/metrics.md, "Precision of served figures")."""
 
     sensor_id: str
     city: str
@@ -26,7 +27,7 @@ class SegmentPublic(BaseModel):
     flow_veh_h: float = Field(description="Vehicles counted in the hour (sm + kr + kb).")
     flow_pcu_h: float = Field(description="Flow in passenger-car units per hour (PKJI ekr factors).")
     capacity_pcu_h: float = Field(description="C0 x FCLJ x FCPA x FCHS x FCUK, or the sensor's override.")
-    degree_of_saturation: float = Field(description="flow_pcu_h / capacity_pcu_h.")
+    degree_of_saturation: float = Field(description="flow_pcu_h / capacity_pcu_h, to 2 decimals (as LOS reads it).")
     los: str = Field(description="Level of service A-F.")
     los_target: str = Field(description="The worst acceptable level of service for the road's function.")
     los_met: bool = Field(description="Whether `los` is at least as good as `los_target`.")

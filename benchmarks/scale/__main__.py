@@ -89,54 +89,71 @@ def bench_process(server: str, log_dir: Path, quick: bool) -> None:
         drop_database(server, name)
 
 
-def _print_size(label: str, points: Iterator[SizePoint]) -> None:
+def _seconds(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else f"> {AGGREGATION_TIMEOUT_S:.0f}"
+
+
+def _print_size(label: str, points: Iterator[SizePoint], compared: str | None) -> None:
     print(f"\n## Size ({label}): the same recent hour aggregated, the same queries, on a growing readings table")
     names = list(QUERIES)
     header = " | ".join(f"{n} p50/p95 ms" for n in names)
-    print(f"| readings | table size | load + index s | recent hour: aggregation s | {header} |")
-    print("|---:|---:|---:|---:|" + "---:|" * len(names), flush=True)
+    before = f"recent hour: aggregation s, {compared} | " if compared else ""
+    print(f"| readings | table size | load + index s | {before}recent hour: aggregation s | {header} |")
+    print("|---:|---:|---:|---:|" + "---:|" * (len(names) + bool(compared)), flush=True)
     measured = []
     for p in points:
         cells = " | ".join(f"{p.query_ms[n][0]:.2f} / {p.query_ms[n][1]:.2f}" for n in names)
-        aggregation = f"{p.aggregate_s:.1f}" if p.aggregate_s is not None else f"> {AGGREGATION_TIMEOUT_S:.0f}"
+        before = f"{_seconds(p.compared_s)} | " if compared else ""
         print(
-            f"| {p.readings:,} | {p.table_bytes / 2**30:.2f} GiB | {p.load_s:.0f} | {aggregation} | {cells} |",
+            f"| {p.readings:,} | {p.table_bytes / 2**30:.2f} GiB | {p.load_s:.0f} | {before}{_seconds(p.aggregate_s)} |"
+            f" {cells} |",
             flush=True,
         )
         measured.append(p)
     if len(measured) > 1:
         first, last = measured[0], measured[-1]
         growth = last.readings / first.readings
-        if first.aggregate_s and last.aggregate_s:
-            aggregation = f"aggregation {last.aggregate_s / first.aggregate_s:.2f}x the time"
-        else:
-            aggregation = "aggregation did not finish in time"
+
+        def ratio(a: float | None, b: float | None) -> str:
+            return f"{b / a:.2f}x the time" if a and b else "did not finish in time"
+
+        aggregation = f"aggregation {ratio(first.aggregate_s, last.aggregate_s)}"
+        if compared:
+            aggregation += f" ({compared}: {ratio(first.compared_s, last.compared_s)})"
         queries = ", ".join(f"{n} {last.query_ms[n][0] / first.query_ms[n][0]:.2f}x" for n in names)
         print(f"\n{growth:.0f}x the readings: {aggregation}; query p50: {queries}")
 
 
-def bench_size(server: str, mode: TimescaleMode, label: str, sizes: list[int], log_dir: Path) -> None:
+def bench_size(
+    server: str, mode: TimescaleMode, label: str, sizes: list[int], log_dir: Path, compare_tree: Path | None
+) -> None:
     name, url = scratch_database(server, "bench_size", mode)
     try:
-        _print_size(label, grow(url, sizes, log_dir))
+        compared = f"processor of {compare_tree}" if compare_tree else None
+        _print_size(label, grow(url, sizes, log_dir, compare_tree=compare_tree), compared)
     finally:
         drop_database(server, name)
 
 
-def bench_sizes(shared_server: str, sizes: list[int], log_dir: Path) -> None:
+def bench_sizes(
+    shared_server: str, sizes: list[int], log_dir: Path, storages: set[str], compare_tree: Path | None
+) -> None:
     """Plain PostgreSQL and TimescaleDB side by side on one private server with the same settings, when TimescaleDB
     is installed; else plain PostgreSQL on the shared server."""
     bindir, reason = find_bindir(configured_bindir(), timescaledb=True)
     if bindir is None:
-        bench_size(shared_server, TimescaleMode.OFF, "plain PostgreSQL", sizes, log_dir)
+        bench_size(shared_server, TimescaleMode.OFF, "plain PostgreSQL", sizes, log_dir, compare_tree)
         print(f"\n## Size (TimescaleDB): skipped, {reason}")
         return
     # Durable like a production server; a larger WAL so the bulk loads are not one checkpoint after another.
     server = PostgresCluster(bindir, timescaledb=True, durable=True, settings={"max_wal_size": "4GB"})
     try:
         url = server.start()
-        bench_size(url, TimescaleMode.OFF, "plain PostgreSQL", sizes, log_dir)
-        bench_size(url, TimescaleMode.REQUIRE, "TimescaleDB, chunks older than a day compressed", sizes, log_dir)
+        if "plain" in storages:
+            bench_size(url, TimescaleMode.OFF, "plain PostgreSQL", sizes, log_dir, compare_tree)
+        if "timescaledb" in storages:
+            label = "TimescaleDB, chunks older than a day compressed"
+            bench_size(url, TimescaleMode.REQUIRE, label, sizes, log_dir, compare_tree)
     finally:
         server.destroy()
 
@@ -146,6 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller loads, sizes 1M and 5M (a smoke run)")
     parser.add_argument("--sizes", default="1000000,10000000,50000000", help="readings at each size step")
     parser.add_argument("--only", choices=["ingest", "process", "size"], action="append", help="run only these parts")
+    parser.add_argument(
+        "--storage", choices=["plain", "timescaledb"], action="append", help="size part: only these storages"
+    )
+    parser.add_argument(
+        "--compare-tree",
+        type=Path,
+        help="size part: aggregate the recent hour with the processor of this checkout too (before/after, same run)",
+    )
     args = parser.parse_args(argv)
     sizes = [1_000_000, 5_000_000] if args.quick else [int(float(s)) for s in args.sizes.split(",")]
     parts = set(args.only or ["ingest", "process", "size"])
@@ -158,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         if "process" in parts:
             steps.append(lambda: bench_process(server, log_dir, args.quick))
         if "size" in parts:
-            steps.append(lambda: bench_sizes(server, sizes, log_dir))
+            storages = set(args.storage or ["plain", "timescaledb"])
+            steps.append(lambda: bench_sizes(server, sizes, log_dir, storages, args.compare_tree))
         for step in steps:
             step()
     return 0

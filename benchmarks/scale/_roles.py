@@ -101,12 +101,32 @@ def ingest_drain(
         drop_database(server_url, name)
 
 
+#: Queued minutes, plus queued hours and days that have ended (what aggregating a past hour leaves to do).
+_PAST_WORK = (
+    "SELECT (SELECT count(*) FROM dirty_windows)"
+    " + (SELECT count(*) FROM dirty_rollups WHERE window_start + make_interval(secs => width_s) <= now())"
+)
+
+
 def process_drain(
-    url: str, *, processes: int, since: Any, log_dir: Path, warm_up_s: float = 2.0, timeout_s: float = 900.0
+    url: str,
+    *,
+    processes: int,
+    since: Any,
+    log_dir: Path,
+    warm_up_s: float = 2.0,
+    timeout_s: float = 900.0,
+    rollups: bool = False,
+    source_tree: Path | None = None,
 ) -> Drain:
     """Start `processes` processors, let them warm up, queue every 1-minute window of readings at or after `since`,
-    and time the queue from its first fall to empty. Counts windows."""
+    and time the queue from its first fall to empty. Counts windows; with `rollups`, waits until the past hours and
+    days are computed too (and counts them as well). `source_tree`: run the processors from that checkout's code
+    (another commit's, for a before/after on the same tables)."""
     settings = platform_settings(url, None, "bench/livinglab/v1", LIVINGLAB_LOG_LEVEL="WARNING")
+    if source_tree is not None:
+        # PYTHONSAFEPATH keeps `python -m` from putting the current directory (this checkout) first.
+        settings |= {"PYTHONPATH": str(source_tree), "PYTHONSAFEPATH": "1"}
     run = uuid.uuid4().hex[:8]
     roles = [
         RoleProcess("process", {**settings, "LIVINGLAB_WORKER_ID": f"bench-process-{run}-{i}"}, log_dir)
@@ -130,7 +150,8 @@ def process_drain(
             with conn.transaction():
                 windows = conn.execute(_DIRTY_ALL, (since,)).rowcount
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_DIRTY, str(windows)))
-            drain = _watch(conn, "SELECT count(*) FROM dirty_windows", 0, meter, lambda: None, timeout_s)
+            query = _PAST_WORK if rollups else "SELECT count(*) FROM dirty_windows"
+            drain = _watch(conn, query, 0, meter, lambda: None, timeout_s)
             if not all(role.running for role in roles):
                 raise RuntimeError("a processor exited:\n" + "\n".join(r.log_tail() for r in roles))
     return drain

@@ -49,6 +49,8 @@ class SizePoint:
     load_s: float
     windows: int
     aggregate_s: float | None
+    #: The same with the processor of the compared checkout (`grow(compare_tree=...)`), else None.
+    compared_s: float | None
     query_ms: dict[str, tuple[float, float]]  # name -> (p50, p95)
 
 
@@ -78,11 +80,14 @@ def _compress_old_chunks(conn: psycopg.Connection[Any], end: datetime) -> None:
     )
 
 
-def grow(url: str, sizes: list[int], log_dir: Path, *, queries_per_point: int = 60) -> Iterator[SizePoint]:
+def grow(
+    url: str, sizes: list[int], log_dir: Path, *, queries_per_point: int = 60, compare_tree: Path | None = None
+) -> Iterator[SizePoint]:
     """Load up to each size in turn and measure, yielding each point as soon as it is measured.
 
-    `url` is a migrated, empty database. Aggregation that does not finish within `AGGREGATION_TIMEOUT_S` is reported
-    as such (aggregate_s is None) and the next size is still measured.
+    `url` is a migrated, empty database. With `compare_tree` (another checkout), the recent hour is aggregated by
+    its processor as well, before this checkout's, on the same tables. Aggregation that does not finish within
+    `AGGREGATION_TIMEOUT_S` is reported as such (aggregate_s is None) and the next size is still measured.
     """
     register_sensors(url, SENSORS, interval_s=INTERVAL_S)
     end_s = int(time.time()) // 3600 * 3600
@@ -112,6 +117,7 @@ def grow(url: str, sizes: list[int], log_dir: Path, *, queries_per_point: int = 
             row = conn.execute("SELECT count(*) FROM readings").fetchone()
             stored = int(row[0]) if row else 0
             windows = SENSORS * len(SERIES_QUANTITIES) * RECENT_MINUTES
+            compared_s = _aggregate_recent_hour(url, end, log_dir, compare_tree) if compare_tree else None
             aggregate_s = _aggregate_recent_hour(url, end, log_dir)
             oldest = end - timedelta(minutes=loaded_minutes)
             params = [
@@ -124,19 +130,27 @@ def grow(url: str, sizes: list[int], log_dir: Path, *, queries_per_point: int = 
                 for _ in range(queries_per_point)
             ]
             query_ms = {name: _latencies(conn, query, params) for name, query in QUERIES.items()}
-            yield SizePoint(stored, _table_bytes(conn), load_s, windows, aggregate_s, query_ms)
+            yield SizePoint(stored, _table_bytes(conn), load_s, windows, aggregate_s, compared_s, query_ms)
 
 
-def _aggregate_recent_hour(url: str, end: datetime, log_dir: Path) -> float | None:
-    """Seconds one processor takes for the recent hour: the median of three runs (this machine is shared, and one
-    run can land on someone else's burst), or None when a run does not finish in time."""
+def _aggregate_recent_hour(url: str, end: datetime, log_dir: Path, source_tree: Path | None = None) -> float | None:
+    """Seconds one processor takes for the recent hour, its minutes and its hours: the median of three runs (this
+    machine is shared, and one run can land on someone else's burst), or None when a run does not finish in time.
+    `source_tree`: with the processor of that checkout."""
     since = end - timedelta(minutes=RECENT_MINUTES)
-    windows = SENSORS * len(SERIES_QUANTITIES) * RECENT_MINUTES
     try:
         runs = [
-            process_drain(url, processes=1, since=since, log_dir=log_dir, timeout_s=AGGREGATION_TIMEOUT_S)
+            process_drain(
+                url,
+                processes=1,
+                since=since,
+                log_dir=log_dir,
+                timeout_s=AGGREGATION_TIMEOUT_S,
+                rollups=True,
+                source_tree=source_tree,
+            )
             for _ in range(3)
         ]
     except TimeoutError:
         return None
-    return windows / sorted(runs, key=lambda d: d.rate)[1].rate
+    return sorted(run.seconds for run in runs)[1]

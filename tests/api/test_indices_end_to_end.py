@@ -151,7 +151,11 @@ def test_traffic_segment_of_the_last_hour(city) -> None:
     assert segment["hour"] == iso(hour - timedelta(hours=1))  # labelled by the hour's start
     assert segment["flow_veh_h"] == 12 * 155
     assert segment["flow_pcu_h"] > 0
-    assert segment["degree_of_saturation"] == pytest.approx(segment["flow_pcu_h"] / segment["capacity_pcu_h"])
+    # DJ is served to 2 decimals, flow and capacity at theirs (livinglab.precision): half a unit of DJ's last place,
+    # plus what rounding the capacity to whole pcu/h moves the quotient.
+    assert segment["degree_of_saturation"] == pytest.approx(
+        segment["flow_pcu_h"] / segment["capacity_pcu_h"], abs=0.006
+    )
     assert segment["los"] in "ABCDEF"
     assert segment["los_target"] in "ABCDEF"
     before = iso(hour - timedelta(hours=1, seconds=1))

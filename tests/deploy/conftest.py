@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from livinglab.launch import PostgresCluster, create_database, drop_database, find_bindir, unique_name
+from livinglab.launch import PostgresCluster, find_bindir, temporary_database
 from tests.support.postgres import configured_bindir
 
 
@@ -32,9 +32,5 @@ def timescale_server_url() -> Iterator[str]:
 @pytest.fixture
 def timescale_database_url(timescale_server_url: str) -> Iterator[str]:
     """An empty database on the TimescaleDB server, dropped after the test."""
-    name = unique_name("llt_tsdb")
-    url = create_database(timescale_server_url, name)
-    try:
+    with temporary_database(timescale_server_url, "llt_tsdb") as url:
         yield url
-    finally:
-        drop_database(timescale_server_url, name)

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 
 from processing import Processor, ProcessorSettings
-from processing.claims import claim_windows
+from processing.claims import PAST_ROLLUP_WAIT_S, claim_rollups, claim_windows, take_back
+from processing.rounds import minute_round
 from tests.processing.writes import write_readings
 from tests.support.roles import rows, running, wait_until
 from tests.support.sensors import air, register
@@ -139,3 +140,32 @@ def test_a_failed_round_gives_its_claims_back(fresh_database_url: str) -> None:
             wait_until(lambda: _idle(url), timeout_s=20)  # well within the ten-minute lease
     assert processor.taken_back >= 30
     assert rows(url, "SELECT count(*) FROM agg_1m") == [(30,)]
+
+
+def test_a_past_hour_waits_for_its_queued_minutes(fresh_database_url: str) -> None:
+    """Computed while minutes of it are still queued, a past hour would be queued again by the next minute round:
+    it is claimed once its minutes are done (or once it waited PAST_ROLLUP_WAIT_S)."""
+    url = fresh_database_url
+    key = register(url, air("aq-1"))["aq-1"]
+    hour = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    write_readings(url, key, "pm25", hour.timestamp() + 60 * np.arange(30), np.arange(30, dtype=float))
+    settings = _settings(url, "p1", claim_batch=10)
+
+    def hours_claimed(conn: psycopg.Connection[Any]) -> int:
+        claim = claim_rollups(conn, worker="p1", limit=100, lease_s=60)
+        hours = int(np.count_nonzero(claim.width_s == 3600))
+        take_back(conn, worker="p1")
+        return hours
+
+    with psycopg.connect(url) as conn:
+        assert minute_round(conn, settings) == 10  # the hour is queued; 20 of its minutes still are
+        assert rows(url, "SELECT count(*) FROM dirty_rollups WHERE width_s = 3600") == [(1,)]
+        assert hours_claimed(conn) == 0
+        conn.execute("UPDATE dirty_rollups SET due_at = now() - make_interval(secs => %s)", (PAST_ROLLUP_WAIT_S + 1,))
+        conn.commit()
+        assert hours_claimed(conn) == 1  # waited long enough: computed anyway
+        conn.execute("UPDATE dirty_rollups SET due_at = now()")
+        conn.commit()
+        while minute_round(conn, settings):
+            pass
+        assert hours_claimed(conn) == 1  # its minutes are done

@@ -11,11 +11,9 @@ import time
 from collections.abc import Iterator
 
 import httpx
-import psycopg
 import pytest
 
-from livinglab.storage.keys import Scope, create_key
-from tests.support.api import SseReader, serving
+from tests.support.api import SseReader, admin_key, serving
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +24,7 @@ MAX_HEADER_BYTES = 16 * 1024
 
 @pytest.fixture(scope="module")
 def key(database: str) -> str:
-    with psycopg.connect(database) as conn:
-        key = create_key(conn, Scope.ADMIN, name="connections")
-        conn.commit()
-    return key
+    return admin_key(database, "connections")
 
 
 @pytest.fixture(scope="module")

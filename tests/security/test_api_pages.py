@@ -9,13 +9,11 @@ import re
 from collections.abc import Iterator
 
 import httpx
-import psycopg
 import pytest
 
 from api.routes.dashboard import ASSETS_DIR, SECURITY_HEADERS
 from api.routes.docs import ASSETS
-from livinglab.storage.keys import Scope, create_key
-from tests.support.api import serving
+from tests.support.api import admin_key, serving
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +22,7 @@ SENSOR = {"sensor_id": "aq-dup", "city": "jakarta", "district": "Menteng", "kind
 
 @pytest.fixture(scope="module")
 def key(database: str) -> str:
-    with psycopg.connect(database) as conn:
-        key = create_key(conn, Scope.ADMIN, name="pages")
-        conn.commit()
-    return key
+    return admin_key(database, "pages")
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,14 @@ class Keys:
         return {"Authorization": f"Bearer {getattr(self, scope)}"}
 
 
+def admin_key(url: str, name: str = "test-admin") -> str:
+    """A new admin key in the database at `url` (committed)."""
+    with psycopg.connect(url) as conn:
+        key = create_key(conn, Scope.ADMIN, name=name)
+        conn.commit()
+    return key
+
+
 def make_keys(url: str) -> Keys:
     with psycopg.connect(url) as conn:
         keys = Keys(
