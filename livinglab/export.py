@@ -10,7 +10,10 @@ order of the statements, not a planner's choice. All in one REPEATABLE READ tran
 - CSV (RFC 4180): PostgreSQL writes it (`FORMAT csv`); this module only adds the header and turns line ends into
   CRLF. No field can hold a line break (ids, quantity names, numbers and times), so that is a byte replacement.
   Times are ISO 8601 UTC with `Z` (`livinglab_iso`), booleans `true`/`false`, nulls empty; doubles are written in
-  PostgreSQL's shortest exact form, so parsing one back gives the stored value bit for bit.
+  PostgreSQL's shortest exact form, so parsing one back gives the served value bit for bit.
+- Values: readings as stored; aggregates as `/v1/sensors/{id}/aggregates` serves them (`mean`, `p50`, `p95` and
+  `completeness` rounded in the COPY's SELECT by `livinglab.precision.sql_round_field`, `count`, `min` and `max` as
+  stored), so a file and the API give the same numbers.
 - Parquet: binary COPY rows, gathered into row groups of `ROW_GROUP_ROWS` and written one group at a time with
   pyarrow; times are timestamps in microseconds, UTC.
 """
@@ -32,6 +35,7 @@ import pyarrow.parquet as pq
 from psycopg import Connection, IsolationLevel, sql
 
 from livinglab.domain import Window
+from livinglab.precision import sql_round_field
 
 #: Rows per Parquet row group (and per batch held in memory while writing one).
 ROW_GROUP_ROWS: Final = 65_536
@@ -51,6 +55,8 @@ AGGREGATE_COLUMNS: Final = (
     "window_start", "count", "mean", "min", "max", "p50", "p95", "completeness", "final",
 )  # fmt: skip
 READING_COLUMNS: Final = ("ts", "value")
+#: The aggregate columns read from the table, between `window_start` and `final`.
+_AGGREGATE_FIGURES: Final = AGGREGATE_COLUMNS[1:-1]
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _READINGS_SCHEMA = pa.schema(
@@ -142,7 +148,14 @@ class ExportRequest:
             final = sql.SQL("r.window_start <= {}").format(sql.Literal(self.final_before))
             if text:
                 final = sql.SQL("CASE WHEN {} THEN 'true' ELSE 'false' END").format(final)
-            fields = sql.SQL("{}, r.count, r.mean, r.min, r.max, r.p50, r.p95, r.completeness, {}").format(time, final)
+            # Figures as `/v1/sensors/{id}/aggregates` serves them (livinglab.precision): statistics and completeness
+            # rounded in the COPY's SELECT (the series' quantity a literal, so the decimals fold into the plan),
+            # `count`, `min` and `max` as stored.
+            figures = sql.SQL(", ").join(
+                sql_round_field(name, sql.Identifier("r", name), quantity_code=sql.Literal(int(code)))
+                for name in _AGGREGATE_FIGURES
+            )
+            fields = sql.SQL("{}, {}, {}").format(time, figures, final)
         # COPY takes no bound parameters; every value here is a literal quoted by psycopg, never spliced text.
         return sql.SQL(
             "SELECT {sensor_id}::text, {name}::text, {fields} FROM {table} r"

@@ -1,7 +1,9 @@
-"""Bulk export (`/v1/export/...` and `livinglab export`): the files hold exactly the stored rows.
+"""Bulk export (`/v1/export/...` and `livinglab export`): readings files hold exactly the stored rows, aggregates
+files exactly what `/v1/sensors/{id}/aggregates` serves.
 
 CSV is parsed back with the standard library, Parquet read back by polars (the writer is pyarrow), and both are
-compared with the rows read from the tables, value for value and bit for bit.
+compared with the rows read from the tables (readings) or served by the API (aggregates), value for value and bit
+for bit.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 
 from livinglab import cli
 from livinglab.domain import QUANTITIES_BY_CODE
+from livinglab.precision import round_field
 from livinglab.storage.keys import Scope, create_key
 from tests.support import sensors
 from tests.support.api import Keys, assert_problem, make_keys, serving
@@ -33,6 +36,10 @@ START = datetime(2026, 3, 1, tzinfo=UTC)
 END = START + timedelta(days=2)
 #: Values whose text forms are hard to get right: tiny, huge, negative zero, many digits, integers.
 AWKWARD = [0.1, 1e-300, 1.7976931348623157e308, -0.0, 123456.789012345678, 20.0, 2.0**-1074, 1 / 3]
+#: Aggregate means by hour with long binary tails or exact halves: served rounded, never as stored.
+TAILS = {1: 662.5999999999999, 2: 35.449999999999996, 3: 2.675, 4: -0.125}
+#: A completeness with a long binary tail (0.1 + 0.2), served 0.3.
+TAIL_COMPLETENESS = 0.30000000000000004
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +71,8 @@ def stored(api_database_url: str) -> dict[str, Any]:
                         rows,
                     )
             for h in range(30):
-                mean = None if h % 5 == 0 else rng.uniform(0, 100)
+                mean = None if h % 5 == 0 else TAILS.get(h, rng.uniform(0, 100))
+                completeness = TAIL_COMPLETENESS if h == 2 else None if h % 7 == 0 else 0.5
                 conn.execute(
                     "INSERT INTO agg_1h (sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95,"
                     " completeness) VALUES (%s, %s, %s, %s, 0, %s, %s, %s, %s, %s, %s)",
@@ -78,7 +86,7 @@ def stored(api_database_url: str) -> dict[str, Any]:
                         mean,
                         mean,
                         mean,
-                        None if h % 7 == 0 else 0.5,
+                        completeness,
                     ),
                 )
         conn.commit()
@@ -116,6 +124,23 @@ def _stored_aggregates(url: str) -> list[tuple[Any, ...]]:
             (START, END),
         ).fetchall()
     out = [(r[0], QUANTITIES_BY_CODE[r[1]].name, r[2].astimezone(UTC), *r[3:], True) for r in rows]
+    return sorted(out, key=lambda r: (r[0], r[1], r[2]))
+
+
+def _served_aggregates(api: httpx.Client, keys: Keys, sensor_ids: list[str]) -> list[tuple[Any, ...]]:
+    """What `/v1/sensors/{id}/aggregates` serves for the export's range, as export rows."""
+    out = []
+    for sensor_id in sensor_ids:
+        page = api.get(
+            f"/v1/sensors/{sensor_id}/aggregates", params=_range(window="1h", limit=1000), headers=keys.header()
+        )
+        assert page.status_code == 200, page.text
+        assert page.json()["next_cursor"] is None
+        out += [
+            (sensor_id, a["quantity"], datetime.fromisoformat(a["window_start"]), a["count"], a["mean"], a["min"],
+             a["max"], a["p50"], a["p95"], a["completeness"], a["final"])
+            for a in page.json()["items"]
+        ]  # fmt: skip
     return sorted(out, key=lambda r: (r[0], r[1], r[2]))
 
 
@@ -192,7 +217,19 @@ def test_parquet_is_written_in_row_groups(api_database_url: str, stored: dict[st
 
 
 def test_aggregates_csv_and_parquet(api: httpx.Client, export_keys: Keys, api_database_url: str) -> None:
+    """The files hold, field by field, what `/v1/sensors/{id}/aggregates` serves: statistics and completeness at
+    their precision, `count`, `min` and `max` as stored."""
     stored = _stored_aggregates(api_database_url)
+    served = _served_aggregates(api, export_keys, sorted({r[0] for r in stored}))
+    assert len(served) == len(stored) == 4 * 30
+    for row, kept in zip(served, stored, strict=True):
+        sensor_id, quantity, window_start, count, *_ = kept
+        mean, low, high, p50, p95, completeness = kept[4:10]
+        assert row[:4] == (sensor_id, quantity, window_start, count)
+        assert row[4:10] == (
+            round_field("mean", mean, quantity=quantity), low, high, round_field("p50", p50, quantity=quantity),
+            round_field("p95", p95, quantity=quantity), round_field("completeness", completeness),
+        )  # fmt: skip
     response = api.get("/v1/export/aggregates", params=_range(window="1h"), headers=export_keys.header())
     assert response.status_code == 200, response.text
     reader = csv.reader(io.StringIO(response.text, newline=""))
@@ -209,15 +246,26 @@ def test_aggregates_csv_and_parquet(api: httpx.Client, export_keys: Keys, api_da
     exported = [
         (r[0], r[1], datetime.fromisoformat(r[2]), int(r[3]), *map(number, r[4:10]), r[10] == "true") for r in rows
     ]
-    assert exported == stored
+    assert exported == served
     assert any(r[4] == "" for r in rows), "nulls are empty fields"
+    # The long binary tails are served rounded; `min` and `max` (readings) keep theirs.
+    tails = {(r[0], datetime.fromisoformat(r[2])): r for r in rows}
+    pm25 = tails["ex-a1", START + timedelta(hours=1)]
+    assert (pm25[4], pm25[5], pm25[6], pm25[7], pm25[8]) == ("662.6", "662.5999999999999", "662.5999999999999",
+                                                             "662.6", "662.6")  # fmt: skip
+    assert tails["ex-a1", START + timedelta(hours=2)][4] == "35.45"
+    assert tails["ex-a1", START + timedelta(hours=2)][9] == "0.3"
+    assert tails["ex-a1", START + timedelta(hours=3)][4] == "2.68"  # half away from zero, as PostgreSQL rounds
+    assert tails["ex-a1", START + timedelta(hours=4)][4] == "-0.13"
+    assert tails["ex-t1", START + timedelta(hours=1)][4] == "662.6"  # `sm` counts: one place more than whole
+    assert tails["ex-t1", START + timedelta(hours=2)][4] == "35.5"  # 35.45 as written in 15 digits
 
     parquet = api.get(
         "/v1/export/aggregates", params=_range(window="1h", format="parquet"), headers=export_keys.header()
     )
     frame = pl.read_parquet(io.BytesIO(parquet.content))
     assert frame.columns == header
-    assert list(frame.iter_rows()) == stored
+    _same_floats(list(frame.iter_rows()), served)
 
 
 def test_filters(api: httpx.Client, export_keys: Keys, api_database_url: str) -> None:
@@ -305,6 +353,10 @@ def test_the_command_line_writes_the_same_files(
     lines = target.read_text().splitlines()
     assert len(lines) == 31
     assert all(line.startswith("ex-b1,pm25,") for line in lines[1:])
+    served = api.get(
+        "/v1/export/aggregates", params=_range(window="1h", city="bandung"), headers=export_keys.header()
+    ).content
+    assert target.read_bytes() == served  # rounded as the API rounds them
 
 
 def test_a_client_that_leaves_frees_its_export(api_database_url: str, stored: dict[str, Any]) -> None:
