@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg import sql
+
 from api.sta._translate import SqlType
+from livinglab.precision import sql_round_field
 
 #: Pseudo-quantities: each air station's hourly ISPU, each traffic counter's hourly degree of saturation.
 ISPU = "ispu"
@@ -330,11 +333,17 @@ def ispu_source(scoped: bool) -> str:
     return rows + (" WHERE i.sensor_key = %(ds_key)s" if scoped else "")
 
 
+#: A degree of saturation as `/v1/traffic/segments` serves it (livinglab.precision): `result`, and so `$filter` and
+#: `$orderby` on it, see the served figure, not the stored float.
+_SERVED_SATURATION = sql_round_field(DEGREE_OF_SATURATION, sql.SQL("t.degree_of_saturation")).as_string(None)
+
+
 def saturation_source(scoped: bool) -> str:
-    """Observations of hourly degrees of saturation: the hour `[hour, hour + 1h)`, labelled by its end."""
+    """Observations of hourly degrees of saturation: the hour `[hour, hour + 1h)`, labelled by its end, the value
+    rounded as `/v1/traffic/segments` serves it."""
     rows = (
         f"SELECT s.sensor_id || ':{DEGREE_OF_SATURATION}:' || livinglab_iso(t.hour), t.hour,"
-        " t.hour + interval '1 hour', t.hour + interval '1 hour', t.degree_of_saturation,"
+        f" t.hour + interval '1 hour', t.hour + interval '1 hour', {_SERVED_SATURATION},"
         f" s.sensor_id || ':{DEGREE_OF_SATURATION}', s.sensor_id, '{DEGREE_OF_SATURATION}'::text, s.city"
         " FROM traffic_hourly t JOIN sensors s ON s.sensor_key = t.sensor_key"
     )
@@ -354,10 +363,13 @@ def scoped_observations(series: str) -> str:
 
 def _observation_json(row: dict[str, Any]) -> dict[str, Any]:
     start, end = row["phenomenon_time"], row["phenomenon_end"]
+    result = row["result"]
+    if row["quantity"] == ISPU and result is not None:  # an integer index, as `/v1/air/ispu` serves it
+        result = int(result)
     return {
         "phenomenonTime": iso(start) if end is None else f"{iso(start)}/{iso(end)}",
         "resultTime": iso(row["result_time"]),
-        "result": row["result"],
+        "result": result,
     }
 
 

@@ -16,6 +16,7 @@ from frost_sta_client.service.auth_handler import AuthHandler
 from requests import PreparedRequest
 from requests.auth import AuthBase
 
+from livinglab.precision import round_to
 from tests.api import seed
 from tests.support import sensors
 from tests.support.api import assert_problem, make_keys, serving
@@ -30,6 +31,10 @@ pytestmark = [
 START = datetime(2026, 5, 1, tzinfo=UTC)
 STATION = "sta-aq"
 READINGS = 1050  # pages of 100 with a short last page
+COUNTER = "sta-tc"
+#: Stored degrees of saturation by hour (after START) with long binary tails or an exact half, and the figure
+#: `/v1/traffic/segments` serves for each.
+SATURATION_TAILS = {0: (0.22754120879120876, 0.23), 1: (0.125, 0.13), 2: (0.6749999999999999, 0.68)}
 
 
 class _Bearer(AuthBase):
@@ -57,7 +62,11 @@ def platform(api_database_url: str) -> Iterator[dict[str, Any]]:
     rng = random.Random(11)
     with psycopg.connect(api_database_url) as conn:
         cities = seed_two_cities(conn)
-        ids = sensors.register(conn, sensors.air(STATION, "jakarta", "Menteng", lat=-6.25, lon=106.85))
+        ids = sensors.register(
+            conn,
+            sensors.air(STATION, "jakarta", "Menteng", lat=-6.25, lon=106.85),
+            sensors.traffic(COUNTER, "jakarta", "Menteng", lat=-6.2, lon=106.8),
+        )
         key = ids[STATION]
         rows = [
             (key, 1, START + timedelta(seconds=60 * i, microseconds=rng.randrange(1_000_000)), rng.uniform(0, 300))
@@ -70,6 +79,12 @@ def platform(api_database_url: str) -> Iterator[dict[str, Any]]:
                 rows,
             )
         seed.ispu_rows(conn, key, seed.hours(START + timedelta(hours=1), 30), 50)
+        seed.traffic_rows(conn, ids[COUNTER], seed.hours(START, 12), 662.5999999999999)  # DJ (flow + i) / 3000
+        for hour, (stored, _) in SATURATION_TAILS.items():
+            conn.execute(
+                "UPDATE traffic_hourly SET degree_of_saturation = %s WHERE sensor_key = %s AND hour = %s",
+                (stored, ids[COUNTER], START + timedelta(hours=hour)),
+            )
         conn.commit()
     keys = make_keys(api_database_url)
     with serving(api_database_url) as base, httpx.Client(base_url=base, timeout=30) as client:
@@ -212,6 +227,39 @@ def test_ispu_datastream_equals_v1_history(platform: dict[str, Any]) -> None:
         start, end = observation.phenomenon_time.split("/")
         assert datetime.fromisoformat(end) == label
         assert datetime.fromisoformat(end) - datetime.fromisoformat(start) == timedelta(hours=24)
+    raw = platform["client"].get(
+        f"/sta/v1.1/Datastreams('{STATION}:ispu')/Observations", params={"$top": 1000}, headers=platform["headers"]
+    )
+    assert all(type(o["result"]) is int for o in raw.json()["value"])  # an integer index, as /v1 serves it
+
+
+def test_degree_of_saturation_datastream_equals_v1(platform: dict[str, Any]) -> None:
+    """The hourly DJ Observations carry `/v1/traffic/segments`' figure, rounded as it is (two decimals, half away
+    from zero on the decimal writing); `$filter` and an Observation by id see the same figure."""
+    client, headers = platform["client"], platform["headers"]
+    path = f"/sta/v1.1/Datastreams('{COUNTER}:degree_of_saturation')/Observations"
+    observations = client.get(path, params={"$orderby": "phenomenonTime asc"}, headers=headers).json()["value"]
+    assert len(observations) == 12
+    results = {}
+    for observation in observations:
+        start, end = observation["phenomenonTime"].split("/")
+        assert observation["resultTime"] == end
+        v1 = client.get("/v1/traffic/segments", params={"at": start, "limit": 1000}, headers=headers).json()
+        (mine,) = [item for item in v1["items"] if item["sensor_id"] == COUNTER]
+        assert mine["hour"] == start
+        assert observation["result"] == mine["degree_of_saturation"]
+        assert observation["result"] == round_to(observation["result"], 2)
+        assert client.get(observation["@iot.selfLink"], headers=headers).json()["result"] == observation["result"]
+        results[datetime.fromisoformat(start)] = observation["result"]
+    for hour, (stored, served) in SATURATION_TAILS.items():
+        assert results[START + timedelta(hours=hour)] == served != stored
+    assert results[START + timedelta(hours=11)] == 0.22  # (662.6 + 11) / 3000 = 0.22453...
+    hits = client.get(
+        "/sta/v1.1/Observations",
+        params={"$filter": f"Datastream/id eq '{COUNTER}:degree_of_saturation' and result eq 0.23"},
+        headers=headers,
+    ).json()["value"]
+    assert [h["resultTime"] for h in hits] == ["2026-05-01T01:00:00Z"]
 
 
 def test_expand_with_nested_options(platform: dict[str, Any]) -> None:
