@@ -159,6 +159,7 @@ async def export_aggregates(
     params: ExportFilterDep,
 ) -> StreamingResponse:
     """Aggregates of `window` with `start <= window_start < end`, ordered by `sensor_id`, `quantity` and
-    `window_start`, as one streamed file. `final` as in `/v1/sensors/{sensor_id}/aggregates`."""
+    `window_start`, as one streamed file. Figures and `final` as `/v1/sensors/{sensor_id}/aggregates` serves them:
+    `mean`, `p50`, `p95` and `completeness` at their precision, `count`, `min` and `max` as stored."""
     export = params.request(access, settings, window)
     return _stream(request, export, params.format, f"aggregates_{window.value}")
