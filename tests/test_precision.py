@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
@@ -60,11 +60,15 @@ def test_statistics_need_their_quantity() -> None:
 
 
 @given(value=FIGURES, decimals=st.integers(0, 4))
+@example(value=100000000.94849956, decimals=3)
 def test_within_half_a_unit_of_the_last_place(value: float, decimals: int) -> None:
     rounded = round_to(value, decimals)
     unit = 10.0**-decimals
-    # Half a unit, plus the binary error of writing both numbers in float8.
-    assert abs(rounded - value) <= unit / 2 + 4 * math.ulp(max(abs(value), unit))
+    # Rounding starts from the 15-significant-digit writing, itself up to half a unit of its 15th digit away
+    # (100000000.94849956 is written 100000000.948500 and rounds to .949).
+    writing = 0.5 * 10.0 ** (math.floor(math.log10(abs(value))) - 14) if value else 0.0
+    # Half a unit, plus that, plus the binary error of writing both numbers in float8.
+    assert abs(rounded - value) <= unit / 2 + writing + 4 * math.ulp(max(abs(value), unit))
     assert round_to(rounded, decimals) == rounded
 
 
