@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from tests.alarms.support import add_rule, alarms, process_and_evaluate
 from tests.processing.writes import write_readings
 from tests.support.roles import rows
-from tests.support.sensors import register
+from tests.support.sensors import register, traffic
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +146,80 @@ def test_silence_raises_and_clears(fresh_database_url: str) -> None:
     )
     process_and_evaluate(url)
     assert [(a["sensor_id"], a["state"]) for a in alarms(url, rule)] == [("aq-1", "cleared")]
+
+
+HOUR_S = 3600
+
+
+def _hour(hours_ago: int) -> float:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return (now - timedelta(hours=hours_ago)).timestamp()
+
+
+def _minutes_of(hours_ago: int, offset_s: float = 0.0, count: int = 60) -> np.ndarray:
+    return _hour(hours_ago) + offset_s + 60.0 * np.arange(count)
+
+
+def test_ispu_and_aqi_raise_and_clear(fresh_database_url: str) -> None:
+    url = fresh_database_url
+    key = register(url, "aq-1")["aq-1"]
+    ispu = add_rule(url, rule_id="ispu-high", metric="ispu", threshold=150)
+    aqi = add_rule(url, rule_id="aqi-high", metric="aqi", threshold=200)
+    # 25 full hours of PM2.5 at 150 ug/m3: ISPU about 200, AQI about 225.
+    for hours_ago in range(1, 26):
+        write_readings(url, key, "pm25", _minutes_of(hours_ago), np.full(60, 150.0))
+    process_and_evaluate(url)
+    (ispu_alarm,) = alarms(url, ispu)
+    (aqi_alarm,) = alarms(url, aqi)
+    assert ispu_alarm["state"] == aqi_alarm["state"] == "active"
+    assert ispu_alarm["value"] > 150
+    assert aqi_alarm["value"] > 200
+    # Late readings between the others halve every hourly mean (75 ug/m3): ISPU about 120, AQI about 160.
+    for hours_ago in range(1, 26):
+        write_readings(url, key, "pm25", _minutes_of(hours_ago, 30.0), np.zeros(60))
+    process_and_evaluate(url)
+    assert [a["state"] for a in alarms(url, ispu)] == ["cleared"]
+    assert [a["state"] for a in alarms(url, aqi)] == ["cleared"]
+    assert alarms(url, ispu)[0]["last_value"] < 150
+
+
+def _counts(url: str, key: int, hours_ago: int, kr_per_minute: float) -> None:
+    minutes = _minutes_of(hours_ago)
+    for quantity, value in (("sm", 0.0), ("kr", kr_per_minute), ("kb", 0.0), ("speed", 30.0)):
+        write_readings(url, key, quantity, minutes, np.full(60, value))
+
+
+def test_degree_of_saturation_and_los_target_missed_raise_and_clear(fresh_database_url: str) -> None:
+    url = fresh_database_url
+    key = register(url, traffic("tc-1"))["tc-1"]
+    dj = add_rule(url, rule_id="dj", metric="degree_of_saturation", threshold=0.85, clear_threshold=0.75)
+    los = add_rule(url, rule_id="los", metric="los_target_missed", op=">=", threshold=1, for_s=7200)
+    # A four-lane divided arterial carries about 3,000 pcu/h: 60 cars a minute saturate it.
+    _counts(url, key, 3, 60.0)
+    process_and_evaluate(url)
+    assert [a["state"] for a in alarms(url, dj)] == ["active"]
+    assert alarms(url, los) == []  # one hour below target is not two
+    _counts(url, key, 2, 60.0)
+    process_and_evaluate(url)
+    assert [a["state"] for a in alarms(url, los)] == ["active"]
+    # A quiet newer hour: both clear.
+    _counts(url, key, 1, 5.0)
+    process_and_evaluate(url)
+    assert [a["state"] for a in alarms(url, dj)] == ["cleared"]
+    assert [a["state"] for a in alarms(url, los)] == ["cleared"]
+
+
+def test_completeness_raises_and_a_late_upload_clears_it(fresh_database_url: str) -> None:
+    url = fresh_database_url
+    key = register(url, "aq-1")["aq-1"]
+    rule = add_rule(url, rule_id="sparse", metric="completeness_1h", op="<", threshold=0.75)
+    write_readings(url, key, "pm25", _minutes_of(3), np.full(60, 10.0))
+    write_readings(url, key, "pm25", _minutes_of(2), np.full(60, 10.0))
+    write_readings(url, key, "pm25", _minutes_of(1, count=30), np.full(30, 10.0))  # the last hour half received
+    process_and_evaluate(url)
+    (alarm,) = alarms(url, rule)
+    assert (alarm["state"], alarm["value"]) == ("active", 0.5)
+    # The gateway uploads the rest of its buffer: the hour is complete after all.
+    write_readings(url, key, "pm25", _minutes_of(1)[30:], np.full(30, 10.0))
+    process_and_evaluate(url)
+    assert [(a["state"], a["last_value"]) for a in alarms(url, rule)] == [("cleared", 1.0)]
