@@ -50,6 +50,10 @@ UPSERT_RULE = (
     f" ON CONFLICT (rule_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _WRITTEN)},"
     " updated_at = now(), revision = alarm_rules.revision + 1 RETURNING *"
 )
+INSERT_MISSING_RULE = (
+    f"INSERT INTO alarm_rules ({', '.join(RULE_FIELDS)}) VALUES ({', '.join(f'%({c})s' for c in RULE_FIELDS)})"
+    " ON CONFLICT (rule_id) DO NOTHING RETURNING *"
+)
 SELECT_SENSOR = "SELECT sensor_id, city, district, kind FROM sensors WHERE sensor_id = %s"
 
 
@@ -114,9 +118,12 @@ def sensor_scope(row: Mapping[str, Any] | Sequence[Any] | None) -> SensorScope |
     return SensorScope(*row)
 
 
-def import_rules(conn: psycopg.Connection[Any], specs: Sequence[RuleSpec]) -> list[dict[str, Any]]:
+def import_rules(
+    conn: psycopg.Connection[Any], specs: Sequence[RuleSpec], *, replace: bool = True
+) -> list[dict[str, Any]]:
     """Create or replace every rule of `specs` (by `rule_id`; server-made when absent) in one transaction: all of
-    them, or (on the first RuleError, which names the rule) none."""
+    them, or (on the first RuleError, which names the rule) none. With `replace` False, rules that exist are left
+    as they are (and not returned)."""
     seen: set[str] = set()
     stored = []
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
@@ -132,7 +139,7 @@ def import_rules(conn: psycopg.Connection[Any], specs: Sequence[RuleSpec]) -> li
                 values = rule_values(rule_id, spec, sensor)
             except RuleError as exc:
                 raise RuleError(exc.field, f"rule {index + 1} ({rule_id}): {exc.message}") from None
-            row = cur.execute(UPSERT_RULE, values).fetchone()
-            assert row is not None
-            stored.append(rule_public(row))
+            row = cur.execute(UPSERT_RULE if replace else INSERT_MISSING_RULE, values).fetchone()
+            if row is not None:
+                stored.append(rule_public(row))
     return stored
