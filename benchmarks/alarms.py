@@ -2,9 +2,9 @@
 the same run without rules (target: at least 0.9x).
 
 A scratch database gets the large scenario's 3,024 sensors and `--minutes` minutes of readings for each (air
-stations PM2.5 and PM10, counters sm, kr, kb and speed, at their own interval), loaded by binary COPY with every
-minute queued as dirty, as the ingester leaves them; values are drawn so that some rules raise alarms for many
-sensors. That database is the template of one copy per run, so every run starts from the same backlog. A run is one
+stations PM2.5 and PM10 around a level of their own, counters sm, kr, kb and speed as Poisson counts, at their own
+interval), loaded by binary COPY with every minute queued as dirty, as the ingester leaves them; the levels put
+about one station in six above the PM2.5 rules, so the rules raise and hold a few hundred alarms. That database is the template of one copy per run, so every run starts from the same backlog. A run is one
 `livinglab process` process (its alarm evaluator thread included) from start until every minute, hour and day is
 computed and the evaluator's cursor has passed every change event; throughput is readings per second over that.
 
@@ -65,7 +65,13 @@ def _load(url: str, minutes: int) -> int:
             ts_s = np.arange(start_s, end_s, spec.interval_s, dtype=np.int64)
             quantities = AIR if spec.kind.value == "air" else TRAFFIC
             for name, (a, b) in quantities.items():
-                values = rng.gamma(a, b, ts_s.size) if b else rng.poisson(a * spec.interval_s / 60, ts_s.size)
+                if b:
+                    # A station's level (most below the thresholds, some above), a slow drift and a little noise:
+                    # alarms are raised and held, not raised and cleared every minute by independent noise.
+                    drift = 1 + 0.1 * np.sin(np.arange(ts_s.size) / 15 + rng.uniform(0, 6.3))
+                    values = rng.gamma(a, b) * drift * rng.normal(1.0, 0.03, ts_s.size)
+                else:
+                    values = rng.poisson(a * spec.interval_s / 60, ts_s.size)
                 columns["key"].append(np.full(ts_s.size, keys[spec.sensor_id], dtype=np.int32))
                 columns["quantity"].append(np.full(ts_s.size, QUANTITIES[name].code, dtype=np.int16))
                 columns["ts"].append(ts_s * 1_000_000)
