@@ -1,12 +1,13 @@
-"""`python -m benchmarks.alarms`: processing throughput with 100 alarm rules active over the large scenario, beside
-the same run without rules (target: at least 0.9x).
+"""`python -m benchmarks.alarms`: processing throughput with 100 alarm rules active over the large scenario, beside the
+same run without rules (target: at least 0.9x).
 
 A scratch database gets the large scenario's 3,024 sensors and `--minutes` minutes of readings for each (air
 stations PM2.5 and PM10 around a level of their own, counters sm, kr, kb and speed as Poisson counts, at their own
 interval), loaded by binary COPY with every minute queued as dirty, as the ingester leaves them; the levels put
-about one station in six above the PM2.5 rules, so the rules raise and hold a few hundred alarms. That database is the template of one copy per run, so every run starts from the same backlog. A run is one
-`livinglab process` process (its alarm evaluator thread included) from start until every minute, hour and day is
-computed and the evaluator's cursor has passed every change event; throughput is readings per second over that.
+about one station in six above the PM2.5 rules, so the rules raise and hold a few hundred alarms. That database is
+the template of one copy per run, so every run starts from the same backlog. A run is one `livinglab process`
+process (its alarm evaluator thread included) from start until every minute, hour and day is computed and the
+evaluator's cursor has passed every change event; throughput is readings per second over that.
 
 Variants, in alternating rounds: `no rules` (the baseline: the evaluator runs and reads the feed, with nothing to
 evaluate), `100 rules` (42 district rules on PM2.5, 42 on DJ, 16 city-wide rules over every metric), and, for
