@@ -10,6 +10,8 @@ What drives it
 - A rule written or changed (its `revision` above `evaluated_revision`) is evaluated once against every sensor of
   its scope, so a rule made while a value already meets it raises at once; a disabled rule's open alarms clear.
 - A clock for `silence_s` (every `silence_check_s`): one query over the sensors in the scope of silence rules.
+- The hour: ISPU and AQI values are computed ahead of their label and served the moment their hour ends, with no
+  change event then, so when an hour has ended the rules on `ispu` and `aqi` go through their scope once.
 
 One cycle runs in one transaction that holds the cursor row (`FOR UPDATE SKIP LOCKED`): it reads the events after
 the cursor, raises and clears alarms (`livinglab.alarms.episodes`, each with its `alarm` event and its queued
@@ -68,11 +70,16 @@ _EVENT_SOURCES: dict[str, tuple[Source, ...]] = {
     EventType.SERVICE_LEVELS: (Source.COMPLETENESS_1H,),
 }
 
-_LOCK_CURSOR = (
-    "SELECT cursor, extract(epoch FROM now() - silence_checked_at) FROM alarm_evaluator FOR UPDATE SKIP LOCKED"
-)
+_LOCK_CURSOR = """
+SELECT cursor, extract(epoch FROM now() - silence_checked_at),
+       date_trunc('hour', now()) > coalesce(labels_checked_at, '-infinity')
+FROM alarm_evaluator FOR UPDATE SKIP LOCKED
+"""
 _MOVE_CURSOR = "UPDATE alarm_evaluator SET cursor = %s, updated_at = now()"
 _SILENCE_CHECKED = "UPDATE alarm_evaluator SET silence_checked_at = now()"
+_LABELS_CHECKED = "UPDATE alarm_evaluator SET labels_checked_at = now()"
+#: Metrics whose newest value changes when an hour ends, without a change event (labels computed ahead).
+_LABELLED_AHEAD = (Source.ISPU, Source.AQI)
 _RULES = """
 SELECT rule_id, metric, op, threshold, clear_threshold, for_s, severity, channels, enabled, sensor_id, district, city,
        revision, evaluated_revision
@@ -351,7 +358,7 @@ def evaluate_cycle(
         row = conn.execute(_LOCK_CURSOR).fetchone()
         if row is None:
             return None
-        cursor, since_silence_s = int(row[0]), row[1]
+        cursor, since_silence_s, hour_passed = int(row[0]), row[1], bool(row[2])
         rules = [_stored_rule(r) for r in conn.execute(_RULES).fetchall()]
         enabled = [r for r in rules if r.enabled]
 
@@ -375,6 +382,12 @@ def evaluate_cycle(
                 open_ids = [row[0] for row in conn.execute(_OPEN_OF_RULE, (rule.rule_id,)).fetchall()]
                 outcome.cleared += clear_alarms(conn, [ClearRequest(a, None, rule.channels) for a in open_ids])
             conn.execute(_MARK_EVALUATED, (rule.revision, rule.rule_id, rule.revision))
+
+        if hour_passed:
+            for rule in enabled:
+                if rule.metric.source in _LABELLED_AHEAD:
+                    _evaluate(conn, _pairs([rule], _scope_sensors(conn, rule)), outcome)
+            conn.execute(_LABELS_CHECKED)
 
         silence_rules = [r for r in enabled if r.metric.source is Source.SILENCE_S]
         if force_silence or since_silence_s is None or float(since_silence_s) >= silence_check_s:

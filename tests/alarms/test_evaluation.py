@@ -223,3 +223,20 @@ def test_completeness_raises_and_a_late_upload_clears_it(fresh_database_url: str
     write_readings(url, key, "pm25", _minutes_of(1)[30:], np.full(30, 10.0))
     process_and_evaluate(url)
     assert [(a["state"], a["last_value"]) for a in alarms(url, rule)] == [("cleared", 1.0)]
+
+
+def test_an_ispu_label_that_becomes_current_is_evaluated_when_its_hour_ends(fresh_database_url: str) -> None:
+    url = fresh_database_url
+    key = register(url, "aq-1")["aq-1"]
+    rule = add_rule(url, rule_id="ispu-high", metric="ispu", threshold=100)
+    process_and_evaluate(url)
+    # The label of the hour that just ended was computed ahead (no event announces it when its hour ends).
+    rows(
+        url,
+        "INSERT INTO ispu_hourly (sensor_key, window_end, ispu, category) VALUES"
+        " (%s, date_trunc('hour', now()), 150, 'Tidak Sehat') RETURNING 1",
+        (key,),
+    )
+    rows(url, "UPDATE alarm_evaluator SET labels_checked_at = now() - interval '1 hour' RETURNING 1")
+    process_and_evaluate(url)
+    assert [(a["state"], a["value"]) for a in alarms(url, rule)] == [("active", 150.0)]
