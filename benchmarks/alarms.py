@@ -155,9 +155,11 @@ def _run(server: str, template: str, variant: str, log_dir: Path) -> tuple[float
         }
         with psycopg.connect(url, autocommit=True) as conn:
             check = _CAUGHT_UP if variant != "alarms off" else _CAUGHT_UP.split("AND")[0]
-            with started(RoleProcess("process", env, log_dir, name=f"process-{name}")):
+            with started(RoleProcess("process", env, log_dir, name=f"process-{name}")) as (process,):
                 begin = time.monotonic()
                 while not conn.execute(check).fetchone()[0]:  # type: ignore[index]
+                    if not process.running:
+                        raise RuntimeError(f"the processor exited:\n{process.log_tail()}")
                     time.sleep(0.1)
                 elapsed = time.monotonic() - begin
             alarms = conn.execute("SELECT count(*) FROM alarms").fetchone()[0]  # type: ignore[index]

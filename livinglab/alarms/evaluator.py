@@ -447,12 +447,15 @@ class AlarmEvaluator:
             try:
                 self._run_connected(stop, backoff)
             except psycopg.Error as exc:
-                if not is_transient(exc):
-                    raise
                 self.failures += 1
                 self.last_error = describe_error(exc)
                 delay = backoff.failed()
-                log.warning("alarm evaluation failed (%s); reconnecting in %.1f s", self.last_error, delay)
+                if is_transient(exc):
+                    log.warning("alarm evaluation failed (%s); reconnecting in %.1f s", self.last_error, delay)
+                else:
+                    # Not the link: a schema or data problem. Keep trying (the cycle rolled back, nothing is lost)
+                    # and say so loudly, rather than let alarms stop in a processor that goes on working.
+                    log.error("alarm evaluation failed (%s); retrying in %.1f s", self.last_error, delay)
                 stop.wait(delay)
 
     def _run_connected(self, stop: threading.Event, backoff: Backoff) -> None:
