@@ -72,7 +72,7 @@ def _load(url: str, minutes: int) -> int:
                     drift = 1 + 0.1 * np.sin(np.arange(ts_s.size) / 15 + rng.uniform(0, 6.3))
                     values = rng.gamma(a, b) * drift * rng.normal(1.0, 0.03, ts_s.size)
                 else:
-                    values = rng.poisson(a * spec.interval_s / 60, ts_s.size)
+                    values = rng.poisson(a * spec.interval_s / 60, ts_s.size).astype(np.float64)
                 columns["key"].append(np.full(ts_s.size, keys[spec.sensor_id], dtype=np.int32))
                 columns["quantity"].append(np.full(ts_s.size, QUANTITIES[name].code, dtype=np.int16))
                 columns["ts"].append(ts_s * 1_000_000)
