@@ -91,7 +91,7 @@ _OPEN = """
 SELECT alarm_id, rule_id, sensor_key FROM alarms
 WHERE state <> 'cleared' AND rule_id = ANY(%s::text[]) AND sensor_key = ANY(%s::int[])
 """
-_OPEN_OF_RULE = "SELECT alarm_id FROM alarms WHERE state <> 'cleared' AND rule_id = %s"
+_OPEN_OF_RULE = "SELECT alarm_id, sensor_key FROM alarms WHERE state <> 'cleared' AND rule_id = %s"
 
 # The newest `n` values per sensor, newest first: (sensor_key, label in epoch seconds, value or NULL).
 _SERIES: dict[Source, str] = {
@@ -375,12 +375,13 @@ def evaluate_cycle(
         for rule in rules:
             if rule.evaluated_revision >= rule.revision:
                 continue
-            if rule.enabled:
-                if rule.metric.source is not Source.SILENCE_S:
-                    _evaluate(conn, _pairs([rule], _scope_sensors(conn, rule)), outcome)
-            else:
-                open_ids = [row[0] for row in conn.execute(_OPEN_OF_RULE, (rule.rule_id,)).fetchall()]
-                outcome.cleared += clear_alarms(conn, [ClearRequest(a, None, rule.channels) for a in open_ids])
+            scope = _scope_sensors(conn, rule) if rule.enabled else []
+            if rule.enabled and rule.metric.source is not Source.SILENCE_S:
+                _evaluate(conn, _pairs([rule], scope), outcome)
+            # A disabled rule's open alarms clear, and so do those of sensors a changed scope no longer covers.
+            keep = {s.key for s in scope if rule.covers(s)}
+            stale = [a for a, key in conn.execute(_OPEN_OF_RULE, (rule.rule_id,)).fetchall() if key not in keep]
+            outcome.cleared += clear_alarms(conn, [ClearRequest(a, None, rule.channels) for a in stale])
             conn.execute(_MARK_EVALUATED, (rule.revision, rule.rule_id, rule.revision))
 
         if hour_passed:

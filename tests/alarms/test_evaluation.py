@@ -115,7 +115,9 @@ def test_late_reading_in_the_newest_window_raises_then_clears(fresh_database_url
     assert [(a["state"], a["last_value"]) for a in alarms(url, rule)] == [("cleared", 32.5)]
 
 
-def test_rule_written_while_the_condition_holds_raises_and_disabling_clears(fresh_database_url: str) -> None:
+def test_rule_written_while_the_condition_holds_raises_and_narrowing_or_disabling_clears(
+    fresh_database_url: str,
+) -> None:
     url = fresh_database_url
     keys = register(url, "aq-1", "aq-2")
     write_readings(url, keys["aq-1"], "pm25", [_minute(10)], [90.0])
@@ -124,9 +126,16 @@ def test_rule_written_while_the_condition_holds_raises_and_disabling_clears(fres
     rule = add_rule(url, rule_id="pm25", metric="mean_1m:pm25", threshold=50, city="jakarta")
     process_and_evaluate(url)
     assert [(a["sensor_id"], a["state"]) for a in alarms(url, rule)] == [("aq-1", "active")]
-    add_rule(url, rule_id="pm25", metric="mean_1m:pm25", threshold=50, city="jakarta", enabled=False)
+    # Narrowed to another district: aq-1's alarm clears (its sensor is no longer watched); disabled: nothing opens.
+    add_rule(url, rule_id="pm25", metric="mean_1m:pm25", threshold=50, city="jakarta", district="Gambir")
     process_and_evaluate(url)
     assert [(a["sensor_id"], a["state"]) for a in alarms(url, rule)] == [("aq-1", "cleared")]
+    add_rule(url, rule_id="pm25", metric="mean_1m:pm25", threshold=50, city="jakarta")
+    process_and_evaluate(url)
+    assert [(a["sensor_id"], a["state"]) for a in alarms(url, rule)] == [("aq-1", "cleared"), ("aq-1", "active")]
+    add_rule(url, rule_id="pm25", metric="mean_1m:pm25", threshold=50, city="jakarta", enabled=False)
+    process_and_evaluate(url)
+    assert [(a["sensor_id"], a["state"]) for a in alarms(url, rule)] == [("aq-1", "cleared"), ("aq-1", "cleared")]
 
 
 def test_silence_raises_and_clears(fresh_database_url: str) -> None:
