@@ -115,7 +115,7 @@ def test_late_reading_in_the_newest_window_raises_then_clears(fresh_database_url
     assert [(a["state"], a["last_value"]) for a in alarms(url, rule)] == [("cleared", 32.5)]
 
 
-def test_rule_written_while_the_condition_holds_raises_and_narrowing_or_disabling_clears(
+def test_a_new_rule_raises_at_once_and_narrowing_or_disabling_it_clears(
     fresh_database_url: str,
 ) -> None:
     url = fresh_database_url
