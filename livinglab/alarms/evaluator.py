@@ -240,15 +240,13 @@ class _Targets:
                 self.ids[MEAN_1M_PREFIX + str(item.get("quantity"))].add(str(item.get("sensor_id")))
             return
         for source in _EVENT_SOURCES.get(type_, ()):
-            if type_ == EventType.SERVICE_LEVELS:
-                for item in items:
-                    if item.get("service") == "data":
-                        self.districts[source.value].add((str(item.get("city")), str(item.get("district"))))
-                continue
             if payload.get("truncated") and city is not None:
                 self.cities[source.value].add(city)
             for item in items:
-                self.ids[source.value].add(str(item.get("sensor_id")))
+                if type_ != EventType.SERVICE_LEVELS:
+                    self.ids[source.value].add(str(item.get("sensor_id")))
+                elif item.get("service") == "data":
+                    self.districts[source.value].add((str(item.get("city")), str(item.get("district"))))
 
     def metrics(self) -> set[str]:
         return set(self.ids) | set(self.cities) | set(self.districts)
