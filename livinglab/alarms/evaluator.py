@@ -342,8 +342,24 @@ def _evaluate(conn: psycopg.Connection[Any], pairs: Sequence[tuple[StoredRule, S
 
 
 def _pairs(rules: Iterable[StoredRule], sensors: Iterable[Sensor]) -> list[tuple[StoredRule, Sensor]]:
-    sensors = list(sensors)
-    return [(rule, sensor) for rule in rules for sensor in sensors if rule.covers(sensor)]
+    """The (rule, sensor) pairs where the rule covers the sensor. Rules are looked up by the narrowest part of their
+    scope (sensor, district, city, none), so the cost is the pairs found, not rules x sensors."""
+    index: dict[tuple[str, ...], list[StoredRule]] = defaultdict(list)
+    for rule in rules:
+        if rule.sensor_id is not None:
+            index[("sensor", rule.sensor_id)].append(rule)
+        elif rule.district is not None and rule.city is not None:
+            index[("district", rule.city, rule.district)].append(rule)
+        elif rule.city is not None:
+            index[("city", rule.city)].append(rule)
+        else:
+            index[("all",)].append(rule)
+    pairs = []
+    for sensor in sensors:
+        for key in (("sensor", sensor.sensor_id), ("district", sensor.city, sensor.district), ("city", sensor.city)):
+            pairs += [(rule, sensor) for rule in index.get(key, ()) if rule.covers(sensor)]
+        pairs += [(rule, sensor) for rule in index.get(("all",), ()) if rule.covers(sensor)]
+    return pairs
 
 
 def evaluate_cycle(
