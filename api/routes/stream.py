@@ -34,7 +34,8 @@ async def stream(
         str | None,
         Query(
             max_length=100,
-            description="Comma-separated event types to receive (aggregates, ispu, aqi, traffic). Default: all.",
+            description="Comma-separated event types to receive (aggregates, ispu, aqi, traffic, service_levels, alarm)."
+            " Default: all.",
         ),
     ] = None,
     last_event_id: Annotated[
