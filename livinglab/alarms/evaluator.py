@@ -434,7 +434,8 @@ def evaluate_until_idle(conn: psycopg.Connection[Any], **kwargs: Any) -> Outcome
 
 class AlarmEvaluator:
     """Runs evaluation cycles whenever change events are committed (LISTEN `livinglab_events`), every `poll_s`
-    regardless, and every `silence_check_s` for the silence clock; reconnects after database failures."""
+    regardless, and every `silence_check_s` for the silence clock, but not more often than every `min_interval_s`
+    while events keep coming; reconnects after database failures."""
 
     def __init__(
         self,
@@ -443,12 +444,14 @@ class AlarmEvaluator:
         policy: DatabasePolicy,
         poll_s: float = 1.0,
         silence_check_s: float = 2.0,
+        min_interval_s: float = 0.5,
         application_name: str = "livinglab-alarms",
     ) -> None:
         self._database_url = database_url
         self._policy = policy
         self.poll_s = poll_s
         self.silence_check_s = silence_check_s
+        self.min_interval_s = min_interval_s
         self._application_name = application_name
         #: Cycles that failed and were rolled back, alarms raised and cleared by this evaluator.
         self.failures = 0
@@ -480,11 +483,15 @@ class AlarmEvaluator:
             conn.execute(f"LISTEN {CHANNEL_EVENTS}")
             backoff.succeeded()
             while not stop.is_set():
+                started = time.monotonic()
                 outcome = evaluate_cycle(conn, silence_check_s=self.silence_check_s)
                 if outcome is not None:
                     self.raised += len(outcome.raised)
                     self.cleared += len(outcome.cleared)
                     if outcome.events:
+                        # While events keep coming, let a few gather: a cycle over several processor rounds costs
+                        # little more than one over a single round (a truncated event widens to its city once).
+                        stop.wait(max(0.0, self.min_interval_s - (time.monotonic() - started)))
                         continue
                 # Wake on the next committed event, or after poll_s (the silence clock, a standby's turn).
                 wait_s = min(self.poll_s, self.silence_check_s)
