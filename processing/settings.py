@@ -54,5 +54,5 @@ class ProcessorSettings(CoreSettings):
         description="While change events keep coming, alarm evaluation runs at most this often (events gather).",
     )
     silence_check_s: float = Field(
-        default=2.0, gt=0, description="How often the rules on `silence_s` are checked against the wall clock."
+        default=5.0, gt=0, description="How often the rules on `silence_s` are checked against the wall clock."
     )

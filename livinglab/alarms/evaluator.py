@@ -334,7 +334,9 @@ def _evaluate(conn: psycopg.Connection[Any], pairs: Sequence[tuple[StoredRule, S
                     raises.append(RaiseRequest(rule.rule_id, rule.severity, rule.channels, sensor.key, newest))
             elif rule.clears(newest):
                 clears.append(ClearRequest(alarm_id, newest, rule.channels))
-            else:
+            elif metric.source is not Source.SILENCE_S:
+                # A silence grows every second: its open alarm's last_value is written when it clears, not on
+                # every tick of the clock (which would rewrite every silent sensor's alarm every few seconds).
                 last_values.append((alarm_id, newest))
     outcome.cleared += clear_alarms(conn, clears)
     record_last_values(conn, last_values)
@@ -363,7 +365,7 @@ def _pairs(rules: Iterable[StoredRule], sensors: Iterable[Sensor]) -> list[tuple
 
 
 def evaluate_cycle(
-    conn: psycopg.Connection[Any], *, batch: int = 500, silence_check_s: float = 2.0, force_silence: bool = False
+    conn: psycopg.Connection[Any], *, batch: int = 500, silence_check_s: float = 5.0, force_silence: bool = False
 ) -> Outcome | None:
     """One evaluation cycle in one transaction (see the module docstring). Returns None when another evaluator
     holds the cursor. Call with no transaction open."""
@@ -443,7 +445,7 @@ class AlarmEvaluator:
         *,
         policy: DatabasePolicy,
         poll_s: float = 1.0,
-        silence_check_s: float = 2.0,
+        silence_check_s: float = 5.0,
         min_interval_s: float = 0.5,
         application_name: str = "livinglab-alarms",
     ) -> None:
