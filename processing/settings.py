@@ -49,7 +49,7 @@ class ProcessorSettings(CoreSettings):
         default=1.0, gt=0, description="Alarm evaluation runs on every change event, and at least this often."
     )
     alarm_min_interval_s: float = Field(
-        default=0.5,
+        default=2.0,
         ge=0,
         description="While change events keep coming, alarm evaluation runs at most this often (events gather).",
     )

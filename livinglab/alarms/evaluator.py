@@ -383,10 +383,20 @@ def evaluate_cycle(
         targets = _Targets()
         for event in events:
             targets.add_event(event.type, event.city, event.payload)
-        watched = targets.metrics() & {r.metric.name for r in enabled}
-        for name in sorted(watched):
-            sensors = _load_sensors(conn, targets.ids[name], targets.cities[name], targets.districts[name])
-            _evaluate(conn, _pairs((r for r in enabled if r.metric.name == name), sensors), outcome)
+        watched = sorted(targets.metrics() & {r.metric.name for r in enabled})
+        # The sensors of every watched metric in one query, then each metric's own among them.
+        known = _load_sensors(
+            conn,
+            set().union(*(targets.ids[n] for n in watched)),
+            set().union(*(targets.cities[n] for n in watched)),
+            set().union(*(targets.districts[n] for n in watched)),
+        )
+        pairs: list[tuple[StoredRule, Sensor]] = []
+        for name in watched:
+            ids, cities, districts = targets.ids[name], targets.cities[name], targets.districts[name]
+            sensors = [s for s in known if s.sensor_id in ids or s.city in cities or (s.city, s.district) in districts]
+            pairs += _pairs((r for r in enabled if r.metric.name == name), sensors)
+        _evaluate(conn, pairs, outcome)
 
         for rule in rules:
             if rule.evaluated_revision >= rule.revision:
@@ -446,7 +456,7 @@ class AlarmEvaluator:
         policy: DatabasePolicy,
         poll_s: float = 1.0,
         silence_check_s: float = 5.0,
-        min_interval_s: float = 0.5,
+        min_interval_s: float = 2.0,
         application_name: str = "livinglab-alarms",
     ) -> None:
         self._database_url = database_url
