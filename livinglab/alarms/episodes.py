@@ -70,7 +70,8 @@ _CHANNELS = "SELECT channels FROM alarm_rules WHERE rule_id = %s"
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".") + "Z"
+    # As the API writes times (pydantic): microseconds when there are any, `Z` for UTC.
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def alarm_object(row: Mapping[str, Any]) -> dict[str, Any]:
