@@ -192,7 +192,7 @@ def main() -> None:
         try:
             readings = _load(template_url, args.minutes)
             print(f"\n## Processing the large scenario's backlog: {readings:,} readings of 3,024 sensors, "
-                  f"{args.minutes} minutes each; {args.rounds} rounds, the order of the variants reversed every other round")  # fmt: skip
+                  f"{args.minutes} minutes each; {args.rounds} rounds, order reversed every other round")  # fmt: skip
             times: dict[str, list[float]] = {v: [] for v in variants}
             cpu: dict[str, list[float]] = {v: [] for v in variants}
             raised: dict[str, int] = {}
