@@ -20,6 +20,7 @@ from api.problems import install_problem_handlers
 from api.routes import (
     aggregates,
     air,
+    alarms,
     cities,
     export,
     health,
@@ -65,6 +66,7 @@ _TAGS = [
     {"name": "rejected messages", "description": "Messages the ingester rejected, and their replay."},
     {"name": "live updates", "description": "Server-Sent Events of new aggregates and index changes."},
     {"name": "export", "description": "Readings and aggregates as CSV or Parquet files, streamed (open data)."},
+    {"name": "alarms", "description": "Alarm rules over the city's metrics, and the alarms they raise."},
     {"name": "cities", "description": "The cities a key sees, and their service-level targets."},
     {"name": "keys", "description": "API keys, limited to a scope and optionally to cities."},
     {"name": "health", "description": "Liveness, dependencies, version and metrics."},
@@ -123,7 +125,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_problem_handlers(app)
     for module in (air, traffic, service_levels, quality, sensors, readings, aggregates, rejected, stream, health):
         app.include_router(module.router)
-    for module in (cities, keys, export):
+    for module in (cities, keys, export, alarms):
         app.include_router(module.router)
     app.include_router(sta_router)
     # Added last = runs first: metrics see every answer, including 413 and 429.
