@@ -20,6 +20,7 @@ from api.problems import install_problem_handlers
 from api.routes import (
     aggregates,
     air,
+    channels,
     cities,
     health,
     keys,
@@ -64,6 +65,10 @@ _TAGS = [
     {"name": "live updates", "description": "Server-Sent Events of new aggregates and index changes."},
     {"name": "cities", "description": "The cities a key sees, and their service-level targets."},
     {"name": "keys", "description": "API keys, limited to a scope and optionally to cities."},
+    {
+        "name": "notifications",
+        "description": "Where alarm notifications go (webhook, MQTT, email) and their deliveries.",
+    },
     {"name": "health", "description": "Liveness, dependencies, version and metrics."},
 ]
 
@@ -119,7 +124,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_problem_handlers(app)
     for module in (air, traffic, service_levels, quality, sensors, readings, aggregates, rejected, stream, health):
         app.include_router(module.router)
-    for module in (cities, keys):
+    for module in (cities, keys, channels):
         app.include_router(module.router)
     # Added last = runs first: metrics see every answer, including 413 and 429.
     app.add_middleware(StrictJsonBody)
