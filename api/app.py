@@ -20,6 +20,7 @@ from api.problems import install_problem_handlers
 from api.routes import (
     aggregates,
     air,
+    alarms,
     channels,
     cities,
     health,
@@ -63,6 +64,7 @@ _TAGS = [
     {"name": "readings", "description": "Raw readings of one sensor, a page at a time."},
     {"name": "rejected messages", "description": "Messages the ingester rejected, and their replay."},
     {"name": "live updates", "description": "Server-Sent Events of new aggregates and index changes."},
+    {"name": "alarms", "description": "Alarm rules over the city's metrics, and the alarms they raise."},
     {"name": "cities", "description": "The cities a key sees, and their service-level targets."},
     {"name": "keys", "description": "API keys, limited to a scope and optionally to cities."},
     {
@@ -124,7 +126,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_problem_handlers(app)
     for module in (air, traffic, service_levels, quality, sensors, readings, aggregates, rejected, stream, health):
         app.include_router(module.router)
-    for module in (cities, keys, channels):
+    for module in (cities, keys, alarms, channels):
         app.include_router(module.router)
     # Added last = runs first: metrics see every answer, including 413 and 429.
     app.add_middleware(StrictJsonBody)

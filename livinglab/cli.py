@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -169,6 +170,82 @@ def cmd_sensors_import(args: argparse.Namespace) -> int:
             embedded.stop()
     print(f"imported {written} sensors", file=sys.stderr)
     return 0
+
+
+def _with_database(action: Callable[[Any], int]) -> int:
+    """Run `action(conn)` on the configured (or embedded) database, committing when it returns."""
+    from livinglab.runtime import resolve_database_url
+    from livinglab.storage import check_schema, connect
+
+    url, embedded = resolve_database_url(CoreSettings())
+    try:
+        with connect(url) as conn:
+            check_schema(conn)
+            result = action(conn)
+            conn.commit()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return result
+
+
+def cmd_alarm_rules_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from livinglab.alarms.rule_files import RuleFileError, read_rule_file
+    from livinglab.alarms.rules import RuleError
+    from livinglab.alarms.store import import_rules
+
+    configure_logging("WARNING", "alarms")
+    specs = read_rule_file(Path(args.file))  # RuleFileError is a LivinglabError: main() reports it
+    if args.dry_run:
+        print(f"{len(specs)} rules valid (dry run: nothing written)", file=sys.stderr)
+        return 0
+
+    def write(conn: Any) -> int:
+        try:
+            stored = import_rules(conn, specs)
+        except RuleError as exc:
+            raise RuleFileError(f"invalid rules, nothing imported:\n  {exc.message}") from None
+        print(f"imported {len(stored)} rules", file=sys.stderr)
+        return 0
+
+    return _with_database(write)
+
+
+def cmd_alarms_list(args: argparse.Namespace) -> int:
+    from psycopg.rows import dict_row
+
+    from livinglab.alarms.episodes import ALARM_COLUMNS, ALARM_FROM, alarm_object
+
+    configure_logging("WARNING", "alarms")
+    query = (
+        f"SELECT {ALARM_COLUMNS} FROM {ALARM_FROM}"
+        " WHERE (%(state)s::text IS NULL OR a.state = %(state)s OR (%(state)s = 'open' AND a.state <> 'cleared'))"
+        " AND (%(city)s::text IS NULL OR a.city = %(city)s)"
+        " ORDER BY a.raised_at DESC, a.alarm_id DESC LIMIT %(limit)s"
+    )
+
+    def listing(conn: Any) -> int:
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(query, {"state": args.state, "city": args.city, "limit": args.limit}).fetchall()
+        if args.json:
+            for row in rows:
+                print(json.dumps(alarm_object(row)))
+            return 0
+        print("alarm_id\tstate\tseverity\trule_id\tsensor_id\tcity\traised_at\tvalue\tlast_value")
+        for row in rows:
+            alarm = alarm_object(row)
+            print(
+                "\t".join(
+                    str(alarm[k])
+                    for k in ("alarm_id", "state", "severity", "rule_id", "sensor_id", "city", "raised_at", "value")
+                )
+                + f"\t{alarm['last_value']}"
+            )
+        return 0
+
+    return _with_database(listing)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -344,6 +421,25 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="a .yaml/.yml file (a list of sensors, or a mapping with `sensors:`) or a .csv file")
     imp.add_argument("--dry-run", action="store_true", help="validate only")
     imp.set_defaults(func=cmd_sensors_import)
+
+    alarms = sub.add_parser("alarms", help="alarm rules and alarms").add_subparsers(
+        dest="alarms_command", required=True
+    )
+    rules = alarms.add_parser("rules", help="alarm rules").add_subparsers(dest="rules_command", required=True)
+    rules_import = rules.add_parser(
+        "import", help="create or replace alarm rules from a YAML file (all or nothing, validated first)"
+    )
+    rules_import.add_argument("file", help="a .yaml/.yml file: a list of rules, or a mapping with `rules:`")
+    rules_import.add_argument("--dry-run", action="store_true", help="validate only")
+    rules_import.set_defaults(func=cmd_alarm_rules_import)
+    alarm_list = alarms.add_parser("list", help="list alarms, newest first (tab-separated, or JSON lines)")
+    alarm_list.add_argument(
+        "--state", choices=("active", "acknowledged", "cleared", "open"), help="only alarms in this state"
+    )
+    alarm_list.add_argument("--city", help="only alarms of this city")
+    alarm_list.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    alarm_list.add_argument("--json", action="store_true", help="one JSON alarm object per line")
+    alarm_list.set_defaults(func=cmd_alarms_list)
 
     ingest = sub.add_parser("ingest", help="run an ingester (run several with one --shared-group)")
     ingest.add_argument("--client-id", help="fixed MQTT client id, unique per ingester (LIVINGLAB_CLIENT_ID)")

@@ -46,6 +46,8 @@ Event types and payloads (JSON):
 - `traffic`: `{"items": [{"sensor_id", "hour", "degree_of_saturation", "los", "los_target"}, ...], "truncated": bool}`
 - `service_levels`: `{"items": [{"city", "district", "service", "period_start", "numerator", "denominator"}, ...],
   "truncated": bool}` (hourly tallies; achieved = numerator / denominator; both null when the tally was removed)
+- `alarm`: `{"event": "raised"|"acknowledged"|"cleared", "alarm": {...}}` (CONTRACT.md section 5; one event per
+  change of an alarm, written by `livinglab.alarms` in the transaction of the change)
 
 Items are the rows that changed in the event's city, newest label first. An index row whose data disappeared
 appears with its value null. ISPU and AQI values are announced when they change and again, for every station, when
@@ -79,6 +81,7 @@ class EventType(enum.StrEnum):
     AQI = "aqi"
     TRAFFIC = "traffic"
     SERVICE_LEVELS = "service_levels"
+    ALARM = "alarm"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,17 @@ def publish_event(
         (type_.value, city, json.dumps(payload, separators=(",", ":"))),
     )
     conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_EVENTS, type_.value))
+
+
+async def publish_event_async(
+    conn: psycopg.AsyncConnection[Any], type_: EventType, payload: Mapping[str, Any], *, city: str | None
+) -> None:
+    """`publish_event` for asyncio code."""
+    await conn.execute(
+        "INSERT INTO events (type, city, payload) VALUES (%s, %s, %s::jsonb)",
+        (type_.value, city, json.dumps(payload, separators=(",", ":"))),
+    )
+    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_EVENTS, type_.value))
 
 
 def items_payload(items: Sequence[Mapping[str, Any]], **extra: Any) -> dict[str, Any]:

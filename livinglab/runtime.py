@@ -22,6 +22,8 @@ from pathlib import Path
 
 import psycopg
 
+from livinglab.alarms.rule_files import default_rules
+from livinglab.alarms.store import import_rules
 from livinglab.embedded import Broker, EmbeddedPostgres, make_broker, port_is_free, port_or_free, wait_for_port
 from livinglab.errors import ConfigurationError
 from livinglab.settings import CoreSettings
@@ -186,6 +188,9 @@ class Platform:
         scenario = load_scenario(self.scenario)
         upsert_sensors(conn, scenario.specs)
         log.info("registered %d sensors of scenario %r", len(scenario.sensors), self.scenario)
+        # The demo city shows alarms: the default rule set, without overwriting rules an operator changed.
+        added = import_rules(conn, default_rules(), replace=False)
+        log.info("added %d default alarm rules", len(added))
 
     def _write_scenario_districts(self) -> Path | None:
         """The scenario's district outlines as GeoJSON in the data directory, for the dashboard's map."""

@@ -40,3 +40,14 @@ class ProcessorSettings(CoreSettings):
     tally_interval_s: float = Field(
         default=30.0, gt=0, description="How often the service-level clock checks for newly completed hours."
     )
+    alarms: bool = Field(
+        default=True,
+        description="Evaluate alarm rules beside the processing rounds (one evaluator per processor; they take"
+        " turns on one cursor, see livinglab.alarms.evaluator).",
+    )
+    alarm_poll_s: float = Field(
+        default=1.0, gt=0, description="Alarm evaluation runs on every change event, and at least this often."
+    )
+    silence_check_s: float = Field(
+        default=2.0, gt=0, description="How often the rules on `silence_s` are checked against the wall clock."
+    )

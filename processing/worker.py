@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from livinglab.alarms.evaluator import AlarmEvaluator
 from livinglab.resilience import Backoff, is_transient
 from livinglab.storage import check_schema, connect, describe_error
 from processing import aggregates, aqi, claims, ispu, traffic
@@ -77,6 +78,19 @@ class Processor:
             lease_s=settings.claim_lease_s,
             application_name=f"{self._name}-listen",
         )
+        #: Alarm evaluation, in its own thread and connection, so a slow notification never delays a round (and a
+        #: round never delays evaluation). Every processor runs one; they share one cursor (see its module).
+        self.evaluator = (
+            AlarmEvaluator(
+                self._database_url,
+                policy=self._policy,
+                poll_s=settings.alarm_poll_s,
+                silence_check_s=settings.silence_check_s,
+                application_name=f"{self._name}-alarms",
+            )
+            if settings.alarms
+            else None
+        )
         #: Set while the computing connection works.
         self.connected = threading.Event()
         #: Rounds that failed and were rolled back, why the last one did, windows computed, windows taken back.
@@ -95,6 +109,12 @@ class Processor:
             target=self.keeper.run, args=(self._stop,), name=f"{self.settings.worker_id}-leases", daemon=True
         )
         keeper.start()
+        evaluator = None
+        if self.evaluator is not None:
+            evaluator = threading.Thread(
+                target=self.evaluator.run, args=(self._stop,), name=f"{self.settings.worker_id}-alarms", daemon=True
+            )
+            evaluator.start()
         backoff = Backoff(0.5, 10.0)
         try:
             while not self._stop.is_set():
@@ -112,6 +132,8 @@ class Processor:
         finally:
             self._stop.set()
             keeper.join(timeout=self._policy.cut_after_s + 5)
+            if evaluator is not None:
+                evaluator.join(timeout=self._policy.cut_after_s + 5)
         self._finish_deferred()
 
     def _finish_deferred(self) -> None:

@@ -14,6 +14,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from livinglab.alarms.episodes import RaiseRequest, raise_alarm
+from livinglab.alarms.rules import RuleSpec
+from livinglab.alarms.store import import_rules
 from livinglab.events import EventType, items_payload, latest_event_id, publish_event
 from livinglab.sensors import SensorSpec
 from livinglab.storage.cities import set_city_targets
@@ -113,6 +116,7 @@ def seed_two_cities(conn: psycopg.Connection[Any], now: datetime | None = None) 
                 " VALUES (%s, %s, %s, %s, 8, 10)",
                 (city, districts[0], service, hour - timedelta(hours=2)),
             )
+    _seed_alarms(conn, ids, specs)
     set_city_targets(conn, CITY_B, {"air": 0.5})
     # Notification channels: one of each city and one of every city (seen by keys without cities only).
     for channel_id, cities in (("ch-jakarta", [CITY_A]), ("ch-bandung", [CITY_B]), ("ch-every", [])):
@@ -132,6 +136,28 @@ def seed_two_cities(conn: psycopg.Connection[Any], now: datetime | None = None) 
         stored.keys[label] = create_key(conn, scope, name=f"cities-{label}", cities=cities)
     conn.commit()
     return stored
+
+
+def _seed_alarms(conn: psycopg.Connection[Any], ids: dict[str, int], specs: list[SensorSpec]) -> None:
+    """Two rules per city (scoped to the city) and an active alarm of each rule for each sensor it covers."""
+    rules = [
+        RuleSpec(
+            rule_id=f"{prefix}-{city}",
+            name=f"{prefix} {city}",
+            metric=metric,
+            op=">",
+            threshold=1,
+            severity=severity,
+            city=city,
+        )
+        for city in (CITY_A, CITY_B)
+        for prefix, metric, severity in (("silent", "silence_s", "warning"), ("sparse", "completeness_1h", "info"))
+    ]
+    import_rules(conn, rules)
+    for rule in rules:
+        for spec in specs:
+            if spec.city == rule.city:
+                raise_alarm(conn, RaiseRequest(str(rule.rule_id), rule.severity, (), ids[spec.sensor_id], 2.0))
 
 
 def publish_city_events(url: str, marker: str) -> dict[str, int]:

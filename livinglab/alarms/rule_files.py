@@ -1,0 +1,79 @@
+"""Alarm rule files: YAML lists of rules for bulk import (`livinglab alarms rules import FILE`), and the default
+rule set shipped with the package (`default_rules.yaml`).
+
+A file holds a list of rules, or a mapping with a `rules:` list; keys are the rule fields of CONTRACT.md section 5.
+Every entry is validated with `RuleSpec`; a file with any invalid entry (or two entries with one rule id) is refused
+whole, naming each bad entry. Checks that need the registry (the scope's sensor) happen at import, in the one
+transaction that writes the rules (`livinglab.alarms.store.import_rules`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from livinglab.alarms.rules import RuleSpec
+from livinglab.errors import LivinglabError
+
+DEFAULT_RULES = "default_rules.yaml"
+
+
+class RuleFileError(LivinglabError):
+    """A rule file that cannot be read or holds invalid entries."""
+
+
+def parse_rules(text: str) -> list[RuleSpec]:
+    """Rules from the text of a YAML file; raises RuleFileError listing every invalid entry."""
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RuleFileError(f"not valid YAML: {exc}") from exc
+    if isinstance(data, Mapping) and "rules" in data:
+        data = data["rules"]
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise RuleFileError("a rule file holds a list of rules, or a mapping with a `rules:` list")
+    specs: list[RuleSpec] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for number, row in enumerate(data, start=1):
+        if not isinstance(row, Mapping):
+            problems.append(f"entry {number}: not a mapping of rule fields")
+            continue
+        try:
+            spec = RuleSpec.model_validate(dict(row))
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'rule'}: {e['msg']}" for e in exc.errors())
+            problems.append(f"entry {number} ({row.get('rule_id', '?')}): {detail}")
+            continue
+        if spec.rule_id is not None:
+            if spec.rule_id in seen:
+                problems.append(f"entry {number}: rule_id {spec.rule_id!r} appears more than once")
+                continue
+            seen.add(spec.rule_id)
+        specs.append(spec)
+    if problems:
+        raise RuleFileError("invalid rules, nothing imported:\n  " + "\n  ".join(problems))
+    return specs
+
+
+def read_rule_file(path: Path) -> list[RuleSpec]:
+    """Rules from a `.yaml` or `.yml` file."""
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise RuleFileError(f"{path}: unknown file type {path.suffix!r} (use .yaml or .yml)")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuleFileError(f"{path}: cannot read: {exc}") from exc
+    return parse_rules(text)
+
+
+def default_rules() -> list[RuleSpec]:
+    """The default rule set shipped with the package."""
+    return parse_rules(resources.files("livinglab.alarms").joinpath(DEFAULT_RULES).read_text(encoding="utf-8"))
