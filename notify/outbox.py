@@ -76,10 +76,10 @@ class Delivery:
 
 
 async def claim(conn: AsyncConnection[Any], *, worker: str, limit: int, lease_s: float) -> list[Delivery]:
-    """Take up to `limit` due deliveries for `lease_s` seconds (committed before it returns)."""
-    async with conn.transaction():
-        cur = await conn.execute(_CLAIM, {"worker": worker, "limit": limit, "lease_s": lease_s})
-        rows = await cur.fetchall()
+    """Take up to `limit` due deliveries for `lease_s` seconds. On an autocommit connection (one statement, one
+    round trip), so the claim is committed before it returns."""
+    cur = await conn.execute(_CLAIM, {"worker": worker, "limit": limit, "lease_s": lease_s})
+    rows = await cur.fetchall()
     return [
         Delivery(
             delivery_id=r[0],

@@ -108,8 +108,10 @@ class Deliverer:
         if self._stop_requested:
             return
         senders = Senders(self.settings)
+        # No round trip before each loan: a broken connection fails its query, which is retried after a backoff,
+        # and the pool replaces it; a check per loan would double the queries of every delivery.
         pool = create_async_pool(
-            self._database_url, name=f"notify-{self._worker}", policy=self._policy, min_size=1, max_size=4
+            self._database_url, name=f"notify-{self._worker}", policy=self._policy, min_size=2, max_size=4, check=None
         )
         await pool.open()
         listener = asyncio.create_task(self._listen(), name="notify-listen")
@@ -194,7 +196,7 @@ class Deliverer:
                         claimed = await outbox.claim(
                             conn, worker=self._worker, limit=free, lease_s=settings.notify_lease_s
                         )
-                    if not claimed:
+                    if len(claimed) < free:  # nothing more is due now: when is the next one?
                         next_due_s = await outbox.seconds_to_next_due(conn)
                 backoff.succeeded()
             except psycopg.Error as exc:
@@ -208,13 +210,11 @@ class Deliverer:
                 task = asyncio.create_task(self._attempt(pool, senders, delivery))
                 self._in_flight.add(task)
                 task.add_done_callback(self._finished)
-            if claimed and len(claimed) == free:
-                continue  # there may be more due: claim again (or wait for a free slot, below)
             if self._in_flight and len(self._in_flight) >= settings.notify_concurrency:
                 await self._sleep(settings.notify_poll_interval_s)  # a finished attempt wakes it
                 continue
-            if claimed:
-                continue
+            if claimed and len(claimed) == free:
+                continue  # there may be more due: claim again
             wait_s = settings.notify_poll_interval_s
             if next_due_s is not None:
                 wait_s = min(wait_s, next_due_s + 0.01)
@@ -222,8 +222,8 @@ class Deliverer:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        if self._wake is not None:
-            self._wake.set()
+        if self._wake is not None and len(self._in_flight) == self.settings.notify_concurrency - 1:
+            self._wake.set()  # a slot is free again for a claim loop that waits on a full house
         if not task.cancelled() and task.exception() is not None:
             log.error("a delivery attempt failed unexpectedly", exc_info=task.exception())
 

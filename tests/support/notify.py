@@ -32,6 +32,7 @@ class Request:
     body: bytes
     headers: dict[str, str]
     status: int  # what the receiver answered (0: it held the request and never answered)
+    received_at: float  # time.time() when the request had arrived in full
 
 
 #: (delivery id, how many requests of that id came before) -> (status, seconds to wait before answering)
@@ -63,8 +64,11 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as production receivers answer
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                received_at = time.time()
                 delivery_id = self.headers.get(DELIVERY_HEADER, "")
                 with receiver._changed:
                     with receiver._lock:
@@ -82,7 +86,14 @@ class WebhookReceiver:
                 except OSError:  # the deliverer gave up on us (timeout) or died
                     answered = 0
                 receiver._record(
-                    Request(delivery_id, self.headers.get(SIGNATURE_HEADER, ""), body, dict(self.headers), answered)
+                    Request(
+                        delivery_id,
+                        self.headers.get(SIGNATURE_HEADER, ""),
+                        body,
+                        dict(self.headers),
+                        answered,
+                        received_at,
+                    )
                 )
 
             def log_message(self, format: str, *args: Any) -> None:
