@@ -113,6 +113,21 @@ def publish_event(
     conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_EVENTS, type_.value))
 
 
+def publish_events(
+    conn: psycopg.Connection[Any], type_: EventType, events: Sequence[tuple[Mapping[str, Any], str | None]]
+) -> None:
+    """`publish_event` for many events of one type at once, in order: (payload, city) pairs; one NOTIFY."""
+    if not events:
+        return
+    conn.execute(
+        "INSERT INTO events (type, city, payload)"
+        " SELECT %s, e.city, e.payload::jsonb"
+        " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS e(city, payload, n) ORDER BY e.n",
+        (type_.value, [city for _, city in events], [json.dumps(p, separators=(",", ":")) for p, _ in events]),
+    )
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_EVENTS, type_.value))
+
+
 async def publish_event_async(
     conn: psycopg.AsyncConnection[Any], type_: EventType, payload: Mapping[str, Any], *, city: str | None
 ) -> None:

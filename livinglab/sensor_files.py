@@ -25,18 +25,24 @@ class SensorFileError(LivinglabError):
     """A sensor file that cannot be read or holds invalid entries."""
 
 
-def _rows_from_yaml(text: str) -> list[Any]:
+def yaml_entries(text: str, key: str, error: type[LivinglabError]) -> list[Any]:
+    """The entries of a YAML file holding a list, or a mapping with a `key:` list (raises `error` otherwise)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SensorFileError(f"not valid YAML: {exc}") from exc
-    if isinstance(data, Mapping) and "sensors" in data:
-        data = data["sensors"]
+        raise error(f"not valid YAML: {exc}") from exc
+    if isinstance(data, Mapping) and key in data:
+        data = data[key]
     if data is None:
         return []
     if not isinstance(data, list):
-        raise SensorFileError("a YAML sensor file holds a list of sensors, or a mapping with a `sensors:` list")
+        raise error(f"a YAML {key} file holds a list of {key}, or a mapping with a `{key}:` list")
     return data
+
+
+def validation_problems(exc: ValidationError, what: str) -> str:
+    """A pydantic error as one line: `field: message; ...` (`what` names an error of the whole entry)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or what}: {e['msg']}" for e in exc.errors())
 
 
 def _rows_from_csv(text: str) -> list[Any]:
@@ -53,7 +59,7 @@ def _rows_from_csv(text: str) -> list[Any]:
 def parse_sensors(text: str, *, fmt: str) -> list[SensorSpec]:
     """Sensors from the text of a `yaml` or `csv` file; raises SensorFileError listing every invalid entry."""
     if fmt == "yaml":
-        rows = _rows_from_yaml(text)
+        rows = yaml_entries(text, "sensors", SensorFileError)
     elif fmt == "csv":
         rows = _rows_from_csv(text)
     else:
@@ -69,7 +75,7 @@ def parse_sensors(text: str, *, fmt: str) -> list[SensorSpec]:
         try:
             spec = SensorSpec.model_validate(dict(row))
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'sensor'}: {e['msg']}" for e in exc.errors())
+            detail = validation_problems(exc, "sensor")
             problems.append(f"entry {number} ({row.get('sensor_id', '?')}): {detail}")
             continue
         if spec.sensor_id in seen:

@@ -64,6 +64,24 @@ export class Api {
     return response.json();
   }
 
+  /** POST `body` as JSON to `path`; the parsed JSON answer. */
+  async post(path, body) {
+    const response = await fetch(new URL(path, window.location.origin), {
+      method: "POST",
+      headers: { ...this.headers(), Accept: "application/json", "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      cache: "no-store",
+    });
+    let answer = null;
+    try {
+      answer = await response.json();
+    } catch {
+      // No JSON body: the status says enough.
+    }
+    if (!response.ok) throw new ApiError(response.status, answer);
+    return answer;
+  }
+
   /** Every item of a list endpoint, following `next_cursor` for at most `maxPages` pages. */
   async list(path, params = {}, { maxPages = 20 } = {}) {
     const items = [];

@@ -18,6 +18,7 @@ import {
   renderServiceLevels,
   renderTraffic,
 } from "./panels.js";
+import { renderAlarms, severityBySensor } from "./alarms.js";
 import { EventStream } from "./stream.js";
 import { fill, h, ISPU_COLOURS, time } from "./util.js";
 
@@ -52,6 +53,10 @@ const state = {
   authProblem: null,
   updatedAt: null,
   errors: new Map(),
+  alarms: new Map(),
+  // Whether this key may acknowledge (learned from the answer to an attempt: the page cannot read its scope).
+  canAcknowledge: true,
+  alarmProblem: null,
 };
 
 // ---- loading -------------------------------------------------------------------------------------------------
@@ -121,6 +126,10 @@ const loaders = {
     }
     state.rejections = { counts, truncated };
   },
+  alarms: async () => {
+    const { items } = await api.list("/v1/alarms", { city: state.city, state: "open", limit: 500 }, { maxPages: 4 });
+    state.alarms = new Map(items.map((a) => [a.alarm_id, a]));
+  },
   latest: async () => {
     if (!state.selected) return;
     const sensorId = state.selected;
@@ -171,16 +180,24 @@ const renderers = {
   },
   facts: () => renderSensorFacts($("lorawan-facts"), { sensor: selectedSensor(), quality: state.quality }),
   rejections: () => renderRejections($("rejections"), state.rejections),
+  alarms: () =>
+    renderAlarms($("alarm-list"), $("alarms-summary"), {
+      alarms: state.alarms,
+      canAcknowledge: state.canAcknowledge,
+      onAcknowledge: acknowledge,
+      onSelect: (id) => selectSensor(id),
+      problem: state.alarmProblem,
+    }),
   latest: () => renderLatest($("latest"), { sensor: selectedSensor(), latest: state.latest }),
   chart: () => drawChart(),
 };
 
-const PANEL_OF = { air: "air-panel", traffic: "traffic-panel", service: "service-panel", quality: "quality-panel", rejections: "quality-panel", latest: "detail-panel", chart: "detail-panel" };
+const PANEL_OF = { alarms: "alarms-panel", air: "air-panel", traffic: "traffic-panel", service: "service-panel", quality: "quality-panel", rejections: "quality-panel", latest: "detail-panel", chart: "detail-panel" };
 
 async function load(...names) {
   await Promise.all(names.map((name) => guarded(name, loaders[name])));
   for (const name of names) renderers[name]();
-  if (names.includes("air") || names.includes("traffic")) renderMap();
+  if (names.includes("air") || names.includes("traffic") || names.includes("alarms")) renderMap();
   renderStatus();
 }
 
@@ -198,7 +215,7 @@ async function loadAll() {
     renderStatus();
     return;
   }
-  await load("air", "traffic", "service", "quality", "rejections", "latest", "chart");
+  await load("alarms", "air", "traffic", "service", "quality", "rejections", "latest", "chart");
   markUpdated();
 }
 
@@ -279,6 +296,34 @@ function onTraffic(payload) {
   scheduleLoad("traffic", payload.truncated ? 500 : 3000);
 }
 
+function onAlarm(payload) {
+  const alarm = payload?.alarm;
+  if (!alarm || alarm.city !== state.city) return;
+  if (alarm.state === "cleared") state.alarms.delete(alarm.alarm_id);
+  else state.alarms.set(alarm.alarm_id, alarm);
+  pushFeed("alarm", { ...alarm, event: payload.event });
+  renderers.alarms();
+  renderMap();
+}
+
+async function acknowledge(alarmId, note) {
+  try {
+    const alarm = await api.post(`/v1/alarms/${alarmId}/acknowledge`, note ? { note } : {});
+    state.alarms.set(alarm.alarm_id, alarm);
+    state.alarmProblem = null;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 403) {
+      state.canAcknowledge = false;
+      state.alarmProblem = "alarmCannotAcknowledge";
+    } else if (error instanceof ApiError && error.status === 409) {
+      scheduleLoad("alarms", 0);
+    } else {
+      state.alarmProblem = "alarmAcknowledgeFailed";
+    }
+  }
+  renderers.alarms();
+}
+
 function onEvent(type, data) {
   let payload;
   try {
@@ -289,6 +334,12 @@ function onEvent(type, data) {
   // The server could not replay everything this page missed: start again from the HTTP API.
   if (type === "resync") {
     loadAll();
+    return;
+  }
+  if (type === "alarm") {
+    onAlarm(payload);
+    renderFeed($("feed"), state.feed);
+    markUpdated();
     return;
   }
   if (!Array.isArray(payload?.items)) return;
@@ -310,7 +361,7 @@ function onStreamStatus(status) {
     clearInterval(pollTimer);
     pollTimer = null;
   } else if (!pollTimer && status !== "connecting") {
-    pollTimer = setInterval(() => load("air", "traffic", "latest"), POLL_MS);
+    pollTimer = setInterval(() => load("alarms", "air", "traffic", "latest"), POLL_MS);
   }
   renderStatus();
 }
@@ -333,7 +384,14 @@ function renderMap() {
   // The map fits the chosen city: its sensors and its outlines (one without a city is drawn only when the key
   // sees a single city, since it cannot say whose it is).
   const outlines = state.outlines.filter((o) => (o.city ? o.city === state.city : state.cities.length < 2));
-  map.render({ sensors: state.sensors, outlines: outlines.length ? outlines : null, ispu: state.ispu, traffic: state.traffic, ...selection() });
+  map.render({
+    sensors: state.sensors,
+    outlines: outlines.length ? outlines : null,
+    ispu: state.ispu,
+    traffic: state.traffic,
+    alarms: severityBySensor(state.alarms),
+    ...selection(),
+  });
 }
 
 function markUpdated() {
@@ -472,6 +530,8 @@ function wire() {
     $("key-input").value = "";
     $("key-form").hidden = true;
     state.authProblem = null;
+    state.canAcknowledge = true;
+    state.alarmProblem = null;
     stream.restart();
     loadAll();
   });

@@ -109,7 +109,7 @@ export class SensorMap {
    * Draw `sensors` (registry items) with `ispu` and `traffic` (Maps by sensor_id of the API's items).
    * `onSelect(sensor_id)` runs when a marker is clicked or activated with the keyboard.
    */
-  render({ sensors, outlines, ispu, traffic, selected, onSelect }) {
+  render({ sensors, outlines, ispu, traffic, alarms = new Map(), selected, onSelect }) {
     const key = JSON.stringify([sensors.map((x) => [x.sensor_id, x.lat, x.lon, x.district]), outlines ?? null]);
     if (key !== this.layoutKey) {
       this.layout = layout(sensors, outlines);
@@ -144,7 +144,7 @@ export class SensorMap {
     const markers = s(
       "g",
       { class: "sensors" },
-      ordered.map((sensor) => this.marker(sensor, proj.project([sensor.lon, sensor.lat]), unit, { ispu, traffic, selected, onSelect })),
+      ordered.map((sensor) => this.marker(sensor, proj.project([sensor.lon, sensor.lat]), unit, { ispu, traffic, alarms, selected, onSelect })),
     );
     fill(this.svg, s("title", {}, t("mapLabel")), areas, lines, labels, markers);
     this.renderLegend(derived);
@@ -165,7 +165,7 @@ export class SensorMap {
     return this.labels;
   }
 
-  marker(sensor, [x, y], unit, { ispu, traffic, selected, onSelect }) {
+  marker(sensor, [x, y], unit, { ispu, traffic, alarms, selected, onSelect }) {
     const name = sensor.name && sensor.name !== sensor.sensor_id ? `${sensor.name} (${sensor.sensor_id})` : sensor.sensor_id;
     const dataset = { sensorId: sensor.sensor_id, kind: sensor.kind, district: sensor.district };
     let shape;
@@ -190,6 +190,11 @@ export class SensorMap {
       const r = (MARKER_PX - 1.5) * unit;
       shape = s("rect", { x: -r, y: -r, width: 2 * r, height: 2 * r, rx: 3 * unit, fill: colour, "stroke-width": stroke });
     }
+    const severity = alarms.get(sensor.sensor_id);
+    if (severity) {
+      dataset.alarm = severity;
+      summary += ` — ${t("alarm")}: ${t(`severity_${severity}`)}`;
+    }
     const label = `${name} — ${sensor.district}: ${summary}`;
     const activate = () => onSelect(sensor.sensor_id);
     return s(
@@ -210,6 +215,7 @@ export class SensorMap {
         },
       },
       s("title", {}, label),
+      severity ? s("circle", { class: `alarm-ring ${severity}`, r: (MARKER_PX + 5) * unit, "stroke-width": 3 * unit }) : null,
       shape,
       s("text", { class: "marker-text", fill: textOn(colour), dy: "0.35em", "font-size": MARKER_FONT_PX * unit }, text),
     );

@@ -287,6 +287,7 @@ export function feedText(type, item, window) {
   if (type === "ispu") return t("feedIspu", { ispu: item.ispu, category: item.category });
   if (type === "traffic") return t("feedTraffic", { los: item.los, dj: num(item.degree_of_saturation, 2) });
   if (type === "aqi") return t("feedAqi", { aqi: item.aqi });
+  if (type === "alarm") return t(`feedAlarm_${item.event}`, { rule: item.rule_name, value: num(item.last_value, 2) });
   return type;
 }
 

@@ -20,8 +20,8 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import dict_row
 
-from livinglab.alarms.outbox import enqueue_deliveries, enqueue_deliveries_async
-from livinglab.events import EventType, publish_event, publish_event_async
+from livinglab.alarms.outbox import enqueue_deliveries_async, enqueue_many
+from livinglab.events import EventType, publish_event_async, publish_events
 
 AlarmEvent = Literal["raised", "acknowledged", "cleared"]
 AlarmState = Literal["active", "acknowledged", "cleared"]
@@ -36,21 +36,34 @@ _SELECT_ONE = f"SELECT {ALARM_COLUMNS} FROM {ALARM_FROM} WHERE a.alarm_id = %s"
 
 _RAISE = """
 INSERT INTO alarms (rule_id, sensor_key, city, district, severity, state, raised_at, value, last_value)
-SELECT %(rule_id)s, s.sensor_key, s.city, s.district, %(severity)s, 'active', now(), %(value)s, %(value)s
-FROM sensors s WHERE s.sensor_key = %(sensor_key)s
+SELECT r.rule_id, s.sensor_key, s.city, s.district, r.severity, 'active', now(), r.value, r.value
+FROM unnest(%(rules)s::text[], %(keys)s::int[], %(severities)s::text[], %(values)s::float8[])
+     AS r(rule_id, sensor_key, severity, value)
+JOIN sensors s USING (sensor_key)
+ORDER BY r.rule_id, r.sensor_key
 ON CONFLICT (rule_id, sensor_key) WHERE state <> 'cleared' DO NOTHING
-RETURNING alarm_id
+RETURNING alarm_id, rule_id, sensor_key
 """
 _CLEAR = """
-UPDATE alarms SET state = 'cleared', cleared_at = now(), last_value = coalesce(%(value)s, last_value)
-WHERE alarm_id = %(alarm_id)s AND state <> 'cleared' RETURNING alarm_id
+UPDATE alarms a SET state = 'cleared', cleared_at = now(), last_value = coalesce(c.value, a.last_value)
+FROM unnest(%(ids)s::int8[], %(values)s::float8[]) AS c(alarm_id, value)
+WHERE a.alarm_id = c.alarm_id AND a.state <> 'cleared' RETURNING a.alarm_id
 """
 _ACKNOWLEDGE = """
 UPDATE alarms SET state = 'acknowledged', acknowledged_at = now(), note = %(note)s
 WHERE alarm_id = %(alarm_id)s AND state = 'active' RETURNING alarm_id
 """
-_LAST_VALUE = "UPDATE alarms SET last_value = %s WHERE alarm_id = %s AND last_value IS DISTINCT FROM %s"
+_LAST_VALUES = """
+UPDATE alarms a SET last_value = v.value FROM unnest(%s::int8[], %s::float8[]) AS v(alarm_id, value)
+WHERE a.alarm_id = v.alarm_id AND a.last_value IS DISTINCT FROM v.value
+"""
 _HISTORY = "INSERT INTO alarm_history (alarm_id, event, value, note) VALUES (%s, %s, %s, %s)"
+_HISTORY_MANY = """
+INSERT INTO alarm_history (alarm_id, event, value)
+SELECT h.alarm_id, %s, h.value FROM unnest(%s::int8[], %s::float8[]) WITH ORDINALITY AS h(alarm_id, value, n)
+ORDER BY h.n
+"""
+_SELECT_MANY = f"SELECT {ALARM_COLUMNS} FROM {ALARM_FROM} WHERE a.alarm_id = ANY(%s::int8[]) ORDER BY a.alarm_id"
 _CHANNELS = "SELECT channels FROM alarm_rules WHERE rule_id = %s"
 
 
@@ -92,53 +105,89 @@ class RaiseRequest:
     value: float
 
 
-def _load(conn: psycopg.Connection[Any], alarm_id: int) -> dict[str, Any]:
+def _load_many(conn: psycopg.Connection[Any], alarm_ids: Sequence[int]) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_SELECT_ONE, (alarm_id,)).fetchone()
-    assert row is not None
-    return alarm_object(row)
+        return [alarm_object(row) for row in cur.execute(_SELECT_MANY, (list(alarm_ids),)).fetchall()]
 
 
-def _announce(conn: psycopg.Connection[Any], event: AlarmEvent, alarm: dict[str, Any], channels: Sequence[str]) -> None:
-    publish_event(conn, EventType.ALARM, {"event": event, "alarm": alarm}, city=alarm["city"])
-    enqueue_deliveries(conn, event=event, alarm=alarm, channel_ids=channels)
+def _announce(
+    conn: psycopg.Connection[Any],
+    event: AlarmEvent,
+    alarms: Sequence[dict[str, Any]],
+    channels: Mapping[int, Sequence[str]],
+) -> None:
+    """Record, announce and queue `event` for each alarm (in alarm_id order): history, events, deliveries."""
+    conn.execute(
+        _HISTORY_MANY,
+        (event, [a["alarm_id"] for a in alarms], [a["value" if event == "raised" else "last_value"] for a in alarms]),
+    )
+    publish_events(conn, EventType.ALARM, [({"event": event, "alarm": a}, a["city"]) for a in alarms])
+    enqueue_many(conn, event=event, alarms=[(a, channels.get(a["alarm_id"], ())) for a in alarms])
+
+
+def raise_alarms(conn: psycopg.Connection[Any], requests: Sequence[RaiseRequest]) -> list[dict[str, Any]]:
+    """Open an episode for each pair that has none open; returns the new alarms (pairs with one open: nothing)."""
+    if not requests:
+        return []
+    rows = conn.execute(
+        _RAISE,
+        {
+            "rules": [r.rule_id for r in requests],
+            "keys": [r.sensor_key for r in requests],
+            "severities": [r.severity for r in requests],
+            "values": [r.value for r in requests],
+        },
+    ).fetchall()
+    if not rows:
+        return []
+    alarms = _load_many(conn, [row[0] for row in rows])
+    by_pair = {(r.rule_id, r.sensor_key): r.channels for r in requests}
+    channels = {alarm_id: by_pair[(rule_id, key)] for alarm_id, rule_id, key in rows}
+    _announce(conn, "raised", alarms, channels)
+    return alarms
 
 
 def raise_alarm(conn: psycopg.Connection[Any], request: RaiseRequest) -> dict[str, Any] | None:
     """Open an episode for the pair unless one is open; returns the new alarm, or None when one was open."""
-    row = conn.execute(
-        _RAISE,
-        {
-            "rule_id": request.rule_id,
-            "severity": request.severity,
-            "sensor_key": request.sensor_key,
-            "value": request.value,
-        },
-    ).fetchone()
-    if row is None:
-        return None
-    conn.execute(_HISTORY, (row[0], "raised", request.value, None))
-    alarm = _load(conn, row[0])
-    _announce(conn, "raised", alarm, request.channels)
-    return alarm
+    raised = raise_alarms(conn, [request])
+    return raised[0] if raised else None
+
+
+@dataclass(frozen=True, slots=True)
+class ClearRequest:
+    """An open episode whose condition no longer holds (`value`: the value that clears it, None: no value)."""
+
+    alarm_id: int
+    value: float | None
+    channels: Sequence[str]
+
+
+def clear_alarms(conn: psycopg.Connection[Any], requests: Sequence[ClearRequest]) -> list[dict[str, Any]]:
+    """Close the open episodes among `requests`; returns the alarms cleared (ones already closed: nothing)."""
+    if not requests:
+        return []
+    rows = conn.execute(
+        _CLEAR, {"ids": [r.alarm_id for r in requests], "values": [r.value for r in requests]}
+    ).fetchall()
+    if not rows:
+        return []
+    alarms = _load_many(conn, [row[0] for row in rows])
+    _announce(conn, "cleared", alarms, {r.alarm_id: r.channels for r in requests})
+    return alarms
 
 
 def clear_alarm(
     conn: psycopg.Connection[Any], alarm_id: int, value: float | None, channels: Sequence[str]
 ) -> dict[str, Any] | None:
     """Close an open episode (`value`: the value that clears it, when there is one); None when it was closed."""
-    row = conn.execute(_CLEAR, {"alarm_id": alarm_id, "value": value}).fetchone()
-    if row is None:
-        return None
-    conn.execute(_HISTORY, (alarm_id, "cleared", value, None))
-    alarm = _load(conn, alarm_id)
-    _announce(conn, "cleared", alarm, channels)
-    return alarm
+    cleared = clear_alarms(conn, [ClearRequest(alarm_id, value, channels)])
+    return cleared[0] if cleared else None
 
 
-def record_last_value(conn: psycopg.Connection[Any], alarm_id: int, value: float) -> None:
-    """Keep an open episode's `last_value` current (no event: only raise, acknowledge and clear are events)."""
-    conn.execute(_LAST_VALUE, (value, alarm_id, value))
+def record_last_values(conn: psycopg.Connection[Any], values: Sequence[tuple[int, float]]) -> None:
+    """Keep open episodes' `last_value` current (no event: only raise, acknowledge and clear are events)."""
+    if values:
+        conn.execute(_LAST_VALUES, ([a for a, _ in values], [v for _, v in values]))
 
 
 async def acknowledge_alarm(

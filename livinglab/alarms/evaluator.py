@@ -40,7 +40,13 @@ from typing import Any
 
 import psycopg
 
-from livinglab.alarms.episodes import RaiseRequest, clear_alarm, raise_alarm, record_last_value
+from livinglab.alarms.episodes import (
+    ClearRequest,
+    RaiseRequest,
+    clear_alarms,
+    raise_alarms,
+    record_last_values,
+)
 from livinglab.alarms.rules import MEAN_1M_PREFIX, Metric, Source, meets, windows_needed
 from livinglab.domain import QUANTITIES
 from livinglab.events import EventType, read_events
@@ -297,10 +303,14 @@ def _series(
 
 
 def _evaluate(conn: psycopg.Connection[Any], pairs: Sequence[tuple[StoredRule, Sensor]], outcome: Outcome) -> None:
-    """Evaluate (rule, sensor) pairs: raise, clear, or track the last value. Pairs of one metric are read together."""
+    """Evaluate (rule, sensor) pairs: raise, clear, or track the last value. Pairs of one metric are read together;
+    the raises, clears and last values of all of them are written in one statement each."""
     by_metric: dict[str, list[tuple[StoredRule, Sensor]]] = defaultdict(list)
     for rule, sensor in pairs:
         by_metric[rule.metric.name].append((rule, sensor))
+    raises: list[RaiseRequest] = []
+    clears: list[ClearRequest] = []
+    last_values: list[tuple[int, float]] = []
     for group in by_metric.values():
         metric = group[0][0].metric
         keys = sorted({s.key for _, s in group})
@@ -312,20 +322,18 @@ def _evaluate(conn: psycopg.Connection[Any], pairs: Sequence[tuple[StoredRule, S
             values = series.get(sensor.key, [])
             newest = values[0][1] if values else None
             alarm_id = open_alarms.get((rule.rule_id, sensor.key))
-            if alarm_id is not None:
-                if newest is None:
-                    continue
-                if rule.clears(newest):
-                    cleared = clear_alarm(conn, alarm_id, newest, rule.channels)
-                    if cleared is not None:
-                        outcome.cleared.append(cleared)
-                else:
-                    record_last_value(conn, alarm_id, newest)
-            elif newest is not None and rule.raises(values):
-                request = RaiseRequest(rule.rule_id, rule.severity, rule.channels, sensor.key, newest)
-                raised = raise_alarm(conn, request)
-                if raised is not None:
-                    outcome.raised.append(raised)
+            if newest is None:
+                continue
+            if alarm_id is None:
+                if rule.raises(values):
+                    raises.append(RaiseRequest(rule.rule_id, rule.severity, rule.channels, sensor.key, newest))
+            elif rule.clears(newest):
+                clears.append(ClearRequest(alarm_id, newest, rule.channels))
+            else:
+                last_values.append((alarm_id, newest))
+    outcome.cleared += clear_alarms(conn, clears)
+    record_last_values(conn, last_values)
+    outcome.raised += raise_alarms(conn, raises)
 
 
 def _pairs(rules: Iterable[StoredRule], sensors: Iterable[Sensor]) -> list[tuple[StoredRule, Sensor]]:
@@ -364,10 +372,8 @@ def evaluate_cycle(
                 if rule.metric.source is not Source.SILENCE_S:
                     _evaluate(conn, _pairs([rule], _scope_sensors(conn, rule)), outcome)
             else:
-                for (alarm_id,) in conn.execute(_OPEN_OF_RULE, (rule.rule_id,)).fetchall():
-                    cleared = clear_alarm(conn, alarm_id, None, rule.channels)
-                    if cleared is not None:
-                        outcome.cleared.append(cleared)
+                open_ids = [row[0] for row in conn.execute(_OPEN_OF_RULE, (rule.rule_id,)).fetchall()]
+                outcome.cleared += clear_alarms(conn, [ClearRequest(a, None, rule.channels) for a in open_ids])
             conn.execute(_MARK_EVALUATED, (rule.revision, rule.rule_id, rule.revision))
 
         silence_rules = [r for r in enabled if r.metric.source is Source.SILENCE_S]

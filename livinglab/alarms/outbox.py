@@ -32,6 +32,36 @@ def delivery_payload(event: str, alarm: Mapping[str, Any]) -> dict[str, Any]:
     return {"event": event, "alarm": dict(alarm)}
 
 
+_ENQUEUE_MANY = """
+INSERT INTO notification_deliveries (channel_id, alarm_id, event, payload)
+SELECT c.channel_id, q.alarm_id, %(event)s, q.payload::jsonb
+FROM unnest(%(alarm_ids)s::int8[], %(channels)s::text[], %(payloads)s::text[])
+     WITH ORDINALITY AS q(alarm_id, channel, payload, n)
+JOIN notification_channels c ON c.channel_id = q.channel
+ORDER BY q.n
+"""
+
+
+def enqueue_many(
+    conn: psycopg.Connection[Any], *, event: str, alarms: Sequence[tuple[Mapping[str, Any], Sequence[str]]]
+) -> int:
+    """`enqueue_deliveries` for many alarms of one event at once: (alarm, channel ids) pairs; one NOTIFY."""
+    rows = [
+        (alarm["alarm_id"], channel, json.dumps(delivery_payload(event, alarm), separators=(",", ":")))
+        for alarm, channel_ids in alarms
+        for channel in channel_ids
+    ]
+    if not rows:
+        return 0
+    alarm_ids, channels, payloads = (list(column) for column in zip(*rows, strict=True))
+    cur = conn.execute(
+        _ENQUEUE_MANY, {"event": event, "alarm_ids": alarm_ids, "channels": channels, "payloads": payloads}
+    )
+    if cur.rowcount:
+        conn.execute(_NOTIFY, (CHANNEL_DELIVERIES, event))
+    return max(cur.rowcount, 0)
+
+
 def _params(event: str, alarm: Mapping[str, Any], channel_ids: Sequence[str]) -> dict[str, Any]:
     return {
         "alarm_id": alarm["alarm_id"],

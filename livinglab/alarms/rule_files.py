@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from livinglab.alarms.rules import RuleSpec
 from livinglab.errors import LivinglabError
+from livinglab.sensor_files import validation_problems, yaml_entries
 
 DEFAULT_RULES = "default_rules.yaml"
 
@@ -29,16 +28,7 @@ class RuleFileError(LivinglabError):
 
 def parse_rules(text: str) -> list[RuleSpec]:
     """Rules from the text of a YAML file; raises RuleFileError listing every invalid entry."""
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RuleFileError(f"not valid YAML: {exc}") from exc
-    if isinstance(data, Mapping) and "rules" in data:
-        data = data["rules"]
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        raise RuleFileError("a rule file holds a list of rules, or a mapping with a `rules:` list")
+    data = yaml_entries(text, "rules", RuleFileError)
     specs: list[RuleSpec] = []
     problems: list[str] = []
     seen: set[str] = set()
@@ -49,7 +39,7 @@ def parse_rules(text: str) -> list[RuleSpec]:
         try:
             spec = RuleSpec.model_validate(dict(row))
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'rule'}: {e['msg']}" for e in exc.errors())
+            detail = validation_problems(exc, "rule")
             problems.append(f"entry {number} ({row.get('rule_id', '?')}): {detail}")
             continue
         if spec.rule_id is not None:

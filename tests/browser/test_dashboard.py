@@ -359,3 +359,65 @@ def test_a_lorawan_sensor_shows_its_dev_eui_field_map_and_missed_frames(
     d.page.wait_for_selector("#lorawan-facts", state="hidden")
     d.page.screenshot(path=artifacts_dir / "dashboard-lorawan-sensor.png", full_page=True)
     assert d.console_errors == []
+
+
+def _alarm_of(platform: RunningPlatform, rule_id: str) -> dict[str, Any]:
+    def check() -> tuple[bool, Any]:
+        items = platform.get("/v1/alarms", rule_id=rule_id)["items"]
+        return bool(items), items
+
+    alarms: list[dict[str, Any]] = poll(check, timeout_s=60)
+    return alarms[0]
+
+
+def _silence_rule(platform: RunningPlatform, rule_id: str, sensor_id: str, severity: str) -> dict[str, Any]:
+    # Every sensor has been silent for more than -1 s: the evaluator raises it at its next clock tick.
+    body = {"rule_id": rule_id, "name": f"test {rule_id}", "metric": "silence_s", "op": ">", "threshold": -1,
+            "severity": severity, "sensor_id": sensor_id}  # fmt: skip
+    platform.post("/v1/alarm-rules", body)
+    return _alarm_of(platform, rule_id)
+
+
+def test_alarms_panel_shows_open_alarms_live_and_acknowledges_with_a_note(
+    open_dashboard: OpenDashboard, platform: RunningPlatform, artifacts_dir: Path
+) -> None:
+    d = open_dashboard(lang="id")
+    d.open()
+    wait_for_stream(d)
+    city_sensors = d.evaluate("() => [...document.querySelectorAll('#map g.sensor.air')].map(e => e.dataset.sensorId)")
+    first, second = city_sensors[:2]
+    alarm = _silence_rule(platform, "browser-critical", first, "critical")
+    # Raised after the page loaded: it arrives over the stream (the page reloads everything only once a minute).
+    item = f"#alarm-list li.alarm[data-alarm-id='{alarm['alarm_id']}']"
+    d.page.wait_for_selector(item, timeout=20_000)
+    d.page.wait_for_selector(f"#map g.sensor[data-sensor-id='{first}'][data-alarm=critical] .alarm-ring")
+    assert d.page.text_content(f"{item} .severity") == "Kritis"
+    assert "Tanggapi" in d.page.text_content(f"{item} button[type=submit]")
+
+    d.page.fill(f"{item} input", "tim sudah dikirim")
+    d.page.click(f"{item} button[type=submit]")
+    d.page.wait_for_selector(f"{item}[data-state=acknowledged]", timeout=20_000)
+    served = platform.get(f"/v1/alarms/{alarm['alarm_id']}")
+    assert (served["state"], served["note"]) == ("acknowledged", "tim sudah dikirim")
+
+    # Active alarms come first: a newer, milder one still goes above the acknowledged one.
+    later = _silence_rule(platform, "browser-info", second, "info")
+    d.page.wait_for_selector(f"#alarm-list li.alarm[data-alarm-id='{later['alarm_id']}']", timeout=20_000)
+    states = d.evaluate("() => [...document.querySelectorAll('#alarm-list li.alarm')].map(e => e.dataset.state)")
+    assert states == sorted(states, key=lambda s: s != "active")
+    d.page.click("[data-lang=en]")
+    assert d.page.text_content(f"{item} .severity") == "Critical"
+    d.page.screenshot(path=artifacts_dir / "dashboard-alarms.png", full_page=True)
+    assert d.console_errors == []
+
+    # A read key sees the alarms but may not acknowledge: the panel says so.
+    read_key = platform.post("/v1/keys", {"scope": "read", "name": "browser read"})["key"]
+    reader = open_dashboard(key=read_key, lang="en")
+    reader.open()
+    entry = f"#alarm-list li.alarm[data-alarm-id='{later['alarm_id']}']"
+    reader.page.wait_for_selector(entry)
+    reader.page.click(f"{entry} button[type=submit]")
+    reader.page.wait_for_selector("#alarms-summary .panel-error")
+    assert "sensors:write" in reader.page.text_content("#alarms-summary")
+    assert reader.page.query_selector_all("#alarm-list .ack-form") == []
+    assert platform.get(f"/v1/alarms/{later['alarm_id']}")["state"] == "active"
