@@ -140,7 +140,8 @@ def _sleep_until(moment: float) -> None:
 async def _bare_posts(url: str, rate: float, duration_s: float) -> dict[str, float]:
     """POST at `rate` per second; returns delivery id -> wall-clock time the POST was due."""
     due: dict[str, float] = {}
-    async with httpx.AsyncClient(timeout=10) as client:
+    limits = httpx.Limits(max_connections=32)  # as many at once as a deliverer sends (LIVINGLAB_NOTIFY_CONCURRENCY)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10, pool=None), limits=limits) as client:
         tasks = []
         start = time.monotonic()
         for n in range(int(rate * duration_s)):
@@ -152,7 +153,7 @@ async def _bare_posts(url: str, rate: float, duration_s: float) -> dict[str, flo
             body = json.dumps(alarm_payload("raised", n, "aq-bare", "jakarta", 101.0)).encode()
             headers = {DELIVERY_HEADER: delivery_id, "Content-Type": "application/json"}
             tasks.append(asyncio.create_task(client.post(url, content=body, headers=headers)))
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)  # a POST that failed counts as missing
     return due
 
 

@@ -63,7 +63,10 @@ class NotifySettings(CoreSettings):
         default="auto",
         description="MQTT version: 5, 3.1.1 (brokers that speak only 3.1.1, such as amqtt), or auto (try 5 first).",
     )
-    smtp_host: str | None = Field(default=None, description="SMTP server of email channels (unset: email fails).")
+    smtp_host: str | None = Field(
+        default=None,
+        description="SMTP server of email channels (unset: email deliveries wait and retry, `last_error` says why).",
+    )
     smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port.")
     smtp_user: str | None = Field(default=None, description="SMTP user name (unset: no login).")
     smtp_password: str | None = Field(default=None, description="SMTP password.")
