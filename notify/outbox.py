@@ -32,19 +32,23 @@ RETURNING d.delivery_id, d.channel_id, d.event, d.payload::text, d.attempts, d.c
 _DELIVERED = """
 UPDATE notification_deliveries
    SET status = 'delivered', delivered_at = now(), last_error = NULL, claimed_by = NULL
- WHERE delivery_id = %(delivery_id)s AND status = 'pending'
+ WHERE delivery_id = ANY(%(ids)s::uuid[]) AND status = 'pending'
 """
 _RETRY = """
-UPDATE notification_deliveries
-   SET last_error = %(error)s, claimed_by = NULL,
-       status = CASE WHEN now() >= created_at + %(retry_for_s)s * interval '1 second' THEN 'failed' ELSE 'pending' END,
-       next_attempt_at = now() + %(delay_s)s * interval '1 second'
- WHERE delivery_id = %(delivery_id)s AND status = 'pending' AND attempts = %(attempts)s
-RETURNING status
+UPDATE notification_deliveries d
+   SET last_error = f.error, claimed_by = NULL,
+       status = CASE WHEN now() >= d.created_at + %(retry_for_s)s * interval '1 second' THEN 'failed'
+                     ELSE 'pending' END,
+       next_attempt_at = now() + f.delay_s * interval '1 second'
+  FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(errors)s::text[], %(delays)s::float8[])
+       AS f(delivery_id, attempts, error, delay_s)
+ WHERE d.delivery_id = f.delivery_id AND d.status = 'pending' AND d.attempts = f.attempts
+RETURNING d.delivery_id, d.status
 """
 _GIVE_UP = """
-UPDATE notification_deliveries SET status = 'failed', last_error = %(error)s, claimed_by = NULL
- WHERE delivery_id = %(delivery_id)s AND status = 'pending'
+UPDATE notification_deliveries d SET status = 'failed', last_error = f.error, claimed_by = NULL
+  FROM unnest(%(ids)s::uuid[], %(errors)s::text[]) AS f(delivery_id, error)
+ WHERE d.delivery_id = f.delivery_id AND d.status = 'pending'
 """
 _TAKE_BACK = """
 UPDATE notification_deliveries SET next_attempt_at = now(), claimed_by = NULL
@@ -97,32 +101,56 @@ async def claim(conn: AsyncConnection[Any], *, worker: str, limit: int, lease_s:
     ]
 
 
-async def mark_delivered(conn: AsyncConnection[Any], delivery: Delivery) -> None:
-    await conn.execute(_DELIVERED, {"delivery_id": delivery.delivery_id})
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt came to: delivered (`error` None), to be retried after `delay_s`, or failed for good
+    (`permanent`)."""
+
+    delivery: Delivery
+    error: str | None = None
+    permanent: bool = False
+    delay_s: float = 0.0
 
 
-async def schedule_retry(
-    conn: AsyncConnection[Any], delivery: Delivery, error: str, *, delay_s: float, retry_for_s: float
-) -> str | None:
-    """Record a failed attempt: pending again after `delay_s`, or failed when the retry period is over. Returns the
-    new status (None when another deliverer has taken the row meanwhile)."""
-    cur = await conn.execute(
-        _RETRY,
-        {
-            "delivery_id": delivery.delivery_id,
-            "attempts": delivery.attempts,
-            "error": error[:MAX_ERROR_LENGTH],
-            "delay_s": delay_s,
-            "retry_for_s": retry_for_s,
-        },
-    )
-    row = await cur.fetchone()
-    return str(row[0]) if row else None
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    delivered: int
+    retried: int
+    failed: int
 
 
-async def give_up(conn: AsyncConnection[Any], delivery: Delivery, error: str) -> None:
-    """Fail a delivery that no retry can make (the alarm's city is not one of the channel's)."""
-    await conn.execute(_GIVE_UP, {"delivery_id": delivery.delivery_id, "error": error[:MAX_ERROR_LENGTH]})
+async def record_outcomes(conn: AsyncConnection[Any], outcomes: list[Outcome], *, retry_for_s: float) -> Recorded:
+    """Store the outcomes of attempts, a statement per kind (autocommit: each is committed on its own). A failed
+    attempt goes back to pending after its delay, or to failed once the delivery is older than `retry_for_s`. Rows
+    another deliverer has taken meanwhile (its lease ran out) are left to it."""
+    delivered = [o.delivery.delivery_id for o in outcomes if o.error is None]
+    retries = [o for o in outcomes if o.error is not None and not o.permanent]
+    give_ups = [o for o in outcomes if o.error is not None and o.permanent]
+    failed = 0
+    if delivered:
+        await conn.execute(_DELIVERED, {"ids": delivered})
+    if retries:
+        cur = await conn.execute(
+            _RETRY,
+            {
+                "ids": [o.delivery.delivery_id for o in retries],
+                "attempts": [o.delivery.attempts for o in retries],
+                "errors": [(o.error or "")[:MAX_ERROR_LENGTH] for o in retries],
+                "delays": [o.delay_s for o in retries],
+                "retry_for_s": retry_for_s,
+            },
+        )
+        failed += sum(1 for row in await cur.fetchall() if row[1] == "failed")
+    if give_ups:
+        await conn.execute(
+            _GIVE_UP,
+            {
+                "ids": [o.delivery.delivery_id for o in give_ups],
+                "errors": [(o.error or "")[:MAX_ERROR_LENGTH] for o in give_ups],
+            },
+        )
+        failed += len(give_ups)
+    return Recorded(delivered=len(delivered), retried=len(retries) - (failed - len(give_ups)), failed=failed)
 
 
 async def take_back(conn: AsyncConnection[Any], *, worker: str) -> int:

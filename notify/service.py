@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -39,7 +41,7 @@ from notify._email import EmailSender
 from notify._mqtt import MqttSender
 from notify._webhook import WebhookSender
 from notify.errors import DeliveryError
-from notify.outbox import Delivery
+from notify.outbox import Delivery, Outcome
 from notify.settings import NotifySettings
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,9 @@ class Deliverer:
         self._stopped: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._outcomes: asyncio.Queue[Outcome] | None = None
+        #: When retries this deliverer scheduled come due (monotonic clock, a heap).
+        self._retries_due: list[float] = []
         #: Outcomes of attempts since start.
         self.delivered = 0
         self.retried = 0
@@ -114,13 +119,21 @@ class Deliverer:
             self._database_url, name=f"notify-{self._worker}", policy=self._policy, min_size=2, max_size=4, check=None
         )
         await pool.open()
+        self._outcomes = asyncio.Queue()
         listener = asyncio.create_task(self._listen(), name="notify-listen")
+        recorder = asyncio.create_task(self._recorder(pool), name="notify-record")
         log.info("deliverer %s started (%d at once)", self._worker, self.settings.notify_concurrency)
         try:
             await self._claim_loop(pool, senders)
         finally:
             listener.cancel()
             await self._drain()
+            # What the attempts came to is stored before the pool closes (within the database's deadline).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outcomes.join(), self._policy.cut_after_s)
+            recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
             await senders.aclose()
@@ -196,7 +209,7 @@ class Deliverer:
                         claimed = await outbox.claim(
                             conn, worker=self._worker, limit=free, lease_s=settings.notify_lease_s
                         )
-                    if len(claimed) < free:  # nothing more is due now: when is the next one?
+                    if not claimed:  # nothing is due: when is the next one (of any deliverer)?
                         next_due_s = await outbox.seconds_to_next_due(conn)
                 backoff.succeeded()
             except psycopg.Error as exc:
@@ -207,7 +220,7 @@ class Deliverer:
                         await asyncio.wait_for(self._stopped.wait(), delay)
                 continue
             for delivery in claimed:
-                task = asyncio.create_task(self._attempt(pool, senders, delivery))
+                task = asyncio.create_task(self._attempt(senders, delivery))
                 self._in_flight.add(task)
                 task.add_done_callback(self._finished)
             if self._in_flight and len(self._in_flight) >= settings.notify_concurrency:
@@ -215,9 +228,15 @@ class Deliverer:
                 continue
             if claimed and len(claimed) == free:
                 continue  # there may be more due: claim again
+            # Asleep until a NOTIFY, a retry of ours comes due, the next due row the database named, or the poll.
             wait_s = settings.notify_poll_interval_s
             if next_due_s is not None:
                 wait_s = min(wait_s, next_due_s + 0.01)
+            now = time.monotonic()
+            while self._retries_due and self._retries_due[0] <= now:
+                heapq.heappop(self._retries_due)
+            if self._retries_due:
+                wait_s = min(wait_s, self._retries_due[0] - now + 0.01)
             await self._sleep(wait_s)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -240,67 +259,50 @@ class Deliverer:
 
     # ---- one attempt -------------------------------------------------------------------------------------------
 
-    async def _attempt(self, pool: AsyncConnectionPool[Any], senders: Senders, delivery: Delivery) -> None:
+    async def _attempt(self, senders: Senders, delivery: Delivery) -> None:
+        assert self._outcomes is not None
         delivery_id = str(delivery.delivery_id)
-        error: str | None = None
-        permanent = False
         if delivery.channel_cities and delivery.city not in delivery.channel_cities:
             error = f"the alarm is of {delivery.city!r}; the channel carries {', '.join(delivery.channel_cities)} only"
-            permanent = True
+            self._outcomes.put_nowait(Outcome(delivery, error, permanent=True))
+            return
+        try:
+            config = channel_config(delivery.channel_type, delivery.config, topic_prefix=self.settings.topic_prefix)
+            await senders.send(config, delivery_id, delivery.event, delivery.body)
+        except ChannelConfigError as exc:
+            self._outcomes.put_nowait(Outcome(delivery, str(exc), permanent=True))
+        except DeliveryError as exc:
+            delay_s = self.settings.retry_delay_s(delivery.attempts)
+            log.info("delivery %s (attempt %d): %s; again in %.0f s", delivery_id, delivery.attempts, exc, delay_s)
+            heapq.heappush(self._retries_due, time.monotonic() + delay_s)
+            self._outcomes.put_nowait(Outcome(delivery, str(exc), delay_s=delay_s))
         else:
-            try:
-                config = channel_config(delivery.channel_type, delivery.config, topic_prefix=self.settings.topic_prefix)
-                await senders.send(config, delivery_id, delivery.event, delivery.body)
-            except ChannelConfigError as exc:
-                error, permanent = str(exc), True
-            except DeliveryError as exc:
-                error = str(exc)
-        await self._record(pool, delivery, error, permanent=permanent)
+            self._outcomes.put_nowait(Outcome(delivery))
 
-    async def _record(
-        self, pool: AsyncConnectionPool[Any], delivery: Delivery, error: str | None, *, permanent: bool
-    ) -> None:
-        """Store the outcome, trying again through a database outage (until stopped: then the lease decides)."""
+    async def _recorder(self, pool: AsyncConnectionPool[Any]) -> None:
+        """Store outcomes as they come, all those waiting in one round of statements (trying again through a
+        database outage; what is never stored is attempted again when its lease runs out)."""
+        assert self._outcomes is not None
         backoff = Backoff(0.2, 5.0)
         while True:
-            try:
-                async with pool.connection() as conn:
-                    await conn.set_autocommit(True)
-                    if error is None:
-                        await outbox.mark_delivered(conn, delivery)
-                        self.delivered += 1
-                    elif permanent:
-                        await outbox.give_up(conn, delivery, error)
-                        self.failed += 1
-                        log.warning("delivery %s failed for good: %s", delivery.delivery_id, error)
-                    else:
-                        delay = self.settings.retry_delay_s(delivery.attempts)
-                        status = await outbox.schedule_retry(
-                            conn, delivery, error, delay_s=delay, retry_for_s=self.settings.retry_for_s
-                        )
-                        if status == "failed":
-                            self.failed += 1
-                            log.warning(
-                                "delivery %s failed after %d attempts: %s",
-                                delivery.delivery_id,
-                                delivery.attempts,
-                                error,
-                            )
-                        else:
-                            self.retried += 1
-                            log.info(
-                                "delivery %s (attempt %d): %s; again in %.0f s",
-                                delivery.delivery_id,
-                                delivery.attempts,
-                                error,
-                                delay,
-                            )
-                return
-            except psycopg.Error as exc:
-                if self._stopping:
-                    return
-                delay = backoff.failed()
-                log.warning(
-                    "recording delivery %s: %s; again in %.1f s", delivery.delivery_id, describe_error(exc), delay
-                )
-                await asyncio.sleep(delay)
+            batch = [await self._outcomes.get()]
+            while not self._outcomes.empty() and len(batch) < 1000:
+                batch.append(self._outcomes.get_nowait())
+            while True:
+                try:
+                    async with pool.connection() as conn:
+                        await conn.set_autocommit(True)
+                        recorded = await outbox.record_outcomes(conn, batch, retry_for_s=self.settings.retry_for_s)
+                    backoff.succeeded()
+                    break
+                except psycopg.Error as exc:
+                    delay = backoff.failed()
+                    log.warning("recording %d outcomes: %s; again in %.1f s", len(batch), describe_error(exc), delay)
+                    await asyncio.sleep(delay)
+            self.delivered += recorded.delivered
+            self.retried += recorded.retried
+            self.failed += recorded.failed
+            for outcome in batch:
+                if outcome.permanent:
+                    log.warning("delivery %s: %s", outcome.delivery.delivery_id, outcome.error)
+                self._outcomes.task_done()
