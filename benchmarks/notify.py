@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -138,11 +139,20 @@ def _sleep_until(moment: float) -> None:
 
 
 async def _bare_posts(url: str, rate: float, duration_s: float) -> dict[str, float]:
-    """POST at `rate` per second; returns delivery id -> wall-clock time the POST was due."""
+    """POST at `rate` per second from 32 senders (as many as a deliverer runs at once); returns delivery id ->
+    wall-clock time the POST was due."""
     due: dict[str, float] = {}
-    limits = httpx.Limits(max_connections=32)  # as many at once as a deliverer sends (LIVINGLAB_NOTIFY_CONCURRENCY)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10, pool=None), limits=limits) as client:
-        tasks = []
+    queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+
+    async def sender(client: httpx.AsyncClient) -> None:
+        while (item := await queue.get()) is not None:
+            delivery_id, body = item
+            headers = {DELIVERY_HEADER: delivery_id, "Content-Type": "application/json"}
+            with contextlib.suppress(httpx.HTTPError):  # a POST that failed counts as missing
+                await client.post(url, content=body, headers=headers)
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        senders = [asyncio.create_task(sender(client)) for _ in range(32)]
         start = time.monotonic()
         for n in range(int(rate * duration_s)):
             delay = start + n / rate - time.monotonic()
@@ -150,10 +160,12 @@ async def _bare_posts(url: str, rate: float, duration_s: float) -> dict[str, flo
                 await asyncio.sleep(delay)
             delivery_id = str(uuid.uuid4())
             due[delivery_id] = time.time()
-            body = json.dumps(alarm_payload("raised", n, "aq-bare", "jakarta", 101.0)).encode()
-            headers = {DELIVERY_HEADER: delivery_id, "Content-Type": "application/json"}
-            tasks.append(asyncio.create_task(client.post(url, content=body, headers=headers)))
-        await asyncio.gather(*tasks, return_exceptions=True)  # a POST that failed counts as missing
+            queue.put_nowait(
+                (delivery_id, json.dumps(alarm_payload("raised", n, "aq-bare", "jakarta", 101.0)).encode())
+            )
+        for _ in senders:
+            queue.put_nowait(None)
+        await asyncio.gather(*senders)
     return due
 
 

@@ -43,25 +43,33 @@ class WebhookSender:
             SIGNATURE_HEADER: sign(config.secret, body),
             "X-Livinglab-Event": event,
         }
-        url, extensions = config.url, {}
+        # (url, Host header, TLS server name) to try in order: the url itself, or each checked address of its host.
+        targets: list[tuple[str, str | None, str | None]] = [(config.url, None, None)]
         if self.allowed:
-            url, host_header, sni = await self._pinned(config.url)
-            headers["Host"] = host_header
-            extensions = {"sni_hostname": sni}
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                response = await self._client.post(url, content=body, headers=headers, extensions=extensions)
-        except (TimeoutError, httpx.TimeoutException):
-            raise DeliveryError(f"no answer within {self.timeout_s:g} s") from None
-        except httpx.ConnectError as exc:
-            raise DeliveryError(f"cannot connect: {exc or type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
-        if not 200 <= response.status_code < 300:
-            raise DeliveryError(f"the receiver answered HTTP {response.status_code}")
+            targets = await self._pinned(config.url)
+        for number, (url, host_header, sni) in enumerate(targets, start=1):
+            pinned = {"Host": host_header} if host_header else {}
+            extensions = {"sni_hostname": sni} if sni else {}
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    response = await self._client.post(
+                        url, content=body, headers=headers | pinned, extensions=extensions
+                    )
+            except (TimeoutError, httpx.TimeoutException):
+                raise DeliveryError(f"no answer within {self.timeout_s:g} s") from None
+            except httpx.ConnectError as exc:
+                if number < len(targets):
+                    continue  # the name's next address
+                raise DeliveryError(f"cannot connect: {exc or type(exc).__name__}") from exc
+            except httpx.HTTPError as exc:
+                raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+            if not 200 <= response.status_code < 300:
+                raise DeliveryError(f"the receiver answered HTTP {response.status_code}")
+            return
 
-    async def _pinned(self, url: str) -> tuple[str, str, str]:
-        """(url to the checked address, Host header, TLS server name) of `url`; DeliveryError when not allowed."""
+    async def _pinned(self, url: str) -> list[tuple[str, str | None, str | None]]:
+        """(url to a checked address, Host header, TLS server name) for each address of `url`'s host, in the
+        resolver's order; DeliveryError when one of them lies outside the allowed networks."""
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -69,15 +77,18 @@ class WebhookSender:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise DeliveryError(f"cannot resolve {host!r}: {exc}") from exc
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+        addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos))
         refused = [a for a in addresses if not any(a in network for network in self.allowed)]
         if not addresses or refused:
             raise DeliveryError(
                 f"{host!r} resolves to {refused[0] if refused else 'nothing'},"
                 " outside LIVINGLAB_NOTIFY_ALLOWED_NETWORKS"
             )
-        address = addresses[0]
-        literal = f"[{address}]" if address.version == 6 else str(address)
         userinfo, _, host_header = parts.netloc.rpartition("@")
-        netloc = (f"{userinfo}@" if userinfo else "") + (f"{literal}:{parts.port}" if parts.port else literal)
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), host_header, host
+        targets: list[tuple[str, str | None, str | None]] = []
+        for address in addresses:
+            literal = f"[{address}]" if address.version == 6 else str(address)
+            netloc = (f"{userinfo}@" if userinfo else "") + (f"{literal}:{parts.port}" if parts.port else literal)
+            pinned_url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+            targets.append((pinned_url, host_header, host if parts.scheme == "https" else None))
+        return targets

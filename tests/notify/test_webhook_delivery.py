@@ -186,3 +186,29 @@ def test_a_channel_of_another_city_refuses_the_alarm_and_an_old_delivery_fails(
     assert rows[old[0]]["status"] == "failed"
     assert rows[old[0]]["last_error"] == "the receiver answered HTTP 503"
     assert rows[old[0]]["attempts"] == 1
+
+
+def test_allowed_networks_refuse_other_addresses_and_pin_the_checked_one(
+    fresh_database_url: str, deliverer: DelivererFactory
+) -> None:
+    """The receiver is named `localhost`: allowed when loopback is, with the request sent to the checked address
+    and the name kept in Host; refused (and retried, with the reason) when only 10.0.0.0/8 is."""
+    with receiving() as receiver:
+        named = receiver.url.replace("127.0.0.1", "localhost")
+        with psycopg.connect(fresh_database_url) as conn:
+            channel = create_channel(conn, "webhook", {"url": named, "secret": SECRET})
+        ids = queue_events(fresh_database_url, [channel], 1)
+        refusing = deliverer("notify-strict", LIVINGLAB_NOTIFY_ALLOWED_NETWORKS="10.0.0.0/8")
+        deadline = time.monotonic() + 30
+        while (deliveries(fresh_database_url, ids)[ids[0]]["last_error"] is None) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        refusing.stop()
+        row = deliveries(fresh_database_url, ids)[ids[0]]
+        assert row["status"] == "pending"
+        assert "outside LIVINGLAB_NOTIFY_ALLOWED_NETWORKS" in row["last_error"]
+        assert receiver.arrivals == [], "nothing was sent to a refused address"
+        deliverer("notify-loopback", LIVINGLAB_NOTIFY_ALLOWED_NETWORKS="127.0.0.0/8, ::1")
+        rows = wait_until_settled(fresh_database_url, ids, timeout_s=60)
+    assert rows[ids[0]]["status"] == "delivered"
+    assert receiver.requests[-1].headers["Host"] == f"localhost:{receiver.port}"
+    _check_signed(receiver)
