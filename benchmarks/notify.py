@@ -151,7 +151,9 @@ async def _bare_posts(url: str, rate: float, duration_s: float) -> dict[str, flo
             with contextlib.suppress(httpx.HTTPError):  # a POST that failed counts as missing
                 await client.post(url, content=body, headers=headers)
 
-    async with httpx.AsyncClient(timeout=10) as client:
+    # The deliverer's client limits (notify/_webhook.py): connections kept alive for every sender.
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
         senders = [asyncio.create_task(sender(client)) for _ in range(32)]
         start = time.monotonic()
         for n in range(int(rate * duration_s)):
