@@ -72,7 +72,7 @@ def _load(url: str, minutes: int) -> int:
                     drift = 1 + 0.1 * np.sin(np.arange(ts_s.size) / 15 + rng.uniform(0, 6.3))
                     values = rng.gamma(a, b) * drift * rng.normal(1.0, 0.03, ts_s.size)
                 else:
-                    values = rng.poisson(a * spec.interval_s / 60, ts_s.size)
+                    values = rng.poisson(a * spec.interval_s / 60, ts_s.size).astype(np.float64)
                 columns["key"].append(np.full(ts_s.size, keys[spec.sensor_id], dtype=np.int32))
                 columns["quantity"].append(np.full(ts_s.size, QUANTITIES[name].code, dtype=np.int16))
                 columns["ts"].append(ts_s * 1_000_000)
@@ -155,9 +155,11 @@ def _run(server: str, template: str, variant: str, log_dir: Path) -> tuple[float
         }
         with psycopg.connect(url, autocommit=True) as conn:
             check = _CAUGHT_UP if variant != "alarms off" else _CAUGHT_UP.split("AND")[0]
-            with started(RoleProcess("process", env, log_dir, name=f"process-{name}")):
+            with started(RoleProcess("process", env, log_dir, name=f"process-{name}")) as (process,):
                 begin = time.monotonic()
                 while not conn.execute(check).fetchone()[0]:  # type: ignore[index]
+                    if not process.running:
+                        raise RuntimeError(f"the processor exited:\n{process.log_tail()}")
                     time.sleep(0.1)
                 elapsed = time.monotonic() - begin
             alarms = conn.execute("SELECT count(*) FROM alarms").fetchone()[0]  # type: ignore[index]
@@ -168,17 +170,18 @@ def _run(server: str, template: str, variant: str, log_dir: Path) -> tuple[float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--minutes", type=int, default=30, help="minutes of readings per sensor (default 30)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of every variant (default 2)")
+    parser.add_argument("--minutes", type=int, default=20, help="minutes of readings per sensor (default 20)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every variant (default 3)")
+    parser.add_argument("--alarms-off", action="store_true", help="also run without the evaluator (reference)")
     args = parser.parse_args()
-    variants = ["no rules", "100 rules", "alarms off"]
+    variants = ["no rules", "100 rules"] + (["alarms off"] if args.alarms_off else [])
     with database_server() as server, tempfile.TemporaryDirectory() as logs:
         template = unique_name("llb_alarms_template")
         template_url = create_migrated_database(server, template)
         try:
             readings = _load(template_url, args.minutes)
             print(f"\n## Processing the large scenario's backlog: {readings:,} readings of 3,024 sensors, "
-                  f"{args.minutes} minutes each; {args.rounds} alternating rounds, median")  # fmt: skip
+                  f"{args.minutes} minutes each; {args.rounds} rounds, variants alternating within each")  # fmt: skip
             times: dict[str, list[float]] = {v: [] for v in variants}
             raised: dict[str, int] = {}
             for _ in range(args.rounds):
@@ -189,13 +192,18 @@ def main() -> None:
         finally:
             drop_database(server, template)
     baseline = readings / statistics.median(times["no rules"])
-    print("\n| variant | readings/s | vs no rules | alarms raised | runs (s) |")
+    print("\n| variant | readings/s (median run) | vs no rules | alarms raised | runs (s) |")
     print("|---|---:|---:|---:|---|")
     for variant in variants:
         rate = readings / statistics.median(times[variant])
         runs = ", ".join(f"{t:.1f}" for t in times[variant])
         print(f"| {variant} | {rate:,.0f} | {rate / baseline:.2f} | {raised[variant]:,} | {runs} |")
-    print("\ntarget: 100 rules >= 0.9x no rules")
+    # On a shared machine the load moves between rounds; runs next to each other see about the same load.
+    ratios = [b / a for a, b in zip(times["100 rules"], times["no rules"], strict=True)]
+    print(
+        f"\n100 rules / no rules, run next to each other: {', '.join(f'{r:.2f}' for r in ratios)}"
+        f" (median {statistics.median(ratios):.2f}); target >= 0.9"
+    )
 
 
 if __name__ == "__main__":

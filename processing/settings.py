@@ -48,6 +48,11 @@ class ProcessorSettings(CoreSettings):
     alarm_poll_s: float = Field(
         default=1.0, gt=0, description="Alarm evaluation runs on every change event, and at least this often."
     )
+    alarm_min_interval_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="While change events keep coming, alarm evaluation runs at most this often (events gather).",
+    )
     silence_check_s: float = Field(
         default=2.0, gt=0, description="How often the rules on `silence_s` are checked against the wall clock."
     )

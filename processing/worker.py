@@ -86,6 +86,7 @@ class Processor:
                 policy=self._policy,
                 poll_s=settings.alarm_poll_s,
                 silence_check_s=settings.silence_check_s,
+                min_interval_s=settings.alarm_min_interval_s,
                 application_name=f"{self._name}-alarms",
             )
             if settings.alarms

@@ -100,6 +100,11 @@ def test_up_simulate_serves_aggregates_then_stops_cleanly(fresh_database_url: st
         assert {i["quantity"] for i in items} >= {"pm25", "pm10"}
         health = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=5).json()
         assert health["status"] == "ok"
+        # The demo city comes with the default alarm rules.
+        rules = httpx.get(
+            f"http://127.0.0.1:{port}/v1/alarm-rules", headers={"Authorization": f"Bearer {key}"}, timeout=5
+        ).json()["items"]
+        assert {r["rule_id"] for r in rules} >= {"ispu-unhealthy", "ispu-very-unhealthy", "sensor-silent"}
     finally:
         process.send_signal(signal.SIGINT)
         code = process.wait(timeout=60)

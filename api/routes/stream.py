@@ -34,15 +34,16 @@ async def stream(
         str | None,
         Query(
             max_length=100,
-            description="Comma-separated event types to receive (aggregates, ispu, aqi, traffic). Default: all.",
+            description="Comma-separated event types to receive (aggregates, ispu, aqi, traffic, service_levels,"
+            " alarm). Default: all.",
         ),
     ] = None,
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", description="Resume after this event id (sent by EventSource).")
     ] = None,
 ) -> StreamingResponse:
-    """New aggregates and index changes as they are stored, one SSE message per event: `id` is the event id,
-    `event` its type and `data` its JSON payload (see `livinglab.events`). Event ids increase in the order the
+    """New aggregates, index changes and alarm changes as they are stored, one SSE message per event: `id` is the
+    event id, `event` its type and `data` its JSON payload (see `livinglab.events`). Event ids increase in the order the
     events were committed. Comments are sent as heartbeats every `LIVINGLAB_SSE_HEARTBEAT_S` seconds. A client
     reconnecting with `Last-Event-ID` first gets the events it missed, each once and in order (or one `resync` event
     when it missed too many, after which it should refetch from the HTTP API). When the database becomes

@@ -10,6 +10,8 @@ What drives it
 - A rule written or changed (its `revision` above `evaluated_revision`) is evaluated once against every sensor of
   its scope, so a rule made while a value already meets it raises at once; a disabled rule's open alarms clear.
 - A clock for `silence_s` (every `silence_check_s`): one query over the sensors in the scope of silence rules.
+- The hour: ISPU and AQI values are computed ahead of their label and served the moment their hour ends, with no
+  change event then, so when an hour has ended the rules on `ispu` and `aqi` go through their scope once.
 
 One cycle runs in one transaction that holds the cursor row (`FOR UPDATE SKIP LOCKED`): it reads the events after
 the cursor, raises and clears alarms (`livinglab.alarms.episodes`, each with its `alarm` event and its queued
@@ -68,11 +70,16 @@ _EVENT_SOURCES: dict[str, tuple[Source, ...]] = {
     EventType.SERVICE_LEVELS: (Source.COMPLETENESS_1H,),
 }
 
-_LOCK_CURSOR = (
-    "SELECT cursor, extract(epoch FROM now() - silence_checked_at) FROM alarm_evaluator FOR UPDATE SKIP LOCKED"
-)
+_LOCK_CURSOR = """
+SELECT cursor, extract(epoch FROM now() - silence_checked_at),
+       date_trunc('hour', now()) > coalesce(labels_checked_at, '-infinity')
+FROM alarm_evaluator FOR UPDATE SKIP LOCKED
+"""
 _MOVE_CURSOR = "UPDATE alarm_evaluator SET cursor = %s, updated_at = now()"
 _SILENCE_CHECKED = "UPDATE alarm_evaluator SET silence_checked_at = now()"
+_LABELS_CHECKED = "UPDATE alarm_evaluator SET labels_checked_at = now()"
+#: Metrics whose newest value changes when an hour ends, without a change event (labels computed ahead).
+_LABELLED_AHEAD = (Source.ISPU, Source.AQI)
 _RULES = """
 SELECT rule_id, metric, op, threshold, clear_threshold, for_s, severity, channels, enabled, sensor_id, district, city,
        revision, evaluated_revision
@@ -84,7 +91,7 @@ _OPEN = """
 SELECT alarm_id, rule_id, sensor_key FROM alarms
 WHERE state <> 'cleared' AND rule_id = ANY(%s::text[]) AND sensor_key = ANY(%s::int[])
 """
-_OPEN_OF_RULE = "SELECT alarm_id FROM alarms WHERE state <> 'cleared' AND rule_id = %s"
+_OPEN_OF_RULE = "SELECT alarm_id, sensor_key FROM alarms WHERE state <> 'cleared' AND rule_id = %s"
 
 # The newest `n` values per sensor, newest first: (sensor_key, label in epoch seconds, value or NULL).
 _SERIES: dict[Source, str] = {
@@ -233,15 +240,13 @@ class _Targets:
                 self.ids[MEAN_1M_PREFIX + str(item.get("quantity"))].add(str(item.get("sensor_id")))
             return
         for source in _EVENT_SOURCES.get(type_, ()):
-            if type_ == EventType.SERVICE_LEVELS:
-                for item in items:
-                    if item.get("service") == "data":
-                        self.districts[source.value].add((str(item.get("city")), str(item.get("district"))))
-                continue
             if payload.get("truncated") and city is not None:
                 self.cities[source.value].add(city)
             for item in items:
-                self.ids[source.value].add(str(item.get("sensor_id")))
+                if type_ != EventType.SERVICE_LEVELS:
+                    self.ids[source.value].add(str(item.get("sensor_id")))
+                elif item.get("service") == "data":
+                    self.districts[source.value].add((str(item.get("city")), str(item.get("district"))))
 
     def metrics(self) -> set[str]:
         return set(self.ids) | set(self.cities) | set(self.districts)
@@ -337,8 +342,24 @@ def _evaluate(conn: psycopg.Connection[Any], pairs: Sequence[tuple[StoredRule, S
 
 
 def _pairs(rules: Iterable[StoredRule], sensors: Iterable[Sensor]) -> list[tuple[StoredRule, Sensor]]:
-    sensors = list(sensors)
-    return [(rule, sensor) for rule in rules for sensor in sensors if rule.covers(sensor)]
+    """The (rule, sensor) pairs where the rule covers the sensor. Rules are looked up by the narrowest part of their
+    scope (sensor, district, city, none), so the cost is the pairs found, not rules x sensors."""
+    index: dict[tuple[str, ...], list[StoredRule]] = defaultdict(list)
+    for rule in rules:
+        if rule.sensor_id is not None:
+            index[("sensor", rule.sensor_id)].append(rule)
+        elif rule.district is not None and rule.city is not None:
+            index[("district", rule.city, rule.district)].append(rule)
+        elif rule.city is not None:
+            index[("city", rule.city)].append(rule)
+        else:
+            index[("all",)].append(rule)
+    pairs = []
+    for sensor in sensors:
+        for key in (("sensor", sensor.sensor_id), ("district", sensor.city, sensor.district), ("city", sensor.city)):
+            pairs += [(rule, sensor) for rule in index.get(key, ()) if rule.covers(sensor)]
+        pairs += [(rule, sensor) for rule in index.get(("all",), ()) if rule.covers(sensor)]
+    return pairs
 
 
 def evaluate_cycle(
@@ -351,7 +372,7 @@ def evaluate_cycle(
         row = conn.execute(_LOCK_CURSOR).fetchone()
         if row is None:
             return None
-        cursor, since_silence_s = int(row[0]), row[1]
+        cursor, since_silence_s, hour_passed = int(row[0]), row[1], bool(row[2])
         rules = [_stored_rule(r) for r in conn.execute(_RULES).fetchall()]
         enabled = [r for r in rules if r.enabled]
 
@@ -368,13 +389,20 @@ def evaluate_cycle(
         for rule in rules:
             if rule.evaluated_revision >= rule.revision:
                 continue
-            if rule.enabled:
-                if rule.metric.source is not Source.SILENCE_S:
-                    _evaluate(conn, _pairs([rule], _scope_sensors(conn, rule)), outcome)
-            else:
-                open_ids = [row[0] for row in conn.execute(_OPEN_OF_RULE, (rule.rule_id,)).fetchall()]
-                outcome.cleared += clear_alarms(conn, [ClearRequest(a, None, rule.channels) for a in open_ids])
+            scope = _scope_sensors(conn, rule) if rule.enabled else []
+            if rule.enabled and rule.metric.source is not Source.SILENCE_S:
+                _evaluate(conn, _pairs([rule], scope), outcome)
+            # A disabled rule's open alarms clear, and so do those of sensors a changed scope no longer covers.
+            keep = {s.key for s in scope if rule.covers(s)}
+            stale = [a for a, key in conn.execute(_OPEN_OF_RULE, (rule.rule_id,)).fetchall() if key not in keep]
+            outcome.cleared += clear_alarms(conn, [ClearRequest(a, None, rule.channels) for a in stale])
             conn.execute(_MARK_EVALUATED, (rule.revision, rule.rule_id, rule.revision))
+
+        if hour_passed:
+            for rule in enabled:
+                if rule.metric.source in _LABELLED_AHEAD:
+                    _evaluate(conn, _pairs([rule], _scope_sensors(conn, rule)), outcome)
+            conn.execute(_LABELS_CHECKED)
 
         silence_rules = [r for r in enabled if r.metric.source is Source.SILENCE_S]
         if force_silence or since_silence_s is None or float(since_silence_s) >= silence_check_s:
@@ -406,7 +434,8 @@ def evaluate_until_idle(conn: psycopg.Connection[Any], **kwargs: Any) -> Outcome
 
 class AlarmEvaluator:
     """Runs evaluation cycles whenever change events are committed (LISTEN `livinglab_events`), every `poll_s`
-    regardless, and every `silence_check_s` for the silence clock; reconnects after database failures."""
+    regardless, and every `silence_check_s` for the silence clock, but not more often than every `min_interval_s`
+    while events keep coming; reconnects after database failures."""
 
     def __init__(
         self,
@@ -415,12 +444,14 @@ class AlarmEvaluator:
         policy: DatabasePolicy,
         poll_s: float = 1.0,
         silence_check_s: float = 2.0,
+        min_interval_s: float = 0.5,
         application_name: str = "livinglab-alarms",
     ) -> None:
         self._database_url = database_url
         self._policy = policy
         self.poll_s = poll_s
         self.silence_check_s = silence_check_s
+        self.min_interval_s = min_interval_s
         self._application_name = application_name
         #: Cycles that failed and were rolled back, alarms raised and cleared by this evaluator.
         self.failures = 0
@@ -434,12 +465,15 @@ class AlarmEvaluator:
             try:
                 self._run_connected(stop, backoff)
             except psycopg.Error as exc:
-                if not is_transient(exc):
-                    raise
                 self.failures += 1
                 self.last_error = describe_error(exc)
                 delay = backoff.failed()
-                log.warning("alarm evaluation failed (%s); reconnecting in %.1f s", self.last_error, delay)
+                if is_transient(exc):
+                    log.warning("alarm evaluation failed (%s); reconnecting in %.1f s", self.last_error, delay)
+                else:
+                    # Not the link: a schema or data problem. Keep trying (the cycle rolled back, nothing is lost)
+                    # and say so loudly, rather than let alarms stop in a processor that goes on working.
+                    log.error("alarm evaluation failed (%s); retrying in %.1f s", self.last_error, delay)
                 stop.wait(delay)
 
     def _run_connected(self, stop: threading.Event, backoff: Backoff) -> None:
@@ -449,11 +483,15 @@ class AlarmEvaluator:
             conn.execute(f"LISTEN {CHANNEL_EVENTS}")
             backoff.succeeded()
             while not stop.is_set():
+                started = time.monotonic()
                 outcome = evaluate_cycle(conn, silence_check_s=self.silence_check_s)
                 if outcome is not None:
                     self.raised += len(outcome.raised)
                     self.cleared += len(outcome.cleared)
                     if outcome.events:
+                        # While events keep coming, let a few gather: a cycle over several processor rounds costs
+                        # little more than one over a single round (a truncated event widens to its city once).
+                        stop.wait(max(0.0, self.min_interval_s - (time.monotonic() - started)))
                         continue
                 # Wake on the next committed event, or after poll_s (the silence clock, a standby's turn).
                 wait_s = min(self.poll_s, self.silence_check_s)

@@ -115,7 +115,9 @@ def test_late_reading_in_the_newest_window_raises_then_clears(fresh_database_url
     assert [(a["state"], a["last_value"]) for a in alarms(url, rule)] == [("cleared", 32.5)]
 
 
-def test_rule_written_while_the_condition_holds_raises_and_disabling_clears(fresh_database_url: str) -> None:
+def test_a_new_rule_raises_at_once_and_narrowing_or_disabling_it_clears(
+    fresh_database_url: str,
+) -> None:
     url = fresh_database_url
     keys = register(url, "aq-1", "aq-2")
     write_readings(url, keys["aq-1"], "pm25", [_minute(10)], [90.0])
@@ -124,9 +126,16 @@ def test_rule_written_while_the_condition_holds_raises_and_disabling_clears(fres
     rule = add_rule(url, rule_id="pm25", metric="mean_1m:pm25", threshold=50, city="jakarta")
     process_and_evaluate(url)
     assert [(a["sensor_id"], a["state"]) for a in alarms(url, rule)] == [("aq-1", "active")]
-    add_rule(url, rule_id="pm25", metric="mean_1m:pm25", threshold=50, city="jakarta", enabled=False)
+    # Narrowed to another district: aq-1's alarm clears (its sensor is no longer watched); disabled: nothing opens.
+    add_rule(url, rule_id="pm25", metric="mean_1m:pm25", threshold=50, city="jakarta", district="Gambir")
     process_and_evaluate(url)
     assert [(a["sensor_id"], a["state"]) for a in alarms(url, rule)] == [("aq-1", "cleared")]
+    add_rule(url, rule_id="pm25", metric="mean_1m:pm25", threshold=50, city="jakarta")
+    process_and_evaluate(url)
+    assert [(a["sensor_id"], a["state"]) for a in alarms(url, rule)] == [("aq-1", "cleared"), ("aq-1", "active")]
+    add_rule(url, rule_id="pm25", metric="mean_1m:pm25", threshold=50, city="jakarta", enabled=False)
+    process_and_evaluate(url)
+    assert [(a["sensor_id"], a["state"]) for a in alarms(url, rule)] == [("aq-1", "cleared"), ("aq-1", "cleared")]
 
 
 def test_silence_raises_and_clears(fresh_database_url: str) -> None:
@@ -223,3 +232,20 @@ def test_completeness_raises_and_a_late_upload_clears_it(fresh_database_url: str
     write_readings(url, key, "pm25", _minutes_of(1)[30:], np.full(30, 10.0))
     process_and_evaluate(url)
     assert [(a["state"], a["last_value"]) for a in alarms(url, rule)] == [("cleared", 1.0)]
+
+
+def test_an_ispu_label_that_becomes_current_is_evaluated_when_its_hour_ends(fresh_database_url: str) -> None:
+    url = fresh_database_url
+    key = register(url, "aq-1")["aq-1"]
+    rule = add_rule(url, rule_id="ispu-high", metric="ispu", threshold=100)
+    process_and_evaluate(url)
+    # The label of the hour that just ended was computed ahead (no event announces it when its hour ends).
+    rows(
+        url,
+        "INSERT INTO ispu_hourly (sensor_key, window_end, ispu, category) VALUES"
+        " (%s, date_trunc('hour', now()), 150, 'Tidak Sehat') RETURNING 1",
+        (key,),
+    )
+    rows(url, "UPDATE alarm_evaluator SET labels_checked_at = now() - interval '1 hour' RETURNING 1")
+    process_and_evaluate(url)
+    assert [(a["state"], a["value"]) for a in alarms(url, rule)] == [("active", 150.0)]
