@@ -7,7 +7,6 @@ import email
 import json
 import queue
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
@@ -22,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from livinglab.embedded import LOOPBACK, MosquittoBroker, free_port
 from livinglab.launch import RoleProcess, started
-from tests.support.notify import create_channel, queue_events, wait_until_settled
+from tests.support.notify import create_channel, queue_events, wait_for_delivery, wait_until_settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -90,18 +89,8 @@ def test_an_mqtt_channel_without_a_broker_keeps_its_deliveries_pending(fresh_dat
     # A port nothing listens on: each attempt is refused and retried.
     with started(_deliverer(fresh_database_url, tmp_path, LIVINGLAB_MQTT_URL=f"mqtt://{LOOPBACK}:{free_port()}")):
         ids = queue_events(fresh_database_url, [channel], 1)
-        deadline = time.monotonic() + 30
-        while True:
-            with psycopg.connect(fresh_database_url) as conn:
-                row = conn.execute(
-                    "SELECT status, attempts, last_error FROM notification_deliveries WHERE delivery_id = %s",
-                    (ids[0],),
-                ).fetchone()
-            assert row is not None
-            if row[1] >= 2 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-    status, attempts, last_error = row
+        row = wait_for_delivery(fresh_database_url, ids[0], lambda r: r["attempts"] >= 2)
+    status, attempts, last_error = row["status"], row["attempts"], row["last_error"]
     assert (status, attempts >= 2) == ("pending", True)
     assert "cannot connect to the broker" in last_error
 
@@ -169,14 +158,5 @@ def test_an_email_channel_without_smtp_settings_says_why(fresh_database_url: str
         channel = create_channel(conn, "email", {"to": ["ops@example.org"]})
     with started(_deliverer(fresh_database_url, tmp_path)):
         ids = queue_events(fresh_database_url, [channel], 1)
-        deadline = time.monotonic() + 30
-        while True:
-            with psycopg.connect(fresh_database_url) as conn:
-                row = conn.execute(
-                    "SELECT status, last_error FROM notification_deliveries WHERE delivery_id = %s", (ids[0],)
-                ).fetchone()
-            assert row is not None
-            if row[1] is not None or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-    assert row == ("pending", "no SMTP server: LIVINGLAB_SMTP_HOST is not set")
+        row = wait_for_delivery(fresh_database_url, ids[0], lambda r: r["last_error"] is not None)
+    assert (row["status"], row["last_error"]) == ("pending", "no SMTP server: LIVINGLAB_SMTP_HOST is not set")

@@ -21,6 +21,7 @@ from tests.support.notify import (
     deliveries,
     queue_events,
     receiving,
+    wait_for_delivery,
     wait_until_settled,
 )
 
@@ -199,11 +200,8 @@ def test_allowed_networks_refuse_other_addresses_and_pin_the_checked_one(
             channel = create_channel(conn, "webhook", {"url": named, "secret": SECRET})
         ids = queue_events(fresh_database_url, [channel], 1)
         refusing = deliverer("notify-strict", LIVINGLAB_NOTIFY_ALLOWED_NETWORKS="10.0.0.0/8")
-        deadline = time.monotonic() + 30
-        while (deliveries(fresh_database_url, ids)[ids[0]]["last_error"] is None) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        row = wait_for_delivery(fresh_database_url, ids[0], lambda r: r["last_error"] is not None)
         refusing.stop()
-        row = deliveries(fresh_database_url, ids)[ids[0]]
         assert row["status"] == "pending"
         assert "outside LIVINGLAB_NOTIFY_ALLOWED_NETWORKS" in row["last_error"]
         assert receiver.arrivals == [], "nothing was sent to a refused address"

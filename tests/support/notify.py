@@ -223,6 +223,21 @@ def deliveries(url: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         return {row["delivery_id"]: row for row in cur.fetchall()}
 
 
+def wait_for_delivery(
+    url: str, delivery_id: str, condition: Callable[[dict[str, Any]], bool], timeout_s: float = 30.0
+) -> dict[str, Any]:
+    """Poll the outbox row of `delivery_id` until `condition(row)` holds; the row (AssertionError after
+    `timeout_s`)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        row = deliveries(url, [delivery_id])[delivery_id]
+        if condition(row):
+            return row
+        if time.monotonic() > deadline:
+            raise AssertionError(f"delivery {delivery_id} did not get there within {timeout_s:.0f} s: {row}")
+        time.sleep(0.2)
+
+
 def wait_until_settled(url: str, ids: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
     """Poll the outbox until no delivery of `ids` is pending; the rows (AssertionError after `timeout_s`)."""
     deadline = time.monotonic() + timeout_s
