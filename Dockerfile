@@ -1,4 +1,4 @@
-# The livinglab image: one image, every role (`livinglab migrate | ingest | process | api | retention | simulate`).
+# The livinglab image: one image, every role (`livinglab migrate | ingest | process | api | retention | notify | simulate`).
 # docker-compose.yml runs it once per role; docs/operations.md describes the deployment.
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -8,6 +8,7 @@ COPY ingest ./ingest
 COPY processing ./processing
 COPY api ./api
 COPY simulators ./simulators
+COPY notify ./notify
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -21,6 +21,7 @@ from api.routes import (
     aggregates,
     air,
     alarms,
+    channels,
     cities,
     export,
     health,
@@ -69,6 +70,10 @@ _TAGS = [
     {"name": "alarms", "description": "Alarm rules over the city's metrics, and the alarms they raise."},
     {"name": "cities", "description": "The cities a key sees, and their service-level targets."},
     {"name": "keys", "description": "API keys, limited to a scope and optionally to cities."},
+    {
+        "name": "notifications",
+        "description": "Where alarm notifications go (webhook, MQTT, email) and their deliveries.",
+    },
     {"name": "health", "description": "Liveness, dependencies, version and metrics."},
 ]
 
@@ -125,7 +130,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_problem_handlers(app)
     for module in (air, traffic, service_levels, quality, sensors, readings, aggregates, rejected, stream, health):
         app.include_router(module.router)
-    for module in (cities, keys, export, alarms):
+    for module in (cities, keys, export, alarms, channels):
         app.include_router(module.router)
     app.include_router(sta_router)
     # Added last = runs first: metrics see every answer, including 413 and 429.

@@ -346,6 +346,17 @@ def cmd_process(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    from notify import Deliverer, NotifySettings
+
+    settings = NotifySettings(**_overrides(args, "notify_worker_id"))
+    configure_logging(settings.log_level, "notify")
+    deliverer = Deliverer(settings)
+    _on_signals(deliverer.stop)
+    deliverer.run()
+    return 0
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -397,6 +408,7 @@ def settings_classes() -> list[tuple[str, type[CoreSettings]]]:
     from api import ApiSettings
     from ingest import IngestSettings
     from livinglab.storage.retention import RetentionSettings
+    from notify import NotifySettings
     from processing import ProcessorSettings
     from simulators import SimulatorSettings
 
@@ -407,6 +419,7 @@ def settings_classes() -> list[tuple[str, type[CoreSettings]]]:
         ("api", ApiSettings),
         ("simulate", SimulatorSettings),
         ("retention", RetentionSettings),
+        ("notify", NotifySettings),
         ("mqtt", BrokerAdminSettings),
     ]
 
@@ -512,6 +525,11 @@ def build_parser() -> argparse.ArgumentParser:
     process = sub.add_parser("process", help="run a processor (any number share the work)")
     process.add_argument("--worker-id", help="names this processor in claimed work (LIVINGLAB_WORKER_ID)")
     process.set_defaults(func=cmd_process)
+    notify = sub.add_parser("notify", help="run a deliverer of alarm notifications (any number share the outbox)")
+    notify.add_argument(
+        "--worker-id", dest="notify_worker_id", help="unique per deliverer (LIVINGLAB_NOTIFY_WORKER_ID)"
+    )
+    notify.set_defaults(func=cmd_notify)
     api = sub.add_parser("api", help="run the HTTP API")
     api.add_argument("--host", dest="api_host", help="address to listen on (LIVINGLAB_API_HOST, default 127.0.0.1)")
     api.add_argument("--port", type=int, default=None, help="port (default: LIVINGLAB_API_PORT or 8000)")

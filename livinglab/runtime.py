@@ -2,9 +2,9 @@
 
 With no database URL it starts an embedded PostgreSQL in the data directory; with no MQTT URL an embedded broker on
 loopback. It migrates (and applies the storage policies), creates an admin key for this run, starts an ingester, a
-processor, the API and the retention job (and, with `--simulate`, a simulated city) as child processes in their own
-sessions, restarts a child that dies, and on Ctrl-C stops them in order: producers first, then consumers, then the
-broker and the database.
+processor, the API, the retention job and the deliverer of notifications (and, with `--simulate`, a simulated city)
+as child processes in their own sessions, restarts a child that dies, and on Ctrl-C stops them in order: producers
+first, then consumers, then the broker and the database.
 """
 
 from __future__ import annotations
@@ -162,6 +162,7 @@ class Platform:
             Child("process", [*module, "process"], env),
             Child("api", [*module, "api"], env),
             Child("retention", [*module, "retention"], env),
+            Child("notify", [*module, "notify"], env),
         ]
         if self.simulate:
             # Backfill the last day first, so hourly indices (ISPU, AQI, LOS) exist at once, then go on in real time.
@@ -223,7 +224,7 @@ class Platform:
     def _shutdown(self) -> None:
         log.info("stopping")
         # Producers first so consumers can drain what was sent.
-        for role in ("simulate", "ingest", "process", "api", "retention"):
+        for role in ("simulate", "ingest", "process", "api", "retention", "notify"):
             for child in self._children:
                 if child.role == role:
                     child.stop()

@@ -21,7 +21,13 @@ import yaml
 from livinglab.cli import build_parser, settings_classes
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-SECRETS = ("POSTGRES_PASSWORD", "MQTT_INGEST_PASSWORD", "MQTT_SIMULATOR_PASSWORD", "MQTT_ADMIN_PASSWORD")
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "MQTT_INGEST_PASSWORD",
+    "MQTT_SIMULATOR_PASSWORD",
+    "MQTT_NOTIFY_PASSWORD",
+    "MQTT_ADMIN_PASSWORD",
+)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("livinglab", "ingest", "processing", "api", "simulators")
+PACKAGES = ("livinglab", "ingest", "processing", "api", "simulators", "notify")
 _SQL = re.compile(
     r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|LISTEN|NOTIFY|COPY|TRUNCATE|GRANT|FROM|WHERE|VALUES)\b"
 )

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from livinglab.alarms.episodes import RaiseRequest, raise_alarm
 from livinglab.alarms.rules import RuleSpec
@@ -54,8 +55,9 @@ def _spec(sensor_id: str, city: str, number: int, kind: str) -> SensorSpec:
 
 
 def seed_two_cities(conn: psycopg.Connection[Any], now: datetime | None = None) -> TwoCities:
-    """Sensors, indices, aggregates, readings, counters, rejected messages, service levels, a target and keys of
-    Jakarta and Bandung (and one rejected message of no city). Commits."""
+    """Sensors, indices, aggregates, readings, counters, rejected messages, service levels, a target, notification
+    channels and keys of Jakarta and Bandung (and one rejected message of no city, one channel of every city).
+    Commits."""
     now = now or datetime.now(UTC)
     hour = now.replace(minute=0, second=0, microsecond=0)
     stored = TwoCities()
@@ -116,6 +118,13 @@ def seed_two_cities(conn: psycopg.Connection[Any], now: datetime | None = None) 
             )
     _seed_alarms(conn, ids, specs)
     set_city_targets(conn, CITY_B, {"air": 0.5})
+    # Notification channels: one of each city and one of every city (seen by keys without cities only).
+    for channel_id, cities in (("ch-jakarta", [CITY_A]), ("ch-bandung", [CITY_B]), ("ch-every", [])):
+        conn.execute(
+            "INSERT INTO notification_channels (channel_id, type, name, cities, config)"
+            " VALUES (%s, 'webhook', %s, %s, %s)",
+            (channel_id, channel_id, cities, Jsonb({"url": "http://127.0.0.1:9/hook", "secret": "s" * 32})),
+        )
     labels: dict[str, tuple[Scope, tuple[str, ...]]] = {
         "all": (Scope.ADMIN, ()),
         "a": (Scope.ADMIN, (CITY_A,)),
