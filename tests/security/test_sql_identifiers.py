@@ -37,6 +37,41 @@ AUDITED: dict[tuple[str, str], str] = {
     ("processing/_changes.py", "new"): "built from the callers' fixed value column tuples",
     ("processing/_changes.py", "select"): "the callers' constant SELECT texts",
     ("processing/claims.py", "query"): "one of the module's constant claim queries, passed by its callers",
+    # Alarms: the rule columns are the module's RULE_FIELDS tuple; the series queries one of _SERIES's constants.
+    ("livinglab/alarms/evaluator.py", "_SERIES[metric.source]"): "_SERIES: one constant query per metric Source",
+    **{
+        ("livinglab/alarms/store.py", expr): "column names from the constant RULE_FIELDS / _WRITTEN tuples"
+        for expr in (
+            "', '.join((f'%({c})s' for c in RULE_FIELDS))",
+            "', '.join((f'{c} = %({c})s' for c in _WRITTEN))",
+            "', '.join((f'{c} = excluded.{c}' for c in _WRITTEN))",
+        )
+    },
+    # SensorThings: every source, column and relation comes from the entity sets defined in api/sta/_entities.py
+    # (module constants); $filter is translated by api/sta/_translate.py, which binds every literal as a parameter
+    # (Translation.bind) and resolves names only through the entity set's allow-listed columns; aliases are
+    # generated (`e`, `t<n>`); $top and $skip are integers formatted with :d.
+    ("api/sta/_entities.py", "', '.join((f's.{f}' for f in _ROAD_FIELDS))"): "the constant _ROAD_FIELDS tuple",
+    ("api/sta/_entities.py", "source"): "a Datastream source built from the module's constant queries",
+    ("api/sta/_translate.py", "part"): "'year', 'month', 'day', 'hour' or 'minute': FUNCTIONS' fixed date parts",
+    **{
+        ("api/sta/_query.py", expr): "entity set definitions, generated aliases, translated $filter, integers"
+        for expr in (
+            "f' OFFSET {offset:d}' if offset else ''",
+            "source",
+            "where_sql",
+            "self._order_sql(keys)",
+            "options.top + 1",
+            "' AND '.join(where)",
+            "inner",
+            "target.source",
+            "inner_alias",
+            "relation.target_column",
+            "alias",
+            "relation.column",
+            "' AND '.join(count_where) or 'TRUE'",
+        )
+    },
 }
 
 
