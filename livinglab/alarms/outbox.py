@@ -15,8 +15,7 @@ from typing import Any
 
 import psycopg
 
-#: NOTIFY channel: deliveries were queued (payload: the event).
-CHANNEL_DELIVERIES = "livinglab_deliveries"
+from livinglab.notifications import CHANNEL_DELIVERIES
 
 _ENQUEUE = """
 INSERT INTO notification_deliveries (channel_id, alarm_id, event, payload)
