@@ -13,6 +13,7 @@ import time
 from collections.abc import Collection, Sequence
 
 from benchmarks.ingest import _load
+from benchmarks.ingest._decoding import build_us
 from benchmarks.ingest._lorawan import padded_line, uplink_line
 from ingest.batch import BatchBuilder, Message
 from ingest.rows import Limits
@@ -63,15 +64,6 @@ def loads(messages: int) -> dict[str, list[Message]]:
     return {"(a) single readings": single, "(a') padded to an uplink's size": padded, "(e) ChirpStack uplinks": uplinks}
 
 
-def _build_us(builder: BatchBuilder, messages: Sequence[Message]) -> float:
-    started = time.thread_time()
-    built = builder.build(messages)
-    elapsed = time.thread_time() - started
-    if built.rejections:
-        raise RuntimeError(f"the benchmark load was rejected: {next(iter(built.rejections.values()))}")
-    return elapsed / len(messages) * 1e6
-
-
 def _parse_us(messages: Sequence[Message], limits: Limits) -> float:
     started = time.thread_time()
     for message in messages:
@@ -91,7 +83,7 @@ def measure(rounds: int = 25, messages: int = 1000) -> dict[str, float]:
     for round_ in range(rounds):
         names = list(batches) if round_ % 2 else list(reversed(batches))
         for name in names:
-            best[name] = min(best[name], _build_us(builder, batches[name]))
+            best[name] = min(best[name], build_us(builder, batches[name]))
         best["parse_uplink"] = min(best["parse_uplink"], _parse_us(batches["(e) ChirpStack uplinks"], builder.limits))
     return best
 
