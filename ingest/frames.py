@@ -57,6 +57,19 @@ def count_gaps(last: int | None, counters: Iterable[int]) -> tuple[int | None, l
     return last, missed
 
 
+def _gaps(last: int | None, counters: npt.NDArray[np.int64]) -> tuple[int | None, npt.NDArray[np.int64] | list[int]]:
+    """`count_gaps` of one device's counters; the usual run (each counter above the one before, the first above
+    `last`) in whole arrays, anything else (a new session, a late uplink) one counter at a time."""
+    steps = np.diff(counters)
+    first = int(counters[0])
+    if (last is None or first > last) and bool((steps > 0).all()):
+        gaps = np.empty(counters.size, dtype=np.int64)
+        gaps[0] = 0 if last is None else first - last - 1
+        gaps[1:] = steps - 1
+        return int(counters[-1]), gaps
+    return count_gaps(last, counters.tolist())
+
+
 def record_frames(
     conn: psycopg.Connection[Any], sensor_key: npt.NDArray[np.int32], fcnt: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.int64]:
@@ -66,19 +79,20 @@ def record_frames(
     has = np.flatnonzero((fcnt >= 0) & (sensor_key >= 0))
     if not has.size:
         return missed
-    by_sensor: dict[int, tuple[list[int], list[int]]] = {}
-    for i, key, counter in zip(has.tolist(), sensor_key[has].tolist(), fcnt[has].tolist(), strict=True):
-        indices, counters = by_sensor.setdefault(key, ([], []))
-        indices.append(i)
-        counters.append(counter)
-    keys = sorted(by_sensor)
+    # Each device's messages in arrival order (a stable sort by sensor), its counters a slice.
+    indices = has[np.argsort(sensor_key[has], kind="stable")]
+    sorted_keys = sensor_key[indices]
+    counters = fcnt[indices]
+    bounds = (np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1).tolist()
+    starts, ends = [0, *bounds], [*bounds, int(indices.size)]
+    keys = [int(sorted_keys[lo]) for lo in starts]
     stored = dict(conn.execute(_LOCK, (keys,)).fetchall())
     lasts = []
-    for key in keys:
-        indices, counters = by_sensor[key]
-        last, gaps = count_gaps(stored.get(key), counters)
-        if any(gaps):
-            missed[indices] = gaps
+    for key, lo, hi in zip(keys, starts, ends, strict=True):
+        last, gaps = _gaps(stored.get(key), counters[lo:hi])
+        found = np.asarray(gaps, dtype=np.int64)
+        if found.any():
+            missed[indices[lo:hi]] = found
         lasts.append(last)
     conn.execute(_STORE, (keys, lasts))
     return missed

@@ -67,6 +67,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uplinks", type=int, default=DEFAULT_MESSAGES, help=help_text)
 
 
+def uplink_line(sensor: str, dev_eui: str, i: int, ts: float) -> tuple[bytes, int]:
+    """Uplink i of a device at `ts` (frame counter i; PM2.5, and PM10 every other one), and its readings."""
+    records = [("pm25", ts, float(i % 500) + 0.5, None)]
+    if i % 2:
+        records.append(("pm10", ts, float(i % 700) + 0.5, None))
+    output = codec_output(records, ts, extra=False)
+    payload = uplink_payload("chirpstack", sensor_id=sensor, dev_eui=dev_eui, output=output, fcnt=i, publish_at=ts)
+    return payload, len(records)
+
+
+def padded_line(sensor: str, i: int, ts: float) -> bytes:
+    """(a')'s message i: the single reading of (a) as a SenML record padded to an uplink's size."""
+    return f'[{{"bn":"urn:dev:livinglab:{sensor}:{_PADDING}:","bt":{ts:.2f},"n":"pm25","v":{i % 500}.5}}]'.encode()
+
+
 def write_uplink_files(
     directory: Path, sensors: Sequence[str], per_sensor: int, base_ts: float
 ) -> list[_load.LoadFile]:
@@ -77,15 +92,9 @@ def write_uplink_files(
         lines = []
         readings = 0
         for i in range(per_sensor):
-            ts = round(base_ts + i * _load.STEP_S, 2)
-            records = [("pm25", ts, float(i % 500) + 0.5, None)]
-            if i % 2:
-                records.append(("pm10", ts, float(i % 700) + 0.5, None))
-            readings += len(records)
-            output = codec_output(records, ts, extra=False)
-            lines.append(
-                uplink_payload("chirpstack", sensor_id=sensor, dev_eui=dev_eui, output=output, fcnt=i, publish_at=ts)
-            )
+            line, n = uplink_line(sensor, dev_eui, i, round(base_ts + i * _load.STEP_S, 2))
+            lines.append(line)
+            readings += n
         path = directory / f"{sensor}.uplinks"
         path.write_bytes(b"\n".join(lines) + b"\n")
         files.append(_load.LoadFile(sensor, path, per_sensor, readings, uplink_topic("chirpstack", sensor, dev_eui)))
@@ -98,10 +107,7 @@ def write_padded_files(
     """(a'): the single readings of (a) as SenML records padded to an uplink's size."""
     files = []
     for sensor in sensors:
-        head = f'[{{"bn":"urn:dev:livinglab:{sensor}:{_PADDING}:","bt":'
-        lines = [
-            f'{head}{base_ts + i * _load.STEP_S:.2f},"n":"pm25","v":{i % 500}.5}}]'.encode() for i in range(per_sensor)
-        ]
+        lines = [padded_line(sensor, i, base_ts + i * _load.STEP_S) for i in range(per_sensor)]
         path = directory / f"{sensor}.padded"
         path.write_bytes(b"\n".join(lines) + b"\n")
         files.append(_load.LoadFile(sensor, path, per_sensor, per_sensor))

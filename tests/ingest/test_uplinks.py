@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,9 +14,10 @@ from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from ingest._json import find_duplicate_key
 from ingest.batch import BatchBuilder, Message
 from ingest.broker import BrokerLink
-from ingest.frames import count_gaps
+from ingest.frames import _gaps, count_gaps
 from ingest.inbox import Inbox
 from ingest.outcome import Rejection
 from ingest.rows import Limits, RowBuffer
@@ -204,6 +206,22 @@ def test_frame_counter_gaps() -> None:
     assert count_gaps(9, [2, 10]) == (10, [0, 7])  # a new session after 9 frames; 3..9 of it missed
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    last=st.none() | st.integers(0, 2**32 - 1),
+    counters=st.lists(st.integers(0, 2**32 - 1) | st.integers(0, 40), min_size=1, max_size=12),
+    increasing=st.booleans(),
+)
+def test_frame_counter_gaps_in_whole_arrays_as_one_at_a_time(
+    last: int | None, counters: list[int], increasing: bool
+) -> None:
+    if increasing:  # the usual run, which `_gaps` takes in whole arrays
+        counters = sorted(set(counters))
+    expected_last, expected = count_gaps(last, counters)
+    found_last, found = _gaps(last, np.array(counters, dtype=np.int64))
+    assert (found_last, [int(n) for n in found]) == (expected_last, expected)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
@@ -220,6 +238,51 @@ def test_decoding_never_raises_and_keeps_only_numbers(output: dict[str, Any]) ->
         assert all(isinstance(value, float) for _, _, value in found)
     payload = chirpstack_uplink(output=output)
     assert isinstance(parse_uplink(payload, CS, Limits()), Uplink | Rejection)
+
+
+class _Members(list):  # type: ignore[type-arg]
+    """The members of a JSON object as written, names possibly repeated."""
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, _Members):
+        return "{" + ",".join(f"{orjson.dumps(k).decode()}:{_json_text(v)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_json_text(v) for v in value) + "]"
+    return orjson.dumps(value).decode()
+
+
+_names = st.sampled_from(["a", "b", "fCnt", "x:y", "devEui", "object", ""])
+_documents = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 5)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["", "a:b", "::", "2022-07-18T09:34:15Z", 'q"uote', "back\\slash", "é"]),
+    lambda children: st.lists(children, max_size=3) | st.lists(st.tuples(_names, children), max_size=4).map(_Members),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    extra=st.lists(st.tuples(_names, _documents), max_size=5),
+    ids=st.lists(st.tuples(_names, _documents), max_size=2),
+    source=st.sampled_from([CS, TTS]),
+)
+def test_a_repeated_member_anywhere_is_refused_as_the_exact_scan_finds(
+    extra: list[tuple[str, Any]], ids: list[tuple[str, Any]], source: UplinkSource
+) -> None:
+    """The cheap count that rules repeats out never misses one the exact scan finds, wherever it is."""
+    if source is CS:
+        members = [("deviceInfo", _Members([("devEui", "0101010101010101"), *ids])), ("fCnt", 3), *extra]
+    else:
+        device = _Members([("dev_eui", "0101010101010101"), *ids])
+        members = [("end_device_ids", device), ("uplink_message", _Members([("f_cnt", 3), *extra]))]
+    payload = _json_text(_Members(members)).encode()
+    parsed = parse_uplink(payload, source, Limits())
+    repeated = isinstance(parsed, Rejection) and parsed.reason is R.DUPLICATE_KEY
+    assert repeated == (find_duplicate_key(payload) is not None), payload
 
 
 def test_a_refused_source_leaves_the_device_topics_served() -> None:
