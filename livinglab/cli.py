@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from livinglab.brokeraccess.command import BrokerAdminSettings, add_mqtt_commands
 from livinglab.errors import ConfigurationError, LivinglabError
@@ -324,37 +324,41 @@ def cmd_alarms_list(args: argparse.Namespace) -> int:
     return _with_database(listing)
 
 
+RoleSettings = TypeVar("RoleSettings", bound=CoreSettings)
+
+
+class _Role(Protocol):
+    """A long-running role: `run` blocks until `stop` is called (here, by SIGINT or SIGTERM)."""
+
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def _run_role(settings: RoleSettings, name: str, role: Callable[[RoleSettings], _Role]) -> int:
+    configure_logging(settings.log_level, name)
+    service = role(settings)
+    _on_signals(service.stop)
+    service.run()
+    return 0
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest import Ingester, IngestSettings
 
-    settings = IngestSettings(**_overrides(args, "client_id", "shared_group", "health_port"))
-    configure_logging(settings.log_level, "ingest")
-    ingester = Ingester(settings)
-    _on_signals(ingester.stop)
-    ingester.run()
-    return 0
+    return _run_role(IngestSettings(**_overrides(args, "client_id", "shared_group", "health_port")), "ingest", Ingester)
 
 
 def cmd_process(args: argparse.Namespace) -> int:
     from processing import Processor, ProcessorSettings
 
-    settings = ProcessorSettings(**_overrides(args, "worker_id"))
-    configure_logging(settings.log_level, "process")
-    processor = Processor(settings)
-    _on_signals(processor.stop)
-    processor.run()
-    return 0
+    return _run_role(ProcessorSettings(**_overrides(args, "worker_id")), "process", Processor)
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
     from notify import Deliverer, NotifySettings
 
-    settings = NotifySettings(**_overrides(args, "notify_worker_id"))
-    configure_logging(settings.log_level, "notify")
-    deliverer = Deliverer(settings)
-    _on_signals(deliverer.stop)
-    deliverer.run()
-    return 0
+    return _run_role(NotifySettings(**_overrides(args, "notify_worker_id")), "notify", Deliverer)
 
 
 def cmd_api(args: argparse.Namespace) -> int:
