@@ -146,12 +146,11 @@ async def list_rules(
     city: Annotated[str | None, Query(max_length=64, description="Only rules of this city.")] = None,
 ) -> RulesPublic:
     """Alarm rules, ordered by `rule_id`."""
-    after = page.after(1)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT * FROM alarm_rules WHERE {city_filter('city')}"
             " AND (%(after)s::text IS NULL OR rule_id > %(after)s) ORDER BY rule_id LIMIT %(limit)s",
-            {"cities": access.cities_param(city), "after": str(after[0]) if after else None, "limit": page.limit + 1},
+            {"cities": access.cities_param(city), "after": page.after_text(), "limit": page.limit + 1},
         )
         rows = await cur.fetchall()
     items = [RulePublic.model_validate(rule_public(r)) for r in rows[: page.limit]]

@@ -119,11 +119,6 @@ async def list_rejected(
 
     A message belongs to the city its topic names; one whose topic names no city is listed to keys without cities
     only."""
-    after = page.after(1)
-    try:
-        after_id = int(str(after[0])) if after else None
-    except ValueError:
-        raise ProblemError(400, "the cursor is not valid") from None
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT {_COLUMNS} FROM rejected"
@@ -146,7 +141,7 @@ async def list_rejected(
                 "reason": reason.value if reason else None,
                 "cities": access.cities_param(city),
                 "kind": kind.value if kind else None,
-                "after": after_id,
+                "after": page.after_int(),
                 "replay": replay,
                 "limit": page.limit + 1,
             },
