@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Path, Query, Response, status
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.access import Access, ReadAccessDep, WriteAccessDep, city_filter
+from api.access import Access, ReadAccessDep, WriteAccessDep, city_filter, visible_row
 from api.deps import ConnDep
 from api.pagination import encode_cursor
 from api.params import PageDep, utc_instant
@@ -130,12 +130,9 @@ async def _values(conn: psycopg.AsyncConnection[Any], access: Access, rule_id: s
 
 
 async def _rule_row(conn: psycopg.AsyncConnection[Any], access: Access, rule_id: str) -> dict[str, Any]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("SELECT * FROM alarm_rules WHERE rule_id = %s", (rule_id,))
-        row = await cur.fetchone()
-    if row is None or not access.sees(row["city"]):
-        raise access.not_found(f"no alarm rule {rule_id!r}")
-    return row
+    return await visible_row(
+        conn, access, "SELECT * FROM alarm_rules WHERE rule_id = %s", (rule_id,), f"no alarm rule {rule_id!r}"
+    )
 
 
 @router.get("/alarm-rules", summary="List alarm rules", tags=["alarms"])
@@ -293,11 +290,8 @@ def _parse_time(text: str) -> datetime:
 
 @router.get("/alarms/{alarm_id}", summary="One alarm", tags=["alarms"], responses=NOT_FOUND)
 async def get_alarm(access: ReadAccessDep, conn: ConnDep, alarm_id: AlarmIdPath) -> AlarmPublic:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {ALARM_COLUMNS} FROM {ALARM_FROM} WHERE a.alarm_id = %s", (alarm_id,))
-        row = await cur.fetchone()
-    if row is None or not access.sees(row["city"]):
-        raise access.not_found(f"no alarm {alarm_id}")
+    query = f"SELECT {ALARM_COLUMNS} FROM {ALARM_FROM} WHERE a.alarm_id = %s"
+    row = await visible_row(conn, access, query, (alarm_id,), f"no alarm {alarm_id}")
     return AlarmPublic.model_validate(alarm_object(row))
 
 
