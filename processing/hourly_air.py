@@ -23,7 +23,7 @@ from psycopg import sql
 from livinglab.domain import QUANTITIES
 from livinglab.reference import aqi_table, ispu_table
 from processing import aqi, ispu
-from processing._changes import ISO_UTC, Changes, store_and_summarize, upsert_changed
+from processing._changes import Changes, store_and_summarize, upsert_changed
 from processing._pgio import fetch_arrays, stage
 
 HOUR_US = 3_600_000_000
@@ -203,12 +203,8 @@ def store_ispu(
         conn,
         upsert=upsert,
         delete=_delete_sql("ispu_hourly", "window_end", "ispu_staging"),
-        returning=sql.SQL("t.sensor_key, t.window_end, t.ispu, t.category, t.critical_parameter"),
         label="window_end",
-        item=sql.SQL(
-            "'sensor_id', s.sensor_id, 'window_end', " + ISO_UTC.format("c.window_end") + ", 'ispu', c.ispu,"
-            " 'category', c.category, 'critical_parameter', c.critical_parameter"
-        ),
+        values=("ispu", "category", "critical_parameter"),
         period=sql.SQL("c.window_end - interval '1 hour'"),
         params={
             **_range_params(ranges),
@@ -259,12 +255,8 @@ def store_aqi(
         conn,
         upsert=upsert,
         delete=_delete_sql("aqi_hourly", "hour", "aqi_staging"),
-        returning=sql.SQL("t.sensor_key, t.hour, t.aqi, t.category, t.dominant_pollutant"),
         label="hour",
-        item=sql.SQL(
-            "'sensor_id', s.sensor_id, 'hour', " + ISO_UTC.format("c.hour") + ", 'aqi', c.aqi,"
-            " 'category', c.category, 'dominant_pollutant', c.dominant_pollutant"
-        ),
+        values=("aqi", "category", "dominant_pollutant"),
         period=sql.SQL("c.hour - interval '1 hour'"),
         params={
             **_range_params(ranges),
