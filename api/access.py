@@ -23,8 +23,9 @@ The pieces:
   parameter holds the caller's cities narrowed by an explicit `?city=`; a city the caller may not see gives an
   empty list, so a filter naming another city answers an empty page, never an error that would confirm the city.
 - `Access.sees(city)` / `Access.not_found(detail)`: an object of another city answers 404 with the words used
-  for an object that does not exist. `Access.check_writable(city)`: creating or moving an object into another
-  city answers 403. `Access.check_grant(scope, cities)`: a key may make keys of at most its own scope and cities.
+  for an object that does not exist (`visible_row` looks one up by id that way). `Access.check_writable(city)`:
+  creating or moving an object into another city answers 403. `Access.check_grant(scope, cities)`: a key may make
+  keys of at most its own scope and cities.
 - `api.routes.common.sensor_key(conn, access, sensor_id)`: the lookup of every route under `/v1/sensors/{id}`.
 - Cached pages (`api.jsonpage.PageSource`) are kept apart per set of cities; the SSE stream filters events on
   their city.
@@ -41,14 +42,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import fastapi.routing
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
 
 from api.deps import connection
 from api.problems import ProblemError
@@ -147,6 +150,19 @@ def city_filter(column: str) -> str:
     if not _COLUMN_RE.match(column):
         raise ValueError(f"not a column name: {column!r}")
     return f"(%(cities)s::text[] IS NULL OR {column} = ANY(%(cities)s))"
+
+
+async def visible_row(
+    conn: AsyncConnection[Any], access: Access, query: str, params: Sequence[Any] | Mapping[str, Any], missing: str
+) -> dict[str, Any]:
+    """The row `query` finds (it selects a `city` column), looked up by id alone; `access.not_found(missing)` when
+    there is none or it is of a city the caller does not see."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        row = await cur.fetchone()
+    if row is None or not access.sees(row["city"]):
+        raise access.not_found(missing)
+    return row
 
 
 #: SQL that keeps keys (rows of api_keys) that `Access.covers`: with the `%(cities)s` of `Access.cities_param()`.

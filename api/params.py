@@ -104,6 +104,20 @@ class PageRequest:
         """The decoded cursor (the last item's sort key), or None for the first page."""
         return decode_cursor(self.cursor, arity)
 
+    def after_text(self) -> str | None:
+        """The text key a page ordered by one text column starts after; None for the first page."""
+        after = self.after(1)
+        return str(after[0]) if after else None
+
+    def after_int(self) -> int | None:
+        """The integer key a page ordered by one integer column starts after; None for the first page, 400 when the
+        cursor holds no integer."""
+        after = self.after(1)
+        try:
+            return int(str(after[0])) if after else None
+        except ValueError:
+            raise ProblemError(400, "the cursor is not valid") from None
+
 
 async def page_request(
     request: Request,

@@ -107,6 +107,12 @@ class Receiver:
                 return arrivals
             time.sleep(0.2)
 
+    def latencies(self, sent: dict[str, float], timeout_s: float) -> tuple[list[float], int]:
+        """Seconds from the sending of each of `sent` (delivery id -> when it was sent) to its arrival, for those that
+        arrive within `timeout_s`; and how many did not."""
+        arrived = {a.delivery_id: a.received_at for a in self.collect(len(sent), timeout_s)}
+        return [arrived[i] - t for i, t in sent.items() if i in arrived], len(sent.keys() - arrived.keys())
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
@@ -350,14 +356,8 @@ def main() -> None:
                 conn.commit()
 
             due = asyncio.run(_bare_posts(receiver.url, args.delivery_rate, args.delivery_duration))
-            arrived = {a.delivery_id: a.received_at for a in receiver.collect(len(due), 30)}
-            figures.append(
-                Figures(
-                    "bare httpx POST (baseline)",
-                    [arrived[i] - t for i, t in due.items() if i in arrived],
-                    f"{args.delivery_rate:g}/s",
-                )
-            )
+            samples, _ = receiver.latencies(due, 30)
+            figures.append(Figures("bare httpx POST (baseline)", samples, f"{args.delivery_rate:g}/s"))
 
             settings = {"LIVINGLAB_DATABASE_URL": url, "LIVINGLAB_LOG_LEVEL": "WARNING"}
             with _role("notify", settings, log_dir):
@@ -365,13 +365,9 @@ def main() -> None:
                 _outbox_rows(url, channel_id, 10, 0.1, rule_id="bench-warm-up")
                 receiver.collect(1, 60)
                 committed = _outbox_rows(url, channel_id, args.delivery_rate, args.delivery_duration)
-                arrived = {a.delivery_id: a.received_at for a in receiver.collect(len(committed), 60)}
+                samples, missing = receiver.latencies(committed, 60)
                 figures.append(
-                    Figures(
-                        "outbox commit -> webhook",
-                        [arrived[i] - t for i, t in committed.items() if i in arrived],
-                        f"{args.delivery_rate:g}/s, {len(committed) - len(set(arrived) & set(committed))} missing",
-                    )
+                    Figures("outbox commit -> webhook", samples, f"{args.delivery_rate:g}/s, {missing} missing")
                 )
 
                 keys, load, spike_ids = _prepare_city(url, channel_id, args.duration)

@@ -20,7 +20,6 @@ import logging
 import secrets
 import socket
 import ssl
-import struct
 import threading
 import time
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from ingest._paho import PAHO_HOOKS, IngestClient
 from ingest.batch import Message
 from ingest.inbox import Inbox
 from ingest.topics import shared, subscription
+from livinglab.mqtt_packets import connect_packet
 from livinglab.settings import MqttUrl
 
 log = logging.getLogger(__name__)
@@ -48,34 +48,6 @@ _V5_UNSUPPORTED_PROTOCOL_VERSION = 0x84
 _V311_UNACCEPTABLE_PROTOCOL_VERSION = 0x01
 
 
-def _utf8_field(text: str) -> bytes:
-    data = text.encode("utf-8")
-    return struct.pack("!H", len(data)) + data
-
-
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _mqtt5_connect(url: MqttUrl, client_id: str) -> bytes:
-    flags = 0x02  # clean start, no session expiry: the probe leaves no session behind
-    payload = _utf8_field(client_id)
-    if url.username is not None:
-        flags |= 0x80
-        payload += _utf8_field(url.username)
-        if url.password is not None:
-            flags |= 0x40
-            payload += _utf8_field(url.password)
-    variable = _utf8_field("MQTT") + bytes([5, flags]) + struct.pack("!H", 10) + b"\x00"
-    body = variable + payload
-    return bytes([0x10]) + _remaining_length(len(body)) + body
-
-
 def probe_protocol(url: MqttUrl, *, timeout_s: float = 5.0) -> Protocol:
     """Whether the broker speaks MQTT 5: send an MQTT 5 CONNECT and read the answer.
 
@@ -85,7 +57,8 @@ def probe_protocol(url: MqttUrl, *, timeout_s: float = 5.0) -> Protocol:
     raw = socket.create_connection((url.host, url.port), timeout=timeout_s)
     sock: socket.socket = ssl.create_default_context().wrap_socket(raw, server_hostname=url.host) if url.tls else raw
     with sock:
-        sock.sendall(_mqtt5_connect(url, f"livinglab-probe-{secrets.token_hex(6)}"))
+        # Clean start, no session expiry: the probe leaves no session behind.
+        sock.sendall(connect_packet(url, f"livinglab-probe-{secrets.token_hex(6)}", level=5, keepalive_s=10))
         try:
             head = sock.recv(4)
         except (ConnectionResetError, TimeoutError):

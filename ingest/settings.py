@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
 from ingest._paho import PAHO_HOOKS
 from ingest.rows import Limits
 from ingest.uplink_topics import DEFAULT_FILTERS, UplinkSource, check_filter
-from livinglab.settings import CoreSettings
+from livinglab.settings import CoreSettings, MaxLatenessS, MaxPayloadBytes, MqttProtocol
 
 
 class IngestSettings(CoreSettings):
@@ -20,10 +20,7 @@ class IngestSettings(CoreSettings):
         min_length=1,
         description="Fixed MQTT client id (persistent session); give every ingester its own.",
     )
-    mqtt_protocol: Literal["auto", "5", "3.1.1"] = Field(
-        default="auto",
-        description="MQTT version: 5, 3.1.1 (brokers that speak only 3.1.1, such as amqtt), or auto (try 5 first).",
-    )
+    mqtt_protocol: MqttProtocol = "auto"
     shared_group: str | None = Field(
         default=None,
         description="Subscribe through `$share/<group>/...` so several ingesters split the load.",
@@ -41,10 +38,10 @@ class IngestSettings(CoreSettings):
     )
     batch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1, description="Payload bytes per batch at most.")
     batch_interval_ms: int = Field(default=50, ge=1, description="A batch closes at most this long after it opens.")
-    max_payload_bytes: int = Field(default=256 * 1024, ge=1, description="Larger payloads are rejected.")
+    max_payload_bytes: MaxPayloadBytes = 256 * 1024
     max_records_per_message: int = Field(default=10_000, ge=1, description="Readings one message may carry.")
     max_clock_skew_s: float = Field(default=120.0, ge=0, description="How far in the future a reading may be.")
-    max_lateness_s: float = Field(default=7 * 86400.0, ge=0, description="How old a reading may be.")
+    max_lateness_s: MaxLatenessS = 7 * 86400.0
     ranges: dict[str, tuple[float, float]] = Field(
         default_factory=dict,
         description='Physical range overrides per quantity, as JSON: `{"pm25": [0, 1000]}`.',

@@ -10,12 +10,15 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from livinglab.brokeraccess.command import BrokerAdminSettings, add_mqtt_commands
 from livinglab.errors import ConfigurationError, LivinglabError
 from livinglab.logs import configure_logging
 from livinglab.settings import CoreSettings
+
+RoleSettings = TypeVar("RoleSettings", bound=CoreSettings)
+Result = TypeVar("Result")
 
 
 def _on_signals(stop: Callable[[], None]) -> None:
@@ -88,21 +91,9 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 def _keys_command(action: Callable[[Any], str]) -> int:
     """Run `action(conn)` on the configured database in one transaction and print what it returns."""
-    from livinglab.runtime import resolve_database_url
-    from livinglab.storage import check_schema, connect
-
     settings = CoreSettings()
     configure_logging("WARNING", "keys")
-    url, embedded = resolve_database_url(settings)
-    try:
-        with connect(url) as conn:
-            check_schema(conn)
-            output = action(conn)
-            conn.commit()
-    finally:
-        if embedded is not None:
-            embedded.stop()
-    print(output, flush=True)
+    print(_with_database(action, settings), flush=True)
     return 0
 
 
@@ -173,8 +164,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from livinglab.domain import QUANTITIES, Window
     from livinglab.export import ExportFormat, ExportRequest, count_rows, final_before, write_export
-    from livinglab.runtime import resolve_database_url
-    from livinglab.storage import check_schema, connect
 
     settings = CoreSettings()
     configure_logging("WARNING", "export")
@@ -199,19 +188,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         quantity=QUANTITIES[args.quantity].code if args.quantity else None,
         final_before=final_before(window, settings.allowed_lateness_s, now) if window else None,
     )
-    url, embedded = resolve_database_url(settings)
-    try:
-        with connect(url, application_name="livinglab-export") as conn:
-            check_schema(conn)
-            bar = _ProgressBar(count_rows(conn, request)) if not args.quiet else None
-            conn.rollback()
-            with open(args.output, "wb") as out:
-                rows = write_export(conn, request, fmt, out, bar)
-            if bar is not None:
-                bar.done(rows)
-    finally:
-        if embedded is not None:
-            embedded.stop()
+
+    def export(conn: Any) -> int:
+        bar = _ProgressBar(count_rows(conn, request)) if not args.quiet else None
+        conn.rollback()
+        with open(args.output, "wb") as out:
+            rows = write_export(conn, request, fmt, out, bar)
+        if bar is not None:
+            bar.done(rows)
+        return rows
+
+    rows = _with_database(export, settings, application_name="livinglab-export")
     print(f"exported {rows} rows to {args.output}", file=sys.stderr)
     return 0
 
@@ -224,9 +211,7 @@ def _overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]:
 def cmd_sensors_import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from livinglab.runtime import resolve_database_url
     from livinglab.sensor_files import read_sensor_file
-    from livinglab.storage import check_schema, connect
     from livinglab.storage.registry import upsert_sensors
 
     settings = CoreSettings()
@@ -235,27 +220,21 @@ def cmd_sensors_import(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{len(specs)} sensors valid (dry run: nothing written)", file=sys.stderr)
         return 0
-    url, embedded = resolve_database_url(settings)
-    try:
-        with connect(url) as conn:
-            check_schema(conn)
-            written = upsert_sensors(conn, specs)
-            conn.commit()
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    written = _with_database(lambda conn: upsert_sensors(conn, specs), settings)
     print(f"imported {written} sensors", file=sys.stderr)
     return 0
 
 
-def _with_database(action: Callable[[Any], int]) -> int:
+def _with_database(
+    action: Callable[[Any], Result], settings: CoreSettings | None = None, *, application_name: str = "livinglab"
+) -> Result:
     """Run `action(conn)` on the configured (or embedded) database, committing when it returns."""
     from livinglab.runtime import resolve_database_url
     from livinglab.storage import check_schema, connect
 
-    url, embedded = resolve_database_url(CoreSettings())
+    url, embedded = resolve_database_url(settings or CoreSettings())
     try:
-        with connect(url) as conn:
+        with connect(url, application_name=application_name) as conn:
             check_schema(conn)
             result = action(conn)
             conn.commit()
@@ -324,37 +303,38 @@ def cmd_alarms_list(args: argparse.Namespace) -> int:
     return _with_database(listing)
 
 
+class _Role(Protocol):
+    """A long-running role: `run` blocks until `stop` is called (here, by SIGINT or SIGTERM)."""
+
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def _run_role(settings: RoleSettings, name: str, role: Callable[[RoleSettings], _Role]) -> int:
+    configure_logging(settings.log_level, name)
+    service = role(settings)
+    _on_signals(service.stop)
+    service.run()
+    return 0
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest import Ingester, IngestSettings
 
-    settings = IngestSettings(**_overrides(args, "client_id", "shared_group", "health_port"))
-    configure_logging(settings.log_level, "ingest")
-    ingester = Ingester(settings)
-    _on_signals(ingester.stop)
-    ingester.run()
-    return 0
+    return _run_role(IngestSettings(**_overrides(args, "client_id", "shared_group", "health_port")), "ingest", Ingester)
 
 
 def cmd_process(args: argparse.Namespace) -> int:
     from processing import Processor, ProcessorSettings
 
-    settings = ProcessorSettings(**_overrides(args, "worker_id"))
-    configure_logging(settings.log_level, "process")
-    processor = Processor(settings)
-    _on_signals(processor.stop)
-    processor.run()
-    return 0
+    return _run_role(ProcessorSettings(**_overrides(args, "worker_id")), "process", Processor)
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
     from notify import Deliverer, NotifySettings
 
-    settings = NotifySettings(**_overrides(args, "notify_worker_id"))
-    configure_logging(settings.log_level, "notify")
-    deliverer = Deliverer(settings)
-    _on_signals(deliverer.stop)
-    deliverer.run()
-    return 0
+    return _run_role(NotifySettings(**_overrides(args, "notify_worker_id")), "notify", Deliverer)
 
 
 def cmd_api(args: argparse.Namespace) -> int:

@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from livinglab.errors import LivinglabError
 from livinglab.sensors import SensorSpec
 
+Spec = TypeVar("Spec", bound=BaseModel)
+
 
 class SensorFileError(LivinglabError):
     """A sensor file that cannot be read or holds invalid entries."""
+
+
+def read_text(path: Path, error: type[LivinglabError]) -> str:
+    """The text of a UTF-8 file (a byte order mark is dropped); raises `error` when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read: {exc}") from exc
 
 
 def yaml_entries(text: str, key: str, error: type[LivinglabError]) -> list[Any]:
@@ -43,6 +53,21 @@ def yaml_entries(text: str, key: str, error: type[LivinglabError]) -> list[Any]:
 def validation_problems(exc: ValidationError, what: str) -> str:
     """A pydantic error as one line: `field: message; ...` (`what` names an error of the whole entry)."""
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or what}: {e['msg']}" for e in exc.errors())
+
+
+def validated_entries(rows: list[Any], model: type[Spec], what: str, problems: list[str]) -> Iterator[tuple[int, Spec]]:
+    """The entries of a file that validate as `model`, numbered from 1; each other entry is described in `problems`
+    (`what` names the kind of entry: `sensor` or `rule`, whose `sensor_id` or `rule_id` names a bad entry)."""
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, Mapping):
+            problems.append(f"entry {number}: not a mapping of {what} fields")
+            continue
+        try:
+            spec = model.model_validate(dict(row))
+        except ValidationError as exc:
+            problems.append(f"entry {number} ({row.get(f'{what}_id', '?')}): {validation_problems(exc, what)}")
+            continue
+        yield number, spec
 
 
 def _rows_from_csv(text: str) -> list[Any]:
@@ -68,16 +93,7 @@ def parse_sensors(text: str, *, fmt: str) -> list[SensorSpec]:
     problems: list[str] = []
     seen: set[str] = set()
     dev_euis: dict[str, str] = {}
-    for number, row in enumerate(rows, start=1):
-        if not isinstance(row, Mapping):
-            problems.append(f"entry {number}: not a mapping of sensor fields")
-            continue
-        try:
-            spec = SensorSpec.model_validate(dict(row))
-        except ValidationError as exc:
-            detail = validation_problems(exc, "sensor")
-            problems.append(f"entry {number} ({row.get('sensor_id', '?')}): {detail}")
-            continue
+    for number, spec in validated_entries(rows, SensorSpec, "sensor", problems):
         if spec.sensor_id in seen:
             problems.append(f"entry {number}: sensor_id {spec.sensor_id!r} appears more than once")
             continue
@@ -99,8 +115,4 @@ def read_sensor_file(path: Path) -> list[SensorSpec]:
     fmt = {".yaml": "yaml", ".yml": "yaml", ".csv": "csv"}.get(suffix)
     if fmt is None:
         raise SensorFileError(f"{path}: unknown file type {suffix!r} (use .yaml, .yml or .csv)")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SensorFileError(f"{path}: cannot read: {exc}") from exc
-    return parse_sensors(text, fmt=fmt)
+    return parse_sensors(read_text(path, SensorFileError), fmt=fmt)

@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
@@ -51,6 +51,16 @@ def parse_interval(value: object) -> str | None:
     if not match or len({u.rstrip("s") for u in units}) != len(units):
         raise ValueError(f"{value!r} is not an interval such as '90 days' or '12 hours' (or 'off')")
     return " ".join(text.split())
+
+
+#: Settings that two roles read under one name (each role's class declares it with its default, in its own place
+#: of the settings table): what the value may be and what it means.
+MqttProtocol = Annotated[
+    Literal["auto", "5", "3.1.1"],
+    Field(description="MQTT version: 5, 3.1.1 (brokers that speak only 3.1.1, such as amqtt), or auto (try 5 first)."),
+]
+MaxPayloadBytes = Annotated[int, Field(ge=1, description="Larger payloads are rejected.")]
+MaxLatenessS = Annotated[float, Field(ge=0, description="How old a reading may be.")]
 
 
 class TimescaleMode(enum.StrEnum):

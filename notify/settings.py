@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
 
 from pydantic import Field, field_validator
 
-from livinglab.settings import CoreSettings
+from livinglab.settings import CoreSettings, MqttProtocol
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -59,10 +58,7 @@ class NotifySettings(CoreSettings):
         description="Comma-separated addresses or networks (`10.0.0.0/8, 127.0.0.1`) webhooks may reach; empty: "
         "any. Checked on the addresses a receiver's name resolves to, and the request goes to the address checked.",
     )
-    mqtt_protocol: Literal["auto", "5", "3.1.1"] = Field(
-        default="auto",
-        description="MQTT version: 5, 3.1.1 (brokers that speak only 3.1.1, such as amqtt), or auto (try 5 first).",
-    )
+    mqtt_protocol: MqttProtocol = "auto"
     smtp_host: str | None = Field(
         default=None,
         description="SMTP server of email channels (unset: email deliveries wait and retry, `last_error` says why).",

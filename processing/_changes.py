@@ -100,19 +100,25 @@ def store_and_summarize(
     *,
     upsert: sql.Composable,
     delete: sql.Composable,
-    returning: sql.Composable,
     label: str,
-    item: sql.Composable,
+    values: Sequence[str],
     period: sql.Composable,
     params: dict[str, Any],
     items: int,
 ) -> Changes:
     """Run `upsert` and `delete` (each without RETURNING) and summarize the rows they changed.
 
-    `returning` lists the columns both return (the first must be `sensor_key`); `label` names the time column of
-    the table; `item` is the body of a `json_build_object` over `c` (a changed row) and `s` (its sensor); `period`
-    the service hour a changed row `c` counts in.
+    `label` names the time column of the table, `values` the columns a change-event item carries after its
+    `sensor_id` and label (in that order); `period` is the service hour a changed row `c` counts in.
     """
+    returning = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in ("sensor_key", label, *values))
+    item = sql.SQL(", ").join(
+        [
+            sql.SQL("'sensor_id', s.sensor_id"),
+            sql.SQL("{}, " + ISO_UTC.format("c.{}")).format(sql.Literal(label), sql.Identifier(label)),
+            *(sql.SQL("{}, c.{}").format(sql.Literal(v), sql.Identifier(v)) for v in values),
+        ]
+    )
     query = sql.SQL(_SUMMARY).format(
         upsert=upsert,
         delete=delete,

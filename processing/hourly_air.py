@@ -23,7 +23,7 @@ from psycopg import sql
 from livinglab.domain import QUANTITIES
 from livinglab.reference import aqi_table, ispu_table
 from processing import aqi, ispu
-from processing._changes import ISO_UTC, Changes, store_and_summarize, upsert_changed
+from processing._changes import Changes, store_and_summarize, upsert_changed
 from processing._pgio import fetch_arrays, stage
 
 HOUR_US = 3_600_000_000
@@ -118,18 +118,38 @@ def _label_mask(grid: HourlyGrid, ranges: Mapping[int, LabelRange]) -> npt.NDArr
     return in_range & (window > 0)
 
 
-def _range_params(ranges: Mapping[int, LabelRange]) -> dict[str, Any]:
+def _store_index(
+    conn: psycopg.Connection[Any],
+    upsert: sql.Composable,
+    *,
+    table: str,
+    staging: str,
+    label: str,
+    values: tuple[str, ...],
+    ranges: Mapping[int, LabelRange],
+    params: dict[str, Any],
+    items: int,
+) -> Changes:
+    """Upsert the staged rows of an hourly index table, delete the rows of the recomputed `ranges` that have no
+    value any more, and summarize what changed (`values`: the columns a change-event item carries)."""
     keys = sorted(ranges)
-    return {"rk": keys, "rfirst": [ranges[k].first for k in keys], "rlast": [ranges[k].last for k in keys]}
-
-
-def _delete_sql(table: str, label: str, staging: str) -> sql.Composed:
-    return sql.SQL(
+    range_params = {"rk": keys, "rfirst": [ranges[k].first for k in keys], "rlast": [ranges[k].last for k in keys]}
+    delete = sql.SQL(
         "DELETE FROM {table} t USING unnest(%(rk)s::int4[], %(rfirst)s::timestamptz[], %(rlast)s::timestamptz[])"
         " AS r(sensor_key, first, last)"
         " WHERE t.sensor_key = r.sensor_key AND t.{label} BETWEEN r.first AND r.last"
         " AND NOT EXISTS (SELECT 1 FROM {staging} x WHERE x.sensor_key = t.sensor_key AND x.{label} = t.{label})"
     ).format(table=sql.Identifier(table), label=sql.Identifier(label), staging=sql.Identifier(staging))
+    return store_and_summarize(
+        conn,
+        upsert=upsert,
+        delete=delete,
+        label=label,
+        values=values,
+        period=sql.SQL("c.{} - interval '1 hour'").format(sql.Identifier(label)),
+        params={**range_params, **params},
+        items=items,
+    )
 
 
 def _nan_to_null(column: str) -> sql.Composed:
@@ -199,19 +219,15 @@ def store_ispu(
             " FROM ispu_staging ORDER BY 1, 2",
         )
     ).format(sub_indices=sub_indices, details=details)
-    return store_and_summarize(
+    return _store_index(
         conn,
-        upsert=upsert,
-        delete=_delete_sql("ispu_hourly", "window_end", "ispu_staging"),
-        returning=sql.SQL("t.sensor_key, t.window_end, t.ispu, t.category, t.critical_parameter"),
+        upsert,
+        table="ispu_hourly",
+        staging="ispu_staging",
         label="window_end",
-        item=sql.SQL(
-            "'sensor_id', s.sensor_id, 'window_end', " + ISO_UTC.format("c.window_end") + ", 'ispu', c.ispu,"
-            " 'category', c.category, 'critical_parameter', c.critical_parameter"
-        ),
-        period=sql.SQL("c.window_end - interval '1 hour'"),
+        values=("ispu", "category", "critical_parameter"),
+        ranges=ranges,
         params={
-            **_range_params(ranges),
             "names": [c.name for c in table.categories],
             "colours": [c.colour_hex for c in table.categories],
             "parameters": list(table.parameters),
@@ -255,19 +271,15 @@ def store_aqi(
             " jsonb_strip_nulls(jsonb_build_object({sub_indices})) FROM aqi_staging ORDER BY 1, 2",
         )
     ).format(nowcast=nowcast, sub_indices=sub_indices)
-    return store_and_summarize(
+    return _store_index(
         conn,
-        upsert=upsert,
-        delete=_delete_sql("aqi_hourly", "hour", "aqi_staging"),
-        returning=sql.SQL("t.sensor_key, t.hour, t.aqi, t.category, t.dominant_pollutant"),
+        upsert,
+        table="aqi_hourly",
+        staging="aqi_staging",
         label="hour",
-        item=sql.SQL(
-            "'sensor_id', s.sensor_id, 'hour', " + ISO_UTC.format("c.hour") + ", 'aqi', c.aqi,"
-            " 'category', c.category, 'dominant_pollutant', c.dominant_pollutant"
-        ),
-        period=sql.SQL("c.hour - interval '1 hour'"),
+        values=("aqi", "category", "dominant_pollutant"),
+        ranges=ranges,
         params={
-            **_range_params(ranges),
             "names": [c.name for c in table.categories],
             "pollutants": list(table.pollutants),
         },

@@ -19,7 +19,7 @@ from psycopg import sql
 from livinglab.domain import QUANTITIES
 from livinglab.reference import pkji_tables
 from processing import traffic
-from processing._changes import ISO_UTC, Changes, store_and_summarize, upsert_changed
+from processing._changes import Changes, store_and_summarize, upsert_changed
 from processing._pgio import fetch_arrays, stage
 from processing.sensors import SensorInfo
 
@@ -130,12 +130,8 @@ def store_traffic(
         conn,
         upsert=sql.SQL(_UPSERT),
         delete=sql.SQL(_DELETE),
-        returning=sql.SQL("t.sensor_key, t.hour, t.degree_of_saturation, t.los, t.los_target"),
         label="hour",
-        item=sql.SQL(
-            "'sensor_id', s.sensor_id, 'hour', " + ISO_UTC.format("c.hour") + ","
-            " 'degree_of_saturation', c.degree_of_saturation, 'los', c.los, 'los_target', c.los_target"
-        ),
+        values=("degree_of_saturation", "los", "los_target"),
         period=sql.SQL("c.hour"),
         params={"keys": keys, "hours": hours, "letters": letters},
         items=items,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from livinglab.settings import CoreSettings
+from livinglab.settings import CoreSettings, MaxLatenessS, MaxPayloadBytes
 
 
 class SimulatorSettings(CoreSettings):
@@ -14,5 +14,5 @@ class SimulatorSettings(CoreSettings):
     seed: int = Field(default=1, description="Random seed: the same seed sends the same messages.")
     # The ingester's limits, read under the same names: malformed messages are built against them and a backfill
     # refuses a period older than the maximum lateness.
-    max_payload_bytes: int = Field(default=256 * 1024, ge=1, description="Larger payloads are rejected.")
-    max_lateness_s: float = Field(default=7 * 86400.0, ge=0, description="How old a reading may be.")
+    max_payload_bytes: MaxPayloadBytes = 256 * 1024
+    max_lateness_s: MaxLatenessS = 7 * 86400.0

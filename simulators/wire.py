@@ -15,6 +15,7 @@ import threading
 import time
 
 from livinglab.errors import LivinglabError
+from livinglab.mqtt_packets import connect_packet, remaining_length, utf8_field
 from livinglab.settings import MqttUrl
 
 _CONNACK, _PUBACK, _PINGRESP = 0x20, 0x40, 0xD0
@@ -23,20 +24,6 @@ _FLUSH_BYTES = 64 * 1024
 
 class WireError(LivinglabError):
     """The broker refused the connection or it broke."""
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        digit, n = n % 128, n // 128
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _text(value: str) -> bytes:
-    data = value.encode("utf-8")
-    return struct.pack("!H", len(data)) + data
 
 
 class WirePublisher:
@@ -70,16 +57,8 @@ class WirePublisher:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.url.tls:
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.url.host)
-        flags = 0x02  # clean session: a load generator has nothing to resume
-        payload = _text(self.client_id)
-        if self.url.username:
-            flags |= 0x80
-            payload += _text(self.url.username)
-            if self.url.password is not None:
-                flags |= 0x40
-                payload += _text(self.url.password)
-        body = _text("MQTT") + bytes([4, flags]) + struct.pack("!H", self.keepalive_s) + payload
-        sock.sendall(bytes([0x10]) + _varint(len(body)) + body)
+        # A clean session: a load generator has nothing to resume.
+        sock.sendall(connect_packet(self.url, self.client_id, level=4, keepalive_s=self.keepalive_s))
         reply = self._read_exactly(sock, 4)
         if reply[0] != _CONNACK or reply[3] != 0:
             sock.close()
@@ -134,9 +113,11 @@ class WirePublisher:
                 self._wait_below(self.window)
             self._next_id = self._next_id % 65535 + 1
             size = len(topic) + 2 + len(payload)
-            self._buffer += bytes([self._header]) + _varint(size) + topic + struct.pack("!H", self._next_id) + payload
+            self._buffer += (
+                bytes([self._header]) + remaining_length(size) + topic + struct.pack("!H", self._next_id) + payload
+            )
         else:
-            self._buffer += bytes([self._header]) + _varint(len(topic) + len(payload)) + topic + payload
+            self._buffer += bytes([self._header]) + remaining_length(len(topic) + len(payload)) + topic + payload
         self.published += 1
         if len(self._buffer) >= _FLUSH_BYTES:
             self.flush()
@@ -195,4 +176,4 @@ class WirePublisher:
 
 def topic_field(topic: str) -> bytes:
     """A topic as PUBLISH carries it (length-prefixed UTF-8): compute once per sensor."""
-    return _text(topic)
+    return utf8_field(topic)

@@ -27,6 +27,7 @@ from livinglab.launch import (
     database_server,
     drop_database,
     find_bindir,
+    started,
     temporary_database,
     unique_name,
 )
@@ -103,23 +104,15 @@ def _require_mosquitto() -> None:
 @pytest.fixture(scope="session")
 def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
     _require_mosquitto()
-    broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto"))
-    broker.start()
-    try:
+    with started(MosquittoBroker(tmp_path_factory.mktemp("mosquitto"))) as (broker,):
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     _require_mosquitto()
-    broker = MosquittoBroker(tmp_path / "mosquitto")
-    broker.start()
-    try:
+    with started(MosquittoBroker(tmp_path / "mosquitto")) as (broker,):
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Path, Query, Response, status
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.access import Access, ReadAccessDep, WriteAccessDep, city_filter
+from api.access import Access, ReadAccessDep, WriteAccessDep, city_filter, visible_row
 from api.deps import ConnDep
 from api.pagination import encode_cursor
 from api.params import PageDep, utc_instant
@@ -130,12 +130,9 @@ async def _values(conn: psycopg.AsyncConnection[Any], access: Access, rule_id: s
 
 
 async def _rule_row(conn: psycopg.AsyncConnection[Any], access: Access, rule_id: str) -> dict[str, Any]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("SELECT * FROM alarm_rules WHERE rule_id = %s", (rule_id,))
-        row = await cur.fetchone()
-    if row is None or not access.sees(row["city"]):
-        raise access.not_found(f"no alarm rule {rule_id!r}")
-    return row
+    return await visible_row(
+        conn, access, "SELECT * FROM alarm_rules WHERE rule_id = %s", (rule_id,), f"no alarm rule {rule_id!r}"
+    )
 
 
 @router.get("/alarm-rules", summary="List alarm rules", tags=["alarms"])
@@ -146,12 +143,11 @@ async def list_rules(
     city: Annotated[str | None, Query(max_length=64, description="Only rules of this city.")] = None,
 ) -> RulesPublic:
     """Alarm rules, ordered by `rule_id`."""
-    after = page.after(1)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT * FROM alarm_rules WHERE {city_filter('city')}"
             " AND (%(after)s::text IS NULL OR rule_id > %(after)s) ORDER BY rule_id LIMIT %(limit)s",
-            {"cities": access.cities_param(city), "after": str(after[0]) if after else None, "limit": page.limit + 1},
+            {"cities": access.cities_param(city), "after": page.after_text(), "limit": page.limit + 1},
         )
         rows = await cur.fetchall()
     items = [RulePublic.model_validate(rule_public(r)) for r in rows[: page.limit]]
@@ -294,11 +290,8 @@ def _parse_time(text: str) -> datetime:
 
 @router.get("/alarms/{alarm_id}", summary="One alarm", tags=["alarms"], responses=NOT_FOUND)
 async def get_alarm(access: ReadAccessDep, conn: ConnDep, alarm_id: AlarmIdPath) -> AlarmPublic:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {ALARM_COLUMNS} FROM {ALARM_FROM} WHERE a.alarm_id = %s", (alarm_id,))
-        row = await cur.fetchone()
-    if row is None or not access.sees(row["city"]):
-        raise access.not_found(f"no alarm {alarm_id}")
+    query = f"SELECT {ALARM_COLUMNS} FROM {ALARM_FROM} WHERE a.alarm_id = %s"
+    row = await visible_row(conn, access, query, (alarm_id,), f"no alarm {alarm_id}")
     return AlarmPublic.model_validate(alarm_object(row))
 
 

@@ -141,11 +141,10 @@ async def list_channels(
     type: Annotated[ChannelType | None, Query(description="Only channels of this type.")] = None,
 ) -> ChannelsPublic:
     """Channels by id. A key limited to cities lists only channels limited to some of its cities."""
-    after = page.after(1)
     params = {
         "cities": access.cities_param(),
         "type": type.value if type else None,
-        "after": str(after[0]) if after else None,
+        "after": page.after_text(),
         "limit": page.limit + 1,
     }
     async with conn.cursor(row_factory=dict_row) as cur:

@@ -105,8 +105,7 @@ async def list_cities(access: ReadAccessDep, conn: ConnDep, page: PageDep) -> Ci
     """The cities this key sees (for a key without cities: every city with a registered sensor or a target),
     with their sensor counts, districts and the box around their sensors, for choosing a city and fitting a map
     to it."""
-    after = page.after(1)
-    params = {"cities": access.cities_param(), "after": str(after[0]) if after else None, "limit": page.limit + 1}
+    params = {"cities": access.cities_param(), "after": page.after_text(), "limit": page.limit + 1}
     cur = await conn.execute(_LIST, params)
     rows = await cur.fetchall()
     items = [

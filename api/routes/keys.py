@@ -110,12 +110,8 @@ async def create_key(access: AdminAccessDep, conn: ConnDep, body: KeyCreate) -> 
 @router.get("", summary="List API keys")
 async def list_keys(access: AdminAccessDep, conn: ConnDep, page: PageDep) -> KeysPublic:
     """Live keys, oldest first. A key limited to cities lists only keys limited to some of its cities."""
-    after = page.after(1)
-    try:
-        after_id = int(str(after[0])) if after else None
-    except ValueError:
-        raise ProblemError(400, "the cursor is not valid") from None
-    cur = await conn.execute(_LIST, {"cities": access.cities_param(), "after": after_id, "limit": page.limit + 1})
+    params = {"cities": access.cities_param(), "after": page.after_int(), "limit": page.limit + 1}
+    cur = await conn.execute(_LIST, params)
     rows = await cur.fetchall()
     items = [_public(key_record(r)) for r in rows[: page.limit]]
     next_cursor = encode_cursor([items[-1].key_id]) if len(rows) > page.limit else None

@@ -71,7 +71,6 @@ async def list_sensor_quality(
     """
     now = datetime.now(UTC)
     this_hour = _hour_floor(now)
-    after = page.after(1)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "WITH page AS ("
@@ -96,7 +95,7 @@ async def list_sensor_quality(
             {
                 "cities": access.cities_param(city),
                 "district": district,
-                "after": str(after[0]) if after else None,
+                "after": page.after_text(),
                 "limit": page.limit + 1,
                 "since": this_hour - timedelta(hours=23),
                 "h0": this_hour - timedelta(hours=24),

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Query, status
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
-from api.access import ReadAccessDep, WriteAccessDep, city_filter
+from api.access import ReadAccessDep, WriteAccessDep, city_filter, visible_row
 from api.deps import ConnDep
 from api.pagination import encode_cursor
 from api.params import PageDep, TimeRangeDep
@@ -119,11 +119,6 @@ async def list_rejected(
 
     A message belongs to the city its topic names; one whose topic names no city is listed to keys without cities
     only."""
-    after = page.after(1)
-    try:
-        after_id = int(str(after[0])) if after else None
-    except ValueError:
-        raise ProblemError(400, "the cursor is not valid") from None
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT {_COLUMNS} FROM rejected"
@@ -146,7 +141,7 @@ async def list_rejected(
                 "reason": reason.value if reason else None,
                 "cities": access.cities_param(city),
                 "kind": kind.value if kind else None,
-                "after": after_id,
+                "after": page.after_int(),
                 "replay": replay,
                 "limit": page.limit + 1,
             },
@@ -159,12 +154,8 @@ async def list_rejected(
 
 @router.get("/{rejected_id}", summary="One rejected message", responses=NOT_FOUND)
 async def get_rejected(access: ReadAccessDep, conn: ConnDep, rejected_id: RejectedIdPath) -> RejectedPublic:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {_COLUMNS} FROM rejected WHERE id = %s", (rejected_id,))
-        row = await cur.fetchone()
-    if row is None or not access.sees(row["city"]):
-        raise access.not_found(f"no rejected message {rejected_id}")
-    return _public(row)
+    query = f"SELECT {_COLUMNS} FROM rejected WHERE id = %s"
+    return _public(await visible_row(conn, access, query, (rejected_id,), f"no rejected message {rejected_id}"))
 
 
 @router.post(
@@ -180,10 +171,8 @@ async def replay_rejected(access: WriteAccessDep, conn: ConnDep, rejected_id: Re
     Needs scope `sensors:write`.
     """
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {_COLUMNS} FROM rejected WHERE id = %s FOR UPDATE", (rejected_id,))
-        row = await cur.fetchone()
-        if row is None or not access.sees(row["city"]):
-            raise access.not_found(f"no rejected message {rejected_id}")
+        query = f"SELECT {_COLUMNS} FROM rejected WHERE id = %s FOR UPDATE"
+        row = await visible_row(conn, access, query, (rejected_id,), f"no rejected message {rejected_id}")
         if row["replay_outcome"] == "accepted" and replay_status(row) == "accepted":
             raise ProblemError(409, f"rejected message {rejected_id} was already replayed and accepted")
         if len(bytes(row["payload"])) < row["payload_size"]:
@@ -192,7 +181,7 @@ async def replay_rejected(access: WriteAccessDep, conn: ConnDep, rejected_id: Re
             f"UPDATE rejected SET replay_requested_at = clock_timestamp() WHERE id = %s RETURNING {_COLUMNS}",
             (rejected_id,),
         )
-        row = await cur.fetchone()
+        replayed = await cur.fetchone()
         await cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL_REPLAY, str(rejected_id)))
-    assert row is not None
-    return _public(row)
+    assert replayed is not None
+    return _public(replayed)

@@ -105,26 +105,22 @@ def _thing_json(row: dict[str, Any]) -> dict[str, Any]:
     return {"name": row["name"], "description": row["description"], "properties": _thing_properties(row)}
 
 
-def _point(row: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "Point", "coordinates": [row["lon"], row["lat"]]}
+def _geo_json(row: dict[str, Any], description: str, geometry: str) -> dict[str, Any]:
+    """A Location or FeatureOfInterest: the sensor's position as a GeoJSON point under `geometry`."""
+    return {
+        "name": row["name"],
+        "description": description,
+        "encodingType": GEO_JSON,
+        geometry: {"type": "Point", "coordinates": [row["lon"], row["lat"]]},
+    }
 
 
 def _location_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": row["name"],
-        "description": f"position of {row['description']}",
-        "encodingType": GEO_JSON,
-        "location": _point(row),
-    }
+    return _geo_json(row, f"position of {row['description']}", "location")
 
 
 def _foi_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": row["name"],
-        "description": f"the air or road at {row['description']}",
-        "encodingType": GEO_JSON,
-        "feature": _point(row),
-    }
+    return _geo_json(row, f"the air or road at {row['description']}", "feature")
 
 
 def _sensor_json(row: dict[str, Any]) -> dict[str, Any]:

@@ -326,16 +326,9 @@ class StaReader:
                 elif name in es.relations:
                     entity[f"{name}@iot.navigationLink"] = f"{self_link}/{name}"
                 else:
-                    raise _bad(
-                        f"$select: {es.singular} has no property {name!r} (properties: {', '.join(es.selectable)})"
-                    )
+                    raise _no_property(es, name)
         for expand in options.expand:
-            relation = es.relations.get(expand.relation)
-            if relation is None:
-                raise _bad(
-                    f"$expand: {es.singular} has no navigation property {expand.relation!r} "
-                    f"(it has: {', '.join(es.relations)})"
-                )
+            relation = _relation(es, expand.relation)
             target = ENTITY_SETS[relation.target]
             scope = self.related_scope(es, row, relation)
             path = f"{es.name}({quote_id(row['id'])})/{expand.relation}"
@@ -358,15 +351,21 @@ def check_shape(es: EntitySet, options: Options) -> None:
     known = {"id", "@iot.id", *es.selectable, *es.relations}
     for name in options.select or ():
         if name not in known:
-            raise _bad(f"$select: {es.singular} has no property {name!r} (properties: {', '.join(es.selectable)})")
+            raise _no_property(es, name)
     for expand in options.expand:
-        relation = es.relations.get(expand.relation)
-        if relation is None:
-            raise _bad(
-                f"$expand: {es.singular} has no navigation property {expand.relation!r} "
-                f"(it has: {', '.join(es.relations)})"
-            )
-        check_shape(ENTITY_SETS[relation.target], expand.options)
+        check_shape(ENTITY_SETS[_relation(es, expand.relation).target], expand.options)
+
+
+def _no_property(es: EntitySet, name: str) -> ProblemError:
+    return _bad(f"$select: {es.singular} has no property {name!r} (properties: {', '.join(es.selectable)})")
+
+
+def _relation(es: EntitySet, name: str) -> Relation:
+    """The navigation property `name` of `es`; 400 when it has none."""
+    relation = es.relations.get(name)
+    if relation is None:
+        raise _bad(f"$expand: {es.singular} has no navigation property {name!r} (it has: {', '.join(es.relations)})")
+    return relation
 
 
 def _digest(path: str, options: Options) -> str:

@@ -212,13 +212,22 @@ def run_single(bench: Bench, messages: int, publishers: int) -> tuple[float, flo
         started = _load.publish_files(bench.broker.port, files)
         baseline = total / (_consumer_last(consumer) - started)
 
+    rate, peak = _ingest_files(bench, sensors, files, total, "all messages")
+    return rate, baseline, peak
+
+
+def _ingest_files(
+    bench: Bench, sensors: list[str], files: list[_load.LoadFile], readings: int, what: str
+) -> tuple[float, float]:
+    """Publish `files` to a fresh ingester and wait until it has stored their `readings`: (readings/s from the
+    first publish, the ingester's peak MiB)."""
     bench.reset(sensors)
     with bench.ingester() as (process, port):
         started = _load.publish_files(bench.broker.port, files)
-        done = _wait(lambda: _metric(port, "livinglab_ingest_readings_accepted_total") >= total, 300, "all messages")
+        done = _wait(lambda: _metric(port, "livinglab_ingest_readings_accepted_total") >= readings, 300, what)
         peak = _peak_rss_mib(process.pid)
-    assert bench.count() == total, "not every reading was stored"
-    return total / (done - started), baseline, peak
+    assert bench.count() == readings, "not every reading was stored"
+    return readings / (done - started), peak
 
 
 def run_backlog(bench: Bench, sensors: list[str], files: list[_load.LoadFile], paho_hooks: str) -> tuple[float, float]:
@@ -269,13 +278,7 @@ def run_packs(bench: Bench, packs: int, publishers: int) -> tuple[float, float, 
     files = _load.write_pack_files(bench.work, sensors, packs // publishers, bench.base_ts)
     readings = sum(f.readings for f in files)
 
-    bench.reset(sensors)
-    with bench.ingester() as (process, port):
-        started = _load.publish_files(bench.broker.port, files)
-        done = _wait(lambda: _metric(port, "livinglab_ingest_readings_accepted_total") >= readings, 300, "all packs")
-        peak = _peak_rss_mib(process.pid)
-    assert bench.count() == readings, "not every reading was stored"
-    ours = readings / (done - started)
+    ours, peak = _ingest_files(bench, sensors, files, readings, "all packs")
 
     bench.reset(sensors)
     copy_rate = _copy_rate(bench, readings, len(sensors))

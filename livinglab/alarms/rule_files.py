@@ -9,15 +9,12 @@ transaction that writes the rules (`livinglab.alarms.store.import_rules`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from livinglab.alarms.rules import RuleSpec
 from livinglab.errors import LivinglabError
-from livinglab.sensor_files import validation_problems, yaml_entries
+from livinglab.sensor_files import read_text, validated_entries, yaml_entries
 
 DEFAULT_RULES = "default_rules.yaml"
 
@@ -32,16 +29,7 @@ def parse_rules(text: str) -> list[RuleSpec]:
     specs: list[RuleSpec] = []
     problems: list[str] = []
     seen: set[str] = set()
-    for number, row in enumerate(data, start=1):
-        if not isinstance(row, Mapping):
-            problems.append(f"entry {number}: not a mapping of rule fields")
-            continue
-        try:
-            spec = RuleSpec.model_validate(dict(row))
-        except ValidationError as exc:
-            detail = validation_problems(exc, "rule")
-            problems.append(f"entry {number} ({row.get('rule_id', '?')}): {detail}")
-            continue
+    for number, spec in validated_entries(data, RuleSpec, "rule", problems):
         if spec.rule_id is not None:
             if spec.rule_id in seen:
                 problems.append(f"entry {number}: rule_id {spec.rule_id!r} appears more than once")
@@ -57,11 +45,7 @@ def read_rule_file(path: Path) -> list[RuleSpec]:
     """Rules from a `.yaml` or `.yml` file."""
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise RuleFileError(f"{path}: unknown file type {path.suffix!r} (use .yaml or .yml)")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RuleFileError(f"{path}: cannot read: {exc}") from exc
-    return parse_rules(text)
+    return parse_rules(read_text(path, RuleFileError))
 
 
 def default_rules() -> list[RuleSpec]:

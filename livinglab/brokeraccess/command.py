@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
-from livinglab.brokeraccess.control import connected
+from livinglab.brokeraccess.control import DynsecControl, connected
 from livinglab.brokeraccess.credentials import (
     describe_clients,
     issue_device,
@@ -66,6 +67,21 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
     return (args.password, False) if args.password else (new_password(), True)
 
 
+def _with_password(
+    args: argparse.Namespace, url: MqttUrl, change: Callable[[DynsecControl, str], object], notice: str = ""
+) -> int:
+    """Make `change(control, password)` on the broker with `--password` or a new password; then print `notice` on
+    standard error and the password, when made up here, alone on standard output."""
+    password, made_up = _password(args)
+    with connected(url) as control:
+        change(control, password)
+    if notice:
+        print(notice, file=sys.stderr)
+    if made_up:
+        print(password, flush=True)
+    return 0
+
+
 def cmd_device_add(args: argparse.Namespace) -> int:
     settings, url = _settings(args)
     if args.city and args.kind:
@@ -77,9 +93,10 @@ def cmd_device_add(args: argparse.Namespace) -> int:
                 f"no sensor {args.sensor_id!r} in the registry: register it, or give --city and --kind"
             )
         city, kind = found
-    password, made_up = _password(args)
-    with connected(url) as control:
-        issue_device(
+    return _with_password(
+        args,
+        url,
+        lambda control, password: issue_device(
             control,
             prefix=settings.topic_prefix,
             sensor_id=args.sensor_id,
@@ -88,21 +105,17 @@ def cmd_device_add(args: argparse.Namespace) -> int:
             password=password,
             client_id=args.client_id,
             replace=args.replace,
-        )
-    print(
+        ),
         f"device {args.sensor_id}: publishes to {settings.topic_prefix}/{city}/{kind.value}/{args.sensor_id}",
-        file=sys.stderr,
     )
-    if made_up:
-        print(password, flush=True)
-    return 0
 
 
 def cmd_gateway_add(args: argparse.Namespace) -> int:
     settings, url = _settings(args)
-    password, made_up = _password(args)
-    with connected(url) as control:
-        issue_gateway(
+    return _with_password(
+        args,
+        url,
+        lambda control, password: issue_gateway(
             control,
             prefix=settings.topic_prefix,
             name=args.name,
@@ -110,21 +123,14 @@ def cmd_gateway_add(args: argparse.Namespace) -> int:
             password=password,
             client_id=args.client_id,
             replace=args.replace,
-        )
-    print(f"gateway {args.name}: publishes for every device of {settings.topic_prefix}/{args.city}", file=sys.stderr)
-    if made_up:
-        print(password, flush=True)
-    return 0
+        ),
+        f"gateway {args.name}: publishes for every device of {settings.topic_prefix}/{args.city}",
+    )
 
 
 def cmd_password(args: argparse.Namespace) -> int:
     _, url = _settings(args)
-    password, made_up = _password(args)
-    with connected(url) as control:
-        set_password(control, args.name, password)
-    if made_up:
-        print(password, flush=True)
-    return 0
+    return _with_password(args, url, lambda control, password: set_password(control, args.name, password))
 
 
 def cmd_remove(args: argparse.Namespace) -> int:

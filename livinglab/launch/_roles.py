@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from livinglab.embedded import Broker, _ChildProcess
 
@@ -39,16 +40,25 @@ class RoleProcess(_ChildProcess):
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+class _Process(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+Process = TypeVar("Process", bound=_Process)
+
+
 @contextlib.contextmanager
-def started(*roles: RoleProcess) -> Iterator[tuple[RoleProcess, ...]]:
-    """Start the processes; stop (SIGTERM) every one still running on exit."""
-    for role in roles:
-        role.start()
+def started(*processes: Process) -> Iterator[tuple[Process, ...]]:
+    """Start the processes (roles, brokers); stop (SIGTERM) every one still running on exit."""
+    for process in processes:
+        process.start()
     try:
-        yield roles
+        yield processes
     finally:
-        for role in roles:
-            role.stop()
+        for process in processes:
+            process.stop()
 
 
 def platform_settings(database_url: str, broker: Broker | None, topic_prefix: str, **extra: str) -> dict[str, str]:

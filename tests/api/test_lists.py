@@ -129,6 +129,7 @@ def test_aggregates_walk_a_large_result_exactly_once(client, keys: Keys, stored)
         ("/v1/service-levels", {"service": "water"}, 422),
         ("/v1/service-levels", {"start": "2024-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, 400),
         ("/v1/rejected", {"reason": "bad_mood"}, 422),
+        ("/v1/rejected", {"cursor": "WyJ4Il0"}, 400),  # ["x"]: the cursor of a list by integer id holds one
         ("/v1/rejected/0", {}, 422),
         ("/v1/rejected/99999", {}, 404),
         ("/v1/stream", {"types": "weather"}, 400),

@@ -43,12 +43,8 @@ def _messages(prefix: str, base_s: int) -> list[tuple[str, bytes]]:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[DebugLoggingBroker]:
-    broker = DebugLoggingBroker(tmp_path / "mosquitto")
-    broker.start()
-    try:
+    with started(DebugLoggingBroker(tmp_path / "mosquitto")) as (broker,):
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

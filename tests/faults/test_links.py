@@ -8,6 +8,7 @@ the link heals, every acknowledged reading is stored once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -42,6 +43,34 @@ def _database_down(ingester: Ingester) -> bool:
     return bool(ingester.health()[1]["database"]["status"] == "down")
 
 
+def _break_under_load(
+    proxy: FaultProxy,
+    fault: str,
+    broker_port: int,
+    topic_prefix: str,
+    *,
+    down: Callable[[], bool],
+    detect_timeout_s: float,
+    up: Callable[[], bool],
+    heal_timeout_s: float,
+) -> tuple[LoadPublisher, float]:
+    """Publish a load, break the proxied link (`fault`) and heal it once `down()` holds, then wait for `up()`:
+    (the load, seconds until the break was detected)."""
+    load = LoadPublisher(broker_port, topic_prefix, SENSORS, rate_per_s=100, base_ts=base_ts()).start()
+    try:
+        time.sleep(2)
+        broken = time.monotonic()
+        proxy.blackhole() if fault == "blackhole" else proxy.reset()
+        detected_s = _detect(broken, down, timeout_s=detect_timeout_s)
+        time.sleep(1)
+        proxy.pass_through()
+        wait_until(up, timeout_s=heal_timeout_s)
+        time.sleep(2)
+    finally:
+        load.stop()
+    return load, detected_s
+
+
 @pytest.mark.parametrize("fault", ["blackhole", "reset"])
 def test_broker_link(
     fault: str, fresh_database_url: str, own_broker: MosquittoBroker, topic_prefix: str, fault_table: FaultTable
@@ -59,18 +88,16 @@ def test_broker_link(
             "reconnect_max_s": 1,
         }
         with ingesting(**settings) as ingester:
-            load = LoadPublisher(own_broker.port, topic_prefix, SENSORS, rate_per_s=100, base_ts=base_ts()).start()
-            try:
-                time.sleep(2)
-                broken = time.monotonic()
-                proxy.blackhole() if fault == "blackhole" else proxy.reset()
-                detected_s = _detect(broken, lambda: _broker_down(ingester), timeout_s=4 * KEEPALIVE_S)
-                time.sleep(1)
-                proxy.pass_through()
-                wait_until(lambda: ingester.link is not None and ingester.link.connected.is_set(), timeout_s=30)
-                time.sleep(2)
-            finally:
-                load.stop()
+            load, detected_s = _break_under_load(
+                proxy,
+                fault,
+                own_broker.port,
+                topic_prefix,
+                down=lambda: _broker_down(ingester),
+                detect_timeout_s=4 * KEEPALIVE_S,
+                up=lambda: ingester.link is not None and ingester.link.connected.is_set(),
+                heal_timeout_s=30,
+            )
             ratio = detected_s / KEEPALIVE_S
             fault_table.check(
                 url,
@@ -100,18 +127,16 @@ def test_database_link(
             "database_retry_max_s": 1,
         }
         with ingesting(**settings) as ingester:
-            load = LoadPublisher(own_broker.port, topic_prefix, SENSORS, rate_per_s=100, base_ts=base_ts()).start()
-            try:
-                time.sleep(2)
-                broken = time.monotonic()
-                proxy.blackhole() if fault == "blackhole" else proxy.reset()
-                detected_s = _detect(broken, lambda: _database_down(ingester), timeout_s=3 * DATABASE_DEADLINE_S)
-                time.sleep(1)
-                proxy.pass_through()
-                wait_until(lambda: ingester.health()[0], timeout_s=60)
-                time.sleep(2)
-            finally:
-                load.stop()
+            load, detected_s = _break_under_load(
+                proxy,
+                fault,
+                own_broker.port,
+                topic_prefix,
+                down=lambda: _database_down(ingester),
+                detect_timeout_s=3 * DATABASE_DEADLINE_S,
+                up=lambda: ingester.health()[0],
+                heal_timeout_s=60,
+            )
             fault_table.check(
                 fresh_database_url,
                 load,

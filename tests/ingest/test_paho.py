@@ -24,9 +24,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest._paho import PAHO_HOOKS, IngestClient, check_paho
 from ingest.batch import Message
-from ingest.broker import BrokerLink, Protocol, _remaining_length
+from ingest.broker import BrokerLink, Protocol
 from ingest.inbox import Inbox
 from livinglab.errors import ConfigurationError
+from livinglab.mqtt_packets import remaining_length
 from livinglab.settings import MqttUrl
 from simulators.wire import WireError, WirePublisher
 
@@ -62,10 +63,10 @@ class Publish:
     def encode(self, mid: int, v5: bool) -> bytes:
         body = _string(self.topic) + (struct.pack("!H", mid) if self.qos else b"")
         if v5:
-            body += _remaining_length(len(self.properties)) + self.properties
+            body += remaining_length(len(self.properties)) + self.properties
         body += self.payload
         header = 0x30 | (0x08 if self.dup else 0) | (self.qos << 1) | (0x01 if self.retain else 0)
-        return bytes([header]) + _remaining_length(len(body)) + body
+        return bytes([header]) + remaining_length(len(body)) + body
 
 
 def _packets(v5: bool) -> list[Publish]:
@@ -182,7 +183,7 @@ def _receive(protocol: Protocol, packets: list[Publish], hooks: frozenset[str]) 
         link.stop()
         broker.close()
     assert broker.error is None, broker.error
-    pubacks = b"".join(bytes([h]) + _remaining_length(len(b)) + b for h, b in broker.received if h >> 4 == 4)
+    pubacks = b"".join(bytes([h]) + remaining_length(len(b)) + b for h, b in broker.received if h >> 4 == 4)
     return messages, pubacks
 
 

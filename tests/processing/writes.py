@@ -10,6 +10,7 @@ import psycopg
 
 from livinglab.domain import QUANTITIES
 from livinglab.storage.copy import encode_binary_copy
+from tests.support.city_load import MARK_INSERTED_DIRTY
 
 _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS test_readings (
@@ -18,19 +19,17 @@ CREATE TEMP TABLE IF NOT EXISTS test_readings (
 """
 
 # The ingester's statement (ingest/writer.py): new readings only, then their minutes marked or re-marked dirty.
-_INSERT_AND_MARK = """
+_INSERT_AND_MARK = (
+    """
 WITH inserted AS (
     INSERT INTO readings (sensor_key, quantity, ts, value, received_at)
     SELECT DISTINCT ON (sensor_key, quantity, ts) sensor_key, quantity, ts, value, received_at
     FROM test_readings ORDER BY sensor_key, quantity, ts
     ON CONFLICT DO NOTHING
     RETURNING sensor_key, quantity, ts
+)"""
+    + MARK_INSERTED_DIRTY
 )
-INSERT INTO dirty_windows (sensor_key, quantity, window_start)
-SELECT DISTINCT sensor_key, quantity, date_trunc('minute', ts) FROM inserted ORDER BY 1, 2, 3
-ON CONFLICT (sensor_key, quantity, window_start)
-DO UPDATE SET version = dirty_windows.version + 1, marked_at = now()
-"""
 
 
 def epoch_s(ts: datetime) -> float:

@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from livinglab.embedded import LOOPBACK, MosquittoBroker
+from livinglab.launch import started
 from tests.support.ingest import ingesting, mqtt_client
 from tests.support.roles import rows, scalar, wait_until
 from tests.support.sensors import register
@@ -26,12 +27,8 @@ pytestmark = pytest.mark.integration
 def retaining_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     if not MosquittoBroker.available():
         pytest.skip("mosquitto is not installed (apt install mosquitto)")
-    broker = MosquittoBroker(tmp_path / "mosquitto", retain_available=True)
-    broker.start()
-    try:
+    with started(MosquittoBroker(tmp_path / "mosquitto", retain_available=True)) as (broker,):
         yield broker
-    finally:
-        broker.stop()
 
 
 def _publish_retained(port: int, topic: str, payload: bytes) -> None:

@@ -9,22 +9,17 @@ import time
 import psycopg
 import pytest
 
-from ingest import Ingester, IngestSettings
 from livinglab.alarms.rule_files import default_rules, parse_rules
 from livinglab.alarms.store import import_rules
 from livinglab.embedded import MosquittoBroker
-from processing import Processor, ProcessorSettings
-from simulators.plan import Period
-from simulators.run import Mode
 from simulators.truth import compute_ground_truth
 from simulators.truth.alarms import expected_alarms
-from tests.support.roles import rows, running, scalar, wait_until
+from tests.support.roles import rows, scalar, wait_until
 from tests.support.sensors import register
-from tests.support.simulation import FAULTS, city, simulate
+from tests.support.simulation import city, faulty_day
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SPEED = 1440.0  # a simulated day in a minute
 EXTRA_RULES = """
 - {rule_id: aqi-unhealthy, name: AQI above 100, metric: aqi, op: ">", threshold: 100, severity: warning}
 - {rule_id: dj-high, name: DJ above 0.8, metric: degree_of_saturation, op: ">", threshold: 0.8, severity: warning}
@@ -53,21 +48,7 @@ def test_alarms_at_the_end_of_a_day_with_faults_equal_the_ground_truth(
     rules = [*default_rules(), *parse_rules(EXTRA_RULES)]
     with psycopg.connect(url) as conn:
         import_rules(conn, rules)
-    common = {"database_url": url, "mqtt_url": mqtt_broker.url, "topic_prefix": topic_prefix}
-    ingester = Ingester(IngestSettings(**common, client_id=f"ingest-{topic_prefix[:13]}"))
-    processor = Processor(
-        ProcessorSettings(
-            **common, hour_rollup_delay_s=0.5, day_rollup_delay_s=0.5, rollup_interval_s=0.5, poll_interval_s=0.5,
-            alarm_poll_s=0.2,
-        )
-    )  # fmt: skip
-    end = time.time() // 60 * 60
-    with running(ingester, processor):
-        assert ingester.wait_connected()
-        ledger = simulate(
-            scenario, mqtt_broker.url, topic_prefix, mode=Mode.ACCELERATED, speed=SPEED,
-            period=Period(end - 86400, end), rates=FAULTS, seed=2026,
-        )  # fmt: skip
+    with faulty_day(url, mqtt_broker.url, topic_prefix, scenario, alarm_poll_s=0.2) as ledger:
         wait_until(lambda: scalar(url, "SELECT count(*) FROM readings") >= ledger.readings_stored, timeout_s=60)
         wait_until(lambda: _caught_up(url), timeout_s=120, interval_s=0.5)
         time.sleep(1.5)  # a rollup released in the last round would be queued again by now

@@ -8,32 +8,25 @@ import time
 
 import pytest
 
-from ingest import Ingester, IngestSettings
 from livinglab.domain import LORAWAN_REASONS, RejectionReason, Window
 from livinglab.embedded import MosquittoBroker
-from processing import Processor, ProcessorSettings
-from simulators.plan import Period
-from simulators.run import Mode
 from simulators.truth import GroundTruth, compute_ground_truth
-from tests.support.roles import running, scalar, wait_until
+from tests.support.roles import scalar, wait_until
 from tests.support.sensors import register
 from tests.support.simulation import (
-    FAULTS,
     city,
     differences,
     expected_readings,
+    faulty_day,
     platform_aggregates,
     platform_aqi,
     platform_ispu,
     platform_traffic,
     rejected_by_reason,
-    simulate,
     stored_readings,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-SPEED = 1440.0  # a simulated day in a minute
 
 
 def _idle(url: str) -> bool:
@@ -54,20 +47,7 @@ def test_one_accelerated_day_with_faults_matches_the_ground_truth(
     url = fresh_database_url
     scenario = city()
     register(url, scenario.specs)
-    common = {"database_url": url, "mqtt_url": mqtt_broker.url, "topic_prefix": topic_prefix}
-    ingester = Ingester(IngestSettings(**common, client_id=f"ingest-{topic_prefix[:13]}"))
-    processor = Processor(
-        ProcessorSettings(
-            **common, hour_rollup_delay_s=0.5, day_rollup_delay_s=0.5, rollup_interval_s=0.5, poll_interval_s=0.5
-        )
-    )
-    end = time.time() // 60 * 60
-    with running(ingester, processor):
-        assert ingester.wait_connected()
-        ledger = simulate(
-            scenario, mqtt_broker.url, topic_prefix, mode=Mode.ACCELERATED, speed=SPEED,
-            period=Period(end - 86400, end), rates=FAULTS, seed=2026,
-        )  # fmt: skip
+    with faulty_day(url, mqtt_broker.url, topic_prefix, scenario) as ledger:
         rejected = sum(ledger.rejections.values())
         wait_until(lambda: scalar(url, "SELECT count(*) FROM rejected") >= rejected, timeout_s=60)
         wait_until(lambda: scalar(url, "SELECT count(*) FROM readings") >= ledger.readings_stored, timeout_s=60)

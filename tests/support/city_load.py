@@ -44,7 +44,17 @@ AIR = ("pm25", "pm10", "o3")
 TRAFFIC = ("sm", "kr", "kb", "speed")
 CITIES = {"jakarta": ("Menteng", "Gambir"), "bandung": ("Coblong", "Sukajadi")}
 
-_INSERT = """
+#: After a CTE `inserted` returning (sensor_key, quantity, ts) of new readings: their minutes marked (or re-marked,
+#: bumping `version`) dirty, as the ingester does.
+MARK_INSERTED_DIRTY = """
+INSERT INTO dirty_windows (sensor_key, quantity, window_start)
+SELECT DISTINCT sensor_key, quantity, date_trunc('minute', ts) FROM inserted ORDER BY 1, 2, 3
+ON CONFLICT (sensor_key, quantity, window_start)
+DO UPDATE SET version = dirty_windows.version + 1, marked_at = now()
+"""
+
+_INSERT = (
+    """
 WITH r AS (
     SELECT * FROM unnest(%(key)s::int4[], %(quantity)s::int2[], %(ts)s::timestamptz[], %(value)s::float8[])
         AS r(sensor_key, quantity, ts, value)
@@ -53,12 +63,9 @@ WITH r AS (
     SELECT sensor_key, quantity, ts, value, now() FROM r ORDER BY 1, 2, 3
     ON CONFLICT DO NOTHING
     RETURNING sensor_key, quantity, ts
+)"""
+    + MARK_INSERTED_DIRTY
 )
-INSERT INTO dirty_windows (sensor_key, quantity, window_start)
-SELECT DISTINCT sensor_key, quantity, date_trunc('minute', ts) FROM inserted ORDER BY 1, 2, 3
-ON CONFLICT (sensor_key, quantity, window_start)
-DO UPDATE SET version = dirty_windows.version + 1, marked_at = now()
-"""
 
 
 def register_city(url: str, stations_per_district: int = 1) -> list[tuple[int, str]]:

@@ -3,17 +3,24 @@ holds afterwards."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from ingest import Ingester, IngestSettings
 from livinglab.settings import MqttUrl
+from processing import Processor, ProcessorSettings
 from simulators.faults import FaultRates
 from simulators.ledger import Ledger
-from simulators.run import RunOptions, Simulation
+from simulators.plan import Period
+from simulators.run import Mode, RunOptions, Simulation
 from simulators.scenario import Scenario, load_scenario
+from tests.support.roles import running
 
 CITY = Path(__file__).with_name("city.yaml")
 #: Faults at rates high enough that a few simulated hours hold every kind, including every rejection reason.
@@ -34,6 +41,23 @@ def simulate(scenario: Scenario, broker_url: str, prefix: str, **options: Any) -
     ledger = simulation.run()
     assert simulation.completed
     return ledger
+
+
+@contextmanager
+def faulty_day(url: str, broker_url: str, prefix: str, scenario: Scenario, **processor: Any) -> Iterator[Ledger]:
+    """Simulate the day up to this minute, accelerated 1440x with `FAULTS` (seed 2026), into an ingester and a
+    processor (quick rollups; `processor`: more of its settings) running in this process; yields the ledger while
+    both still run, so the caller can wait for them to catch up."""
+    common = {"database_url": url, "mqtt_url": broker_url, "topic_prefix": prefix}
+    ingester = Ingester(IngestSettings(**common, client_id=f"ingest-{prefix[:13]}"))
+    quick = {"hour_rollup_delay_s": 0.5, "day_rollup_delay_s": 0.5, "rollup_interval_s": 0.5, "poll_interval_s": 0.5}
+    end = time.time() // 60 * 60
+    with running(ingester, Processor(ProcessorSettings(**common, **quick, **processor))):
+        assert ingester.wait_connected()
+        yield simulate(
+            scenario, broker_url, prefix, mode=Mode.ACCELERATED, speed=1440.0, period=Period(end - 86400, end),
+            rates=FAULTS, seed=2026,
+        )  # fmt: skip
 
 
 def rejected_by_reason(url: str) -> Counter[str]:
