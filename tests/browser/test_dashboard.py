@@ -23,9 +23,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow, py
 OpenDashboard = Callable[..., Dashboard]
 ISPU_CATEGORIES = {"Baik", "Sedang", "Tidak Sehat", "Sangat Tidak Sehat", "Berbahaya"}
 
+#: A marker's shape is its circle (air) or square (traffic); a sensor with an open alarm also has a ring, drawn first.
 _MARKERS = """els => els.map(e => ({
     id: e.dataset.sensorId, kind: e.dataset.kind, ispu: e.dataset.ispu ?? null, category: e.dataset.category ?? null,
-    los: e.dataset.los ?? null, fill: e.querySelector('circle, rect').getAttribute('fill'),
+    los: e.dataset.los ?? null, fill: e.querySelector('circle:not(.alarm-ring), rect').getAttribute('fill'),
     text: e.querySelector('text').textContent}))"""
 _AIR_ROWS = """els => els.map(e => ({
     id: e.dataset.sensorId, ispu: e.dataset.ispu ?? null, category: e.dataset.category ?? null,

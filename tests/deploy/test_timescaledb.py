@@ -128,20 +128,30 @@ def _platform(url: str, broker: MosquittoBroker, prefix: str) -> Iterator[None]:
         yield
 
 
-def _feed(url: str, broker: MosquittoBroker, prefix: str, rounds: list[list[tuple[str, bytes]]], between: Any) -> None:
-    expected = 0
+def _feed(
+    url: str,
+    broker: MosquittoBroker,
+    prefix: str,
+    rounds: list[list[tuple[str, bytes]]],
+    between: Any,
+    *,
+    readings: int,
+    rejected: int,
+) -> None:
+    """Publish the rounds, calling `between` after the first has settled; return once all `readings` are stored,
+    the `rejected` messages recorded (the last of the later rounds) and the processors' queue is empty."""
     with _platform(url, broker, prefix):
         for i, messages in enumerate(rounds):
             publish_all(broker.port, [(f"{prefix}/{topic}", payload) for topic, payload in messages])
-            expected += sum(payload.count(b'"n"') for _, payload in messages) if i == 0 else 0
             if i == 0:
-                wait_settled(url, expected)
+                wait_settled(url, sum(payload.count(b'"n"') for _, payload in messages))
                 between()
-        # The later rounds hold new readings and duplicates; settle on the processors' queue and stable counts.
-        _wait_quiet(url)
+        # Readings late into compressed chunks can take the ingester a while (TimescaleDB decompresses the segment to
+        # check for duplicates): counts that merely stand still for a moment do not mean the rounds are in.
+        _wait_quiet(url, readings=readings, rejected=rejected)
 
 
-def _wait_quiet(url: str, *, timeout_s: float = 240.0) -> None:
+def _wait_quiet(url: str, *, readings: int, rejected: int, timeout_s: float = 240.0) -> None:
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
@@ -150,11 +160,13 @@ def _wait_quiet(url: str, *, timeout_s: float = 240.0) -> None:
             scalar(url, QUEUED_WORK),
             scalar(url, "SELECT count(*) FROM rejected"),
         )
-        if now == last and now[1] == 0:
+        if now == last and now == (readings, 0, rejected):
             return
         last = now
         time.sleep(1.0)
-    raise AssertionError(f"the pipeline did not settle: {last}")
+    raise AssertionError(
+        f"the pipeline did not settle: (readings, queued, rejected) {last}, expected {readings}, 0, {rejected}"
+    )
 
 
 def _api_aggregates(url: str) -> list[Any]:
@@ -214,14 +226,15 @@ def test_same_results_as_plain_postgresql_through_compressed_chunks_and_retentio
         assert _chunks(tsdb, "readings") == (5, 3)
         assert _chunks(tsdb, "agg_1m") == (5, 3)
 
-    _feed(tsdb, mqtt_broker, f"{topic_prefix}/ts", [first, late + resent + conflicting], compress)
-    _feed(plain, mqtt_broker, f"{topic_prefix}/pl", [first, late + resent + conflicting], lambda: None)
-
     readings_first = len(SENSORS) * len(ROUND_ONE_DAYS) * 30 * 2
     readings_late = len(SENSORS) * 2 * 30
+    expected = {"readings": readings_first + readings_late, "rejected": len(conflicting)}
+    _feed(tsdb, mqtt_broker, f"{topic_prefix}/ts", [first, late + resent + conflicting], compress, **expected)
+    _feed(plain, mqtt_broker, f"{topic_prefix}/pl", [first, late + resent + conflicting], lambda: None, **expected)
+
     assert scalar(tsdb, "SELECT count(*) FROM readings") == readings_first + readings_late
     tsdb_results, plain_results = stored_results(tsdb), stored_results(plain)
-    assert tsdb_results == plain_results
+    assert tsdb_results == plain_results, _differences(tsdb_results, plain_results)
     assert len(tsdb_results["agg_1m"]) > 0
     assert _api_aggregates(tsdb) == _api_aggregates(plain)
 
@@ -234,6 +247,17 @@ def test_same_results_as_plain_postgresql_through_compressed_chunks_and_retentio
     kept = scalar(tsdb, "SELECT count(*) FROM readings")
     assert kept == readings_first + readings_late - len(SENSORS) * 30 * 2
     assert stored_results(tsdb)["readings"] == stored_results(plain)["readings"]
+
+
+def _differences(tsdb: dict[str, list[Any]], plain: dict[str, list[Any]]) -> str:
+    """The rows each database has and the other lacks, per table, for a failure message."""
+    lines = []
+    for table in tsdb:
+        only_tsdb = sorted(set(tsdb[table]) - set(plain[table]))
+        only_plain = sorted(set(plain[table]) - set(tsdb[table]))
+        if only_tsdb or only_plain:
+            lines.append(f"{table}: only on TimescaleDB {only_tsdb[:10]}; only on plain {only_plain[:10]}")
+    return "\n".join(lines)
 
 
 def _job_report(url: str) -> str:
