@@ -216,7 +216,10 @@ class FaultProxy:
                 return
             readable = [d.source for d in directions if not d.closed and self._may_read(d, state)]
             if readable:
-                ready = select.select(readable, [], [], _TICK_S)[0]
+                try:
+                    ready = select.select(readable, [], [], _TICK_S)[0]
+                except (OSError, ValueError):
+                    return  # `close` closed the sockets under this thread: the proxy is going away
             else:
                 ready = []
                 time.sleep(_TICK_S)
