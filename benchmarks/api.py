@@ -102,10 +102,13 @@ class Run:
 
 
 def load_data(url: str, now: datetime) -> None:
-    """Bulk-load the sensors and 30 days of hourly rows ending at the current hour (server-side SQL)."""
+    """Bulk-load the sensors and 30 days of hourly rows ending at the current hour, the air indices' labels running
+    ahead of it as the processors write them (server-side SQL)."""
     end = now.replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(days=DAYS)
-    params = {"start": start, "hours": DAYS * 24}
+    # A reading in hour h changes the ISPU labelled up to h + 24 h and the AQI up to h + 12 h (processing.hourly_air),
+    # so the processors keep index rows that far ahead of the data: the current lists read past them.
+    params = {"start": start, "hours": DAYS * 24, "ispu_hours": DAYS * 24 + 24, "aqi_hours": DAYS * 24 + 12}
     with psycopg.connect(url) as conn:
         for city, prefix, n_air, n_traffic, districts in CITIES:
             own = {**params, "city": city, "prefix": prefix, "districts": districts}
@@ -147,7 +150,8 @@ def load_data(url: str, now: datetime) -> None:
             " sub_indices, hours_valid) SELECT s.sensor_key, %(start)s + make_interval(hours => h + 1), v,"
             " CASE WHEN v <= 50 THEN 'Baik' ELSE 'Sedang' END, CASE WHEN v <= 50 THEN '#00b050' ELSE '#0070c0' END,"
             " 'pm25', jsonb_build_object('pm25', v, 'pm10', v - 10, 'no2', 12), 24"
-            " FROM sensors s, generate_series(0, %(hours)s - 1) h, LATERAL (SELECT 30 + (h * 7 + s.sensor_key) %% 60"
+            " FROM sensors s, generate_series(0, %(ispu_hours)s - 1) h,"
+            " LATERAL (SELECT 30 + (h * 7 + s.sensor_key) %% 60"
             " AS v) x WHERE s.kind = 'air'",
             params,
         )
@@ -155,7 +159,8 @@ def load_data(url: str, now: datetime) -> None:
             "INSERT INTO aqi_hourly (sensor_key, hour, aqi, category, dominant_pollutant, nowcast, sub_indices)"
             " SELECT s.sensor_key, %(start)s + make_interval(hours => h + 1), v, 'Moderate', 'pm25',"
             " jsonb_build_object('pm25', v / 3.0, 'pm10', v / 2.0), jsonb_build_object('pm25', v, 'pm10', v - 20)"
-            " FROM sensors s, generate_series(0, %(hours)s - 1) h, LATERAL (SELECT 40 + (h * 5 + s.sensor_key) %% 70"
+            " FROM sensors s, generate_series(0, %(aqi_hours)s - 1) h,"
+            " LATERAL (SELECT 40 + (h * 5 + s.sensor_key) %% 70"
             " AS v) x WHERE s.kind = 'air'",
             params,
         )
