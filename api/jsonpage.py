@@ -45,15 +45,17 @@ async def json_page(
     limit: int,
     *,
     if_empty: Callable[[], Awaitable[object]] | None = None,
+    prepare: bool | None = None,
 ) -> Response:
     """Answer `{"items": [...], "next_cursor": ...}` from `query`, made by `page_query(rows)`.
 
     `rows` selects `i` (the row number in page order, from 1), `item` (the item as json) and `ckey` (the cursor
     key of the item, a json array), ordered by `i` and limited to `%(_fetch)s` rows (one more than the page).
     `if_empty` runs when the query found nothing: a route that looks its subject up inside the query (one round
-    trip instead of two) checks there whether the subject exists, and raises if not.
+    trip instead of two) checks there whether the subject exists, and raises if not. `prepare` as in psycopg's
+    `execute`: False plans the query for each request's parameters (for queries whose generic plan is slower).
     """
-    cur = await conn.execute(query, {**params, "_limit": limit, "_fetch": limit + 1})
+    cur = await conn.execute(query, {**params, "_limit": limit, "_fetch": limit + 1}, prepare=prepare)
     row = await cur.fetchone()
     assert row is not None
     items, last_key, fetched = row
@@ -157,9 +159,9 @@ class PageSource:
         if not done.cancelled():
             done.exception()  # mark retrieved: the waiting requests re-raise it themselves
 
-    async def page(self, query: str, params: dict[str, Any], limit: int) -> Response:
+    async def page(self, query: str, params: dict[str, Any], limit: int, *, prepare: bool | None = None) -> Response:
         """`json_page(query)`, through the cache."""
-        return await self.get(lambda conn: json_page(conn, query, params, limit))
+        return await self.get(lambda conn: json_page(conn, query, params, limit, prepare=prepare))
 
 
 async def page_source(request: Request) -> PageSource:

@@ -25,7 +25,8 @@ The aggregates runs rotate over 172 sensors' URLs; the others repeat one URL, as
 routes go through authentication (a read key, cached after its first check), the rate limiter (with a
 limit too high to trigger) and the database pool, as in production. Targets: each data route serves at least 25 %
 of the trivial route's rate, with p99 under 50 ms at half its own rate; with the city-limited key, at least 90 % of
-the rate with the key of every city. Needs `wrk` (Debian: apt install wrk).
+the rate with the key of every city. Besides the API process's CPU time per request, the CPU time of the PostgreSQL
+backends serving its connections (PostgreSQL on this machine). Needs `wrk` (Debian: apt install wrk).
 """
 
 from __future__ import annotations
@@ -88,17 +89,26 @@ class Run:
     requests: int = 0
     #: CPU seconds the API process spent during the run (0 when not measured).
     server_cpu_s: float = 0.0
+    #: CPU seconds the API process's PostgreSQL backends spent during the run (0 when not measured).
+    db_cpu_s: float = 0.0
 
     @property
     def cpu_us_per_request(self) -> float:
         return self.server_cpu_s / self.requests * 1e6 if self.requests else float("nan")
 
+    @property
+    def db_cpu_us_per_request(self) -> float:
+        return self.db_cpu_s / self.requests * 1e6 if self.requests else float("nan")
+
 
 def load_data(url: str, now: datetime) -> None:
-    """Bulk-load the sensors and 30 days of hourly rows ending at the current hour (server-side SQL)."""
+    """Bulk-load the sensors and 30 days of hourly rows ending at the current hour, the air indices' labels running
+    ahead of it as the processors write them (server-side SQL)."""
     end = now.replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(days=DAYS)
-    params = {"start": start, "hours": DAYS * 24}
+    # A reading in hour h changes the ISPU labelled up to h + 24 h and the AQI up to h + 12 h (processing.hourly_air),
+    # so the processors keep index rows that far ahead of the data: the current lists read past them.
+    params = {"start": start, "hours": DAYS * 24, "ispu_hours": DAYS * 24 + 24, "aqi_hours": DAYS * 24 + 12}
     with psycopg.connect(url) as conn:
         for city, prefix, n_air, n_traffic, districts in CITIES:
             own = {**params, "city": city, "prefix": prefix, "districts": districts}
@@ -140,7 +150,8 @@ def load_data(url: str, now: datetime) -> None:
             " sub_indices, hours_valid) SELECT s.sensor_key, %(start)s + make_interval(hours => h + 1), v,"
             " CASE WHEN v <= 50 THEN 'Baik' ELSE 'Sedang' END, CASE WHEN v <= 50 THEN '#00b050' ELSE '#0070c0' END,"
             " 'pm25', jsonb_build_object('pm25', v, 'pm10', v - 10, 'no2', 12), 24"
-            " FROM sensors s, generate_series(0, %(hours)s - 1) h, LATERAL (SELECT 30 + (h * 7 + s.sensor_key) %% 60"
+            " FROM sensors s, generate_series(0, %(ispu_hours)s - 1) h,"
+            " LATERAL (SELECT 30 + (h * 7 + s.sensor_key) %% 60"
             " AS v) x WHERE s.kind = 'air'",
             params,
         )
@@ -148,7 +159,8 @@ def load_data(url: str, now: datetime) -> None:
             "INSERT INTO aqi_hourly (sensor_key, hour, aqi, category, dominant_pollutant, nowcast, sub_indices)"
             " SELECT s.sensor_key, %(start)s + make_interval(hours => h + 1), v, 'Moderate', 'pm25',"
             " jsonb_build_object('pm25', v / 3.0, 'pm10', v / 2.0), jsonb_build_object('pm25', v, 'pm10', v - 20)"
-            " FROM sensors s, generate_series(0, %(hours)s - 1) h, LATERAL (SELECT 40 + (h * 5 + s.sensor_key) %% 70"
+            " FROM sensors s, generate_series(0, %(aqi_hours)s - 1) h,"
+            " LATERAL (SELECT 40 + (h * 5 + s.sensor_key) %% 70"
             " AS v) x WHERE s.kind = 'air'",
             params,
         )
@@ -221,6 +233,22 @@ def server_cpu_s(server: subprocess.Popen[bytes]) -> float:
     return float(times.user + times.system)
 
 
+def backend_cpu_s(server: subprocess.Popen[bytes], url: str) -> dict[int, float]:
+    """CPU seconds (user and system) used so far by each PostgreSQL backend serving the API process's connections
+    (found by the client port of each of its connections; the server must run on this machine)."""
+    ports = [c.laddr.port for c in psutil.Process(server.pid).net_connections(kind="tcp") if c.raddr]
+    with psycopg.connect(url, autocommit=True) as conn:
+        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)", (ports,))]
+    used = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        used[pid] = float(times.user + times.system)
+    return used
+
+
 def start_server(url: str, extra_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     """`livinglab api` in its own process (one uvicorn worker) on a free port; returns it and its base URL."""
     port = free_port()
@@ -265,6 +293,7 @@ def combine(runs: list[Run]) -> Run:
         errors=sum(r.errors for r in runs),
         requests=sum(r.requests for r in runs),
         server_cpu_s=sum(r.server_cpu_s for r in runs),
+        db_cpu_s=sum(r.db_cpu_s for r in runs),
     )
 
 
@@ -365,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                 order = list(keys.items()) if i % 2 == 0 else list(reversed(keys.items()))
                 for label, each in order:
                     cpu_before = server_cpu_s(server)
+                    db_before = backend_cpu_s(server, url)
                     run = run_wrk(
                         server_base,
                         urls_for(label, paths),
@@ -373,7 +403,10 @@ def main(argv: list[str] | None = None) -> int:
                         think_ms=0,
                         key=each,
                     )
-                    rounds[label].append(dataclasses.replace(run, server_cpu_s=server_cpu_s(server) - cpu_before))
+                    cpu = server_cpu_s(server) - cpu_before
+                    # A backend opened during the run counts from its start.
+                    db = sum(t - db_before.get(pid, 0.0) for pid, t in backend_cpu_s(server, url).items())
+                    rounds[label].append(dataclasses.replace(run, server_cpu_s=cpu, db_cpu_s=db))
             measured = {}
             for label, each in keys.items():
                 full = combine(rounds[label])
@@ -400,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         header = (
             f"| {'route':<62} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs trivial':>10} | "
-            f"{'vs every-city key':>17} | {'API CPU us/req':>14} | {'CPU vs every-city':>17} | "
+            f"{'vs every-city key':>17} | {'API CPU us/req':>14} | {'DB CPU us/req':>13} | {'CPU vs every-city':>17} | "
             f"{'paced req/s':>11} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} |"
         )
         print(header)
@@ -410,13 +443,14 @@ def main(argv: list[str] | None = None) -> int:
             limited = label.endswith(f"{CITY} only") and unlimited is not None
             versus = f"{full.rate / unlimited[0].rate:.0%}" if limited and unlimited else ""
             cpu = f"{full.cpu_us_per_request:.0f}" if full.server_cpu_s else ""
+            db_cpu = f"{full.db_cpu_us_per_request:.0f}" if full.server_cpu_s else ""
             cpu_versus = (
                 f"{full.cpu_us_per_request / unlimited[0].cpu_us_per_request:.0%}" if limited and unlimited else ""
             )
             print(
                 f"| {label:<62} | {full.rate:>8.0f} | {full.p50_ms:>7.2f} | {full.p99_ms:>7.2f} | "
-                f"{full.rate / baseline:>9.0%} | {versus:>17} | {cpu:>14} | {cpu_versus:>17} | {half.rate:>11.0f} | "
-                f"{half.p50_ms:>7.2f} | {half.p99_ms:>7.2f} | {full.errors + half.errors:>6} |"
+                f"{full.rate / baseline:>9.0%} | {versus:>17} | {cpu:>14} | {db_cpu:>13} | {cpu_versus:>17} | "
+                f"{half.rate:>11.0f} | {half.p50_ms:>7.2f} | {half.p99_ms:>7.2f} | {full.errors + half.errors:>6} |"
             )
         print(
             f"\nbaseline (trivial route, mean of first and last run): {baseline:.0f} req/s; "

@@ -153,4 +153,6 @@ async def list_service_levels(
         "a_service": after_key[2] if after_key else None,
     }
     params.update({f"target_{s}": t for s, t in default_targets(settings).as_dict().items()})
-    return await source.page(_QUERY, params, page.limit)
+    # Planned per request: once prepared, PostgreSQL settles on a generic plan that costs more than planning does
+    # (about 4.5 against 3 ms of server CPU on 30 days of 20 districts).
+    return await source.page(_QUERY, params, page.limit, prepare=False)
