@@ -12,14 +12,14 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:
-    """`10.0.0.0/8, 192.168.1.7` as networks (a bare address is a network of one); ValueError when one is not."""
+    """`127.0.0.0/8, ::1` as networks (a bare address is a network of one); ValueError when one is not."""
     networks = []
     for part in text.replace(";", ",").split(","):
         if part.strip():
             try:
                 networks.append(ipaddress.ip_network(part.strip(), strict=False))
             except ValueError:
-                raise ValueError(f"{part.strip()!r} is not an address or a network such as 10.0.0.0/8") from None
+                raise ValueError(f"{part.strip()!r} is not an address or a network such as 127.0.0.0/8") from None
     return tuple(networks)
 
 
@@ -55,7 +55,7 @@ class NotifySettings(CoreSettings):
     )
     notify_allowed_networks: str = Field(
         default="",
-        description="Comma-separated addresses or networks (`10.0.0.0/8, 127.0.0.1`) webhooks may reach; empty: "
+        description="Comma-separated addresses or networks (`127.0.0.0/8, ::1`) webhooks may reach; empty: "
         "any. Checked on the addresses a receiver's name resolves to, and the request goes to the address checked.",
     )
     mqtt_protocol: MqttProtocol = "auto"

@@ -193,13 +193,14 @@ def test_allowed_networks_refuse_other_addresses_and_pin_the_checked_one(
     fresh_database_url: str, deliverer: DelivererFactory
 ) -> None:
     """The receiver is named `localhost`: allowed when loopback is, with the request sent to the checked address
-    and the name kept in Host; refused (and retried, with the reason) when only 10.0.0.0/8 is."""
+    and the name kept in Host; refused (and retried, with the reason) when only another address
+    (127.0.0.2, which `localhost` does not resolve to) is."""
     with receiving() as receiver:
         named = receiver.url.replace("127.0.0.1", "localhost")
         with psycopg.connect(fresh_database_url) as conn:
             channel = create_channel(conn, "webhook", {"url": named, "secret": SECRET})
         ids = queue_events(fresh_database_url, [channel], 1)
-        refusing = deliverer("notify-strict", LIVINGLAB_NOTIFY_ALLOWED_NETWORKS="10.0.0.0/8")
+        refusing = deliverer("notify-strict", LIVINGLAB_NOTIFY_ALLOWED_NETWORKS="127.0.0.2")
         row = wait_for_delivery(fresh_database_url, ids[0], lambda r: r["last_error"] is not None)
         refusing.stop()
         assert row["status"] == "pending"
