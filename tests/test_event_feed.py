@@ -97,11 +97,14 @@ def test_concurrent_writers_and_a_following_reader(fresh_database_url: str) -> N
         cursor = start
         with psycopg.connect(url, autocommit=True) as conn:
             while True:
+                # Whether the writers were done before this read, not after it: an empty read that began before their
+                # last commits says nothing about those.
+                done = written.is_set()
                 batch = read_events(conn, after=cursor, limit=50)
                 seen.extend(e.id for e in batch)
                 if batch:
                     cursor = batch[-1].id
-                elif written.is_set():
+                elif done:
                     return
                 time.sleep(0.002)
 

@@ -97,6 +97,9 @@ def test_sigkill_at_random_points_and_between_commit_and_acknowledgement(
             points.append("random")
             restart()
             time.sleep(2)
+        except BaseException:
+            ingester.stop()  # a failed step leaves no ingester running into the next test
+            raise
         finally:
             load.stop()
         try:
