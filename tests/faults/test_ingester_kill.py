@@ -1,10 +1,11 @@
 """The ingester killed with SIGKILL under load, at random moments and at the two moments that matter most: in the
 middle of a transaction, and after a COMMIT whose acknowledgements never reached the broker.
 
-The second is hit deterministically, with no hook in the ingester: the fault proxy between ingester and broker is
-switched to blackhole, so the ingester commits what it holds and writes the PUBACKs into a link that carries
-nothing; then the ingester is killed and the held link is reset, so the broker never sees those PUBACKs and sends
-the messages again to the restarted ingester, which must store each reading once. The `duplicates` counter proves
+The second is hit deterministically, with no hook in the ingester: with the readings table locked, the ingester
+holds messages it cannot commit, and the fault proxy between ingester and broker is switched to blackhole; the lock
+is released, so the ingester commits what it holds and writes the PUBACKs into a link that carries nothing; once
+the rows are stored the ingester is killed and the held link is reset, so the broker never sees those PUBACKs and
+sends the messages again to the restarted ingester, which must store each reading once. The `duplicates` counter proves
 the point was hit: it counts redelivered readings found already stored.
 """
 
@@ -82,8 +83,16 @@ def test_sigkill_at_random_points_and_between_commit_and_acknowledgement(
 
             time.sleep(rng.uniform(0.5, 1.5))
             duplicates_before = duplicates()
-            proxy.blackhole()
-            time.sleep(1.0)  # the batch in hand commits; its PUBACKs wait in the held link
+            with psycopg.connect(url) as blocker:
+                # While the table is locked nothing the ingester receives can be committed, so it holds readings
+                # it has not acknowledged when the link goes dark; under the lock the row count is exact.
+                blocker.execute("LOCK TABLE readings IN ACCESS EXCLUSIVE MODE")
+                (stored_before,) = blocker.execute("SELECT count(*) FROM readings").fetchone() or (0,)
+                time.sleep(0.5)
+                proxy.blackhole()
+                time.sleep(0.2)  # longer than the proxy's poll tick: the link carries nothing from here on
+            # The held batch commits now; its PUBACKs go into the held link.
+            wait_until(lambda: scalar(url, "SELECT count(*) FROM readings") > stored_before, timeout_s=30)
             ingester.kill()
             proxy.reset()  # the held PUBACKs die with the link: the broker never sees them
             proxy.pass_through()
