@@ -47,6 +47,21 @@ def test_migrate_empty_database_then_again(empty_database_url: str) -> None:
     } <= tables
 
 
+def test_the_iso_time_function_is_inlined_into_queries(fresh_database_url: str) -> None:
+    # The busy JSON lists call livinglab_iso once per item: inlined, it costs no SQL function call.
+    with psycopg.connect(fresh_database_url) as conn:
+        plan = "\n".join(
+            r[0] for r in conn.execute("EXPLAIN VERBOSE SELECT livinglab_iso(created_at) FROM events").fetchall()
+        )
+        assert "livinglab_iso" not in plan, plan
+        assert "to_json" in plan, plan
+        texts = conn.execute(
+            "SELECT livinglab_iso('2026-11-28 17:00:00+07'), livinglab_iso('2026-11-28 10:00:00.25Z'),"
+            " livinglab_iso(NULL)"
+        ).fetchone()
+    assert texts == ("2026-11-28T10:00:00Z", "2026-11-28T10:00:00.25Z", None)
+
+
 def test_newer_schema_is_refused(fresh_database_url: str) -> None:
     with psycopg.connect(fresh_database_url) as conn:
         conn.execute("INSERT INTO schema_migrations (version, name, variant) VALUES (9999, 'future', 'plain')")
