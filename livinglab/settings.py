@@ -114,6 +114,11 @@ class CoreSettings(BaseSettings):
     retention_events: str | None = Field(
         default="7 days", description="Keep change events (what a reconnecting SSE client can catch up on) this long."
     )
+    retention_deliveries: str | None = Field(
+        default="30 days",
+        description="Keep delivered and failed alarm notifications (the channels' delivery logs) this long; pending"
+        " ones stay until they are delivered or fail.",
+    )
     allowed_lateness_s: int = Field(
         default=7200, ge=0, description="A window is final once its end plus this many seconds has passed."
     )
@@ -140,6 +145,7 @@ class CoreSettings(BaseSettings):
         "retention_counters",
         "retention_rejected",
         "retention_events",
+        "retention_deliveries",
         mode="before",
     )
     @classmethod

@@ -47,6 +47,7 @@ class StoragePolicies:
     counters: str | None = "365 days"
     rejected: str | None = "30 days"
     events: str | None = "7 days"
+    deliveries: str | None = "30 days"
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> StoragePolicies:
@@ -59,6 +60,7 @@ class StoragePolicies:
             counters=settings.retention_counters,
             rejected=settings.retention_rejected,
             events=settings.retention_events,
+            deliveries=settings.retention_deliveries,
         )
 
     def hypertable_retention(self, table: str) -> str | None:

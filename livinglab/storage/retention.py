@@ -5,6 +5,8 @@ retention policies drop whole chunks of the hypertables (livinglab.storage.polic
 plain tables. Either way it trims:
 
 - `rejected` (by `received_at`) and `events` (by `created_at`; SSE clients catch up on at most that much);
+- `notification_deliveries` that are delivered or failed (by `created_at`); a pending delivery stays however old it
+  is, so no alarm notification is dropped before it is sent or gives up;
 - `ingest_counters`, `ingest_latency`, `completeness_hourly` and `rejected_drops` (by `hour`);
 - `dirty_windows` (and `dirty_rollups`, a day later) whose window is older than the readings' retention: their
   readings are gone, so computing them would produce nothing.
@@ -50,12 +52,14 @@ class RetentionSettings(CoreSettings):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One table the job trims: rows whose `column` is older than `interval`."""
+    """One table the job trims: rows whose `column` is older than `interval` (with `settled_only`, only rows whose
+    `status` is no longer `pending`)."""
 
     table: str
     column: str
     interval: str
     margin: str = "0 seconds"
+    settled_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,8 @@ def retention_targets(policies: StoragePolicies, *, timescaledb: bool) -> list[T
         targets.append(Target("rejected", "received_at", policies.rejected))
     if policies.events is not None:
         targets.append(Target("events", "created_at", policies.events))
+    if policies.deliveries is not None:
+        targets.append(Target("notification_deliveries", "created_at", policies.deliveries, settled_only=True))
     return targets
 
 
@@ -107,8 +113,12 @@ def trim_table(
     assert row is not None
     cutoff: datetime = row[0]
     delete = sql.SQL(
-        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {column} < %s LIMIT %s))"
-    ).format(table=sql.Identifier(target.table), column=sql.Identifier(target.column))
+        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {column} < %s{settled} LIMIT %s))"
+    ).format(
+        table=sql.Identifier(target.table),
+        column=sql.Identifier(target.column),
+        settled=sql.SQL(" AND status <> 'pending'" if target.settled_only else ""),
+    )
     deleted = 0
     while stop is None or not stop.is_set():
         with conn.transaction():

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from livinglab.settings import CoreSettings
 from livinglab.storage.policies import StoragePolicies, apply_policies, policy_jobs
 from livinglab.storage.retention import RetentionSettings, Target, retention_targets, run_retention, trim_table
+from tests.support.sensors import register
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +29,7 @@ POLICIES = StoragePolicies(
     counters="90 days",
     rejected="10 days",
     events="2 days",
+    deliveries="20 days",
 )
 # Per table: (time column, ages in days of the rows inserted, ages that survive POLICIES).
 AGES: dict[str, tuple[str, list[int], list[int]]] = {
@@ -106,9 +108,47 @@ def test_a_pass_deletes_exactly_the_rows_past_their_interval(fresh_database_url:
         assert all(r.rows_deleted == 0 for r in again)
 
 
+def test_settled_notification_deliveries_go_and_pending_ones_stay(fresh_database_url: str) -> None:
+    (sensor_key,) = register(fresh_database_url, "air-1").values()
+    with psycopg.connect(fresh_database_url) as conn:
+        conn.execute(
+            "INSERT INTO alarm_rules (rule_id, name, metric, op, threshold, clear_threshold, severity)"
+            " VALUES ('pm25-high', 'PM2.5 high', 'mean_1h:pm25', '>', 55, 45, 'warning')"
+        )
+        conn.execute("INSERT INTO notification_channels (channel_id, type, name) VALUES ('ops', 'webhook', 'Ops')")
+        (alarm_id,) = conn.execute(
+            "INSERT INTO alarms (rule_id, sensor_key, city, district, severity, state, raised_at, value, last_value)"
+            " VALUES ('pm25-high', %s, 'jakarta', 'menteng', 'warning', 'cleared', %s, 60, 40) RETURNING alarm_id",
+            (sensor_key, NOW - timedelta(days=40)),
+        ).fetchone() or (None,)
+        for age in (1, 19, 21, 45):
+            for status in ("pending", "delivered", "failed"):
+                conn.execute(
+                    "INSERT INTO notification_deliveries (channel_id, alarm_id, event, payload, status, created_at)"
+                    " VALUES ('ops', %s, 'raised', '{}', %s, %s)",
+                    (alarm_id, status, NOW - timedelta(days=age)),
+                )
+        conn.commit()
+        results = run_retention(conn, POLICIES, batch_rows=1)
+        assert results is not None
+        deleted = {r.table: r.rows_deleted for r in results}
+        assert deleted["notification_deliveries"] == 4  # delivered and failed, 21 and 45 days old
+        left = conn.execute(
+            "SELECT status, round(extract(epoch FROM %s - created_at) / 86400)::int FROM notification_deliveries"
+            " ORDER BY 1, 2",
+            (NOW,),
+        ).fetchall()
+        assert left == [
+            ("delivered", 1), ("delivered", 19), ("failed", 1), ("failed", 19),
+            ("pending", 1), ("pending", 19), ("pending", 21), ("pending", 45),
+        ]  # fmt: skip
+        # The alarm and its channel are not the job's to remove.
+        assert conn.execute("SELECT count(*) FROM alarms").fetchone() == (1,)
+
+
 def test_sensor_data_survives_when_retention_is_off(fresh_database_url: str) -> None:
     keep_all = StoragePolicies(
-        compress_after=None, readings=None, agg_1m=None, counters=None, rejected=None, events=None
+        compress_after=None, readings=None, agg_1m=None, counters=None, rejected=None, events=None, deliveries=None
     )
     assert retention_targets(keep_all, timescaledb=False) == []
     with psycopg.connect(fresh_database_url) as conn:
@@ -128,6 +168,7 @@ def test_timescaledb_leaves_hypertables_to_its_policies() -> None:
         "rejected_drops",
         "rejected",
         "events",
+        "notification_deliveries",
     }
     tables = {t.table for t in retention_targets(POLICIES, timescaledb=False)}
     assert {"readings", "agg_1m", "agg_1h"} <= tables
@@ -162,6 +203,8 @@ def test_interval_settings_are_checked() -> None:
     assert settings.retention_readings is None
     assert settings.retention_events == "36 hours"
     assert StoragePolicies.from_settings(settings).compress_after == "1 day 12 hours"
+    assert StoragePolicies.from_settings(CoreSettings(retention_deliveries="off")).deliveries is None
+    assert StoragePolicies.from_settings(CoreSettings(retention_deliveries="3 days")).deliveries == "3 days"
     for bad in ("90", "ninety days", "1 day; DROP TABLE readings", "-1 days", "1 day 2 days"):
         with pytest.raises(ValidationError):
             CoreSettings(retention_readings=bad)
