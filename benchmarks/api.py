@@ -15,11 +15,12 @@ What it does, in one run:
 3. per route, server and key: the most requests per second it sustains with `--connections` concurrent clients
    (closed loop) and the p50/p99 latency at that load; then the p50/p99 latency when paced at half that rate. The
    trivial route `GET /v1/version` (a constant, no key, no database) is measured the same way on the same server,
-   first and last. Each route runs with a read key of every city asking for Jakarta (`?city=jakarta`) and a read
-   key limited to Jakarta asking for no city (the key alone keeps the answer to Jakarta; both get the same answers,
-   which the run checks first), in `--rounds` alternating rounds of a quarter of `--duration-s` each (ABBA order,
-   so a shared machine getting busier or quieter shifts both alike; the median round counts); the cost of the city
-   rule shows as the ratio of the two rates.
+   first and last, and also in turn with each route's rounds, so each route is compared with a trivial rate taken
+   within the same minute as well as with the first-and-last mean. Each route runs with a read key of every city
+   asking for Jakarta (`?city=jakarta`) and a read key limited to Jakarta asking for no city (the key alone keeps
+   the answer to Jakarta; both get the same answers, which the run checks first), in `--rounds` alternating rounds
+   of a quarter of `--duration-s` each (ABBA order, so a shared machine getting busier or quieter shifts both
+   alike; the median round counts); the cost of the city rule shows as the ratio of the two rates.
 
 The aggregates runs rotate over 172 sensors' URLs; the others repeat one URL, as polling dashboards do. The data
 routes go through authentication (a read key, cached after its first check), the rate limiter (with a
@@ -385,14 +386,29 @@ def main(argv: list[str] | None = None) -> int:
 
         def measure_keys(
             server: subprocess.Popen[bytes], server_base: str, paths: list[str]
-        ) -> dict[str, tuple[Run, Run]]:
+        ) -> tuple[dict[str, tuple[Run, Run]], float]:
             """Both keys in alternating rounds (ABBA), so a machine that gets busier or quieter during the
             measurement shifts both alike; each key's rate is the median of its rounds. The API process's own CPU
-            time per request is measured too: neighbours on the machine slow it down, but hardly change it."""
+            time per request is measured too: neighbours on the machine slow it down, but hardly change it. The
+            trivial route of the same server takes its turn in the same rounds; the median of its rates is returned
+            as the baseline this route is compared with, measured within the same minute."""
             rounds: dict[str, list[Run]] = {label: [] for label in keys}
+            trivial_rounds: list[Run] = []
+            turns: list[tuple[str | None, str]] = [(None, key), *keys.items()]
             for i in range(args.rounds):
-                order = list(keys.items()) if i % 2 == 0 else list(reversed(keys.items()))
-                for label, each in order:
+                for label, each in turns if i % 2 == 0 else list(reversed(turns)):
+                    if label is None:
+                        trivial_rounds.append(
+                            run_wrk(
+                                server_base,
+                                routes[trivial_label],
+                                connections=args.connections,
+                                duration_s=args.duration_s / 4,
+                                think_ms=0,
+                                key=each,
+                            )
+                        )
+                        continue
                     cpu_before = server_cpu_s(server)
                     db_before = backend_cpu_s(server, url)
                     run = run_wrk(
@@ -412,16 +428,20 @@ def main(argv: list[str] | None = None) -> int:
                 full = combine(rounds[label])
                 own = urls_for(label, paths)
                 measured[label] = full, paced(server_base, own, full.rate / 2, duration_s=args.duration_s, key=each)
-            return measured
+            return measured, combine(trivial_rounds).rate
 
         trivial_label = "GET /v1/version (trivial)"
         results: dict[str, tuple[Run, Run]] = {trivial_label: measure(base, routes[trivial_label])}
+        #: Per result row, the trivial route's rate measured in the same rounds (see measure_keys).
+        adjacent: dict[str, float] = {}
         for label, paths in routes.items():
             if label == trivial_label:
                 continue
             for config, (server, server_base) in servers.items():
-                for key_label, pair in measure_keys(server, server_base, paths).items():
+                measured, trivial_rate = measure_keys(server, server_base, paths)
+                for key_label, pair in measured.items():
                     results[f"{label}, {config}, {key_label}"] = pair
+                    adjacent[f"{label}, {config}, {key_label}"] = trivial_rate
         # The baseline again at the end, to see drift on a shared machine.
         results[trivial_label + " again"] = measure(base, routes[trivial_label])
 
@@ -433,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         header = (
             f"| {'route':<62} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs trivial':>10} | "
+            f"{'trivial, same rounds':>20} | {'vs it':>5} | "
             f"{'vs every-city key':>17} | {'API CPU us/req':>14} | {'DB CPU us/req':>13} | {'CPU vs every-city':>17} | "
             f"{'paced req/s':>11} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} |"
         )
@@ -447,14 +468,20 @@ def main(argv: list[str] | None = None) -> int:
             cpu_versus = (
                 f"{full.cpu_us_per_request / unlimited[0].cpu_us_per_request:.0%}" if limited and unlimited else ""
             )
+            beside = adjacent.get(label)
+            beside_rate = f"{beside:.0f}" if beside else ""
+            beside_share = f"{full.rate / beside:.0%}" if beside else ""
             print(
                 f"| {label:<62} | {full.rate:>8.0f} | {full.p50_ms:>7.2f} | {full.p99_ms:>7.2f} | "
-                f"{full.rate / baseline:>9.0%} | {versus:>17} | {cpu:>14} | {db_cpu:>13} | {cpu_versus:>17} | "
+                f"{full.rate / baseline:>9.0%} | {beside_rate:>20} | {beside_share:>5} | "
+                f"{versus:>17} | {cpu:>14} | {db_cpu:>13} | {cpu_versus:>17} | "
                 f"{half.rate:>11.0f} | {half.p50_ms:>7.2f} | {half.p99_ms:>7.2f} | {full.errors + half.errors:>6} |"
             )
         print(
-            f"\nbaseline (trivial route, mean of first and last run): {baseline:.0f} req/s; "
-            "targets: >= 25 % of it, p99 < 50 ms when paced at half the route's own rate, and with the key limited "
+            f"\nbaseline (trivial route, mean of first and last run): {baseline:.0f} req/s; 'trivial, same rounds':"
+            " the trivial route of the same server measured in turn with the route's own rounds, and 'vs it' the"
+            " route's rate against that (steadier than the first-and-last baseline on a machine whose load drifts);"
+            " targets: >= 25 % of it, p99 < 50 ms when paced at half the route's own rate, and with the key limited "
             f"to {CITY} >= 90 % of the rate with the key of every city (and at most 110 % of its API CPU per request)"
         )
     finally:
