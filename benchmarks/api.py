@@ -350,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         sensors = [f"aq-{i:04d}" for i in range(1, SENSORS_AIR + 1, 7)] + [
             f"tc-{i:04d}" for i in range(1, SENSORS_TRAFFIC + 1, 5)
         ]
+        trivial_label = "GET /v1/version (trivial)"
         routes: dict[str, list[str]] = {
-            "GET /v1/version (trivial)": ["/v1/version"],
+            trivial_label: ["/v1/version"],
             "GET /v1/air/ispu": [f"/v1/air/ispu?city={CITY}&limit=100"],
             "GET /v1/traffic/segments": [f"/v1/traffic/segments?city={CITY}&limit=100"],
             "GET /v1/sensors/{id}/aggregates": [
@@ -397,23 +398,11 @@ def main(argv: list[str] | None = None) -> int:
             turns: list[tuple[str | None, str]] = [(None, key), *keys.items()]
             for i in range(args.rounds):
                 for label, each in turns if i % 2 == 0 else list(reversed(turns)):
-                    if label is None:
-                        trivial_rounds.append(
-                            run_wrk(
-                                server_base,
-                                routes[trivial_label],
-                                connections=args.connections,
-                                duration_s=args.duration_s / 4,
-                                think_ms=0,
-                                key=each,
-                            )
-                        )
-                        continue
                     cpu_before = server_cpu_s(server)
                     db_before = backend_cpu_s(server, url)
                     run = run_wrk(
                         server_base,
-                        urls_for(label, paths),
+                        routes[trivial_label] if label is None else urls_for(label, paths),
                         connections=args.connections,
                         duration_s=args.duration_s / 4,
                         think_ms=0,
@@ -422,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
                     cpu = server_cpu_s(server) - cpu_before
                     # A backend opened during the run counts from its start.
                     db = sum(t - db_before.get(pid, 0.0) for pid, t in backend_cpu_s(server, url).items())
-                    rounds[label].append(dataclasses.replace(run, server_cpu_s=cpu, db_cpu_s=db))
+                    (trivial_rounds if label is None else rounds[label]).append(
+                        dataclasses.replace(run, server_cpu_s=cpu, db_cpu_s=db)
+                    )
             measured = {}
             for label, each in keys.items():
                 full = combine(rounds[label])
@@ -430,7 +421,6 @@ def main(argv: list[str] | None = None) -> int:
                 measured[label] = full, paced(server_base, own, full.rate / 2, duration_s=args.duration_s, key=each)
             return measured, combine(trivial_rounds).rate
 
-        trivial_label = "GET /v1/version (trivial)"
         results: dict[str, tuple[Run, Run]] = {trivial_label: measure(base, routes[trivial_label])}
         #: Per result row, the trivial route's rate measured in the same rounds (see measure_keys).
         adjacent: dict[str, float] = {}

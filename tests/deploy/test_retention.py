@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from livinglab.settings import CoreSettings
 from livinglab.storage.policies import StoragePolicies, apply_policies, policy_jobs
 from livinglab.storage.retention import RetentionSettings, Target, retention_targets, run_retention, trim_table
-from tests.support.sensors import register
+from tests.support.notify import create_channel, queue_events
 
 pytestmark = pytest.mark.integration
 
@@ -109,26 +109,18 @@ def test_a_pass_deletes_exactly_the_rows_past_their_interval(fresh_database_url:
 
 
 def test_settled_notification_deliveries_go_and_pending_ones_stay(fresh_database_url: str) -> None:
-    (sensor_key,) = register(fresh_database_url, "air-1").values()
+    ages_and_statuses = [(age, status) for age in (1, 19, 21, 45) for status in ("pending", "delivered", "failed")]
     with psycopg.connect(fresh_database_url) as conn:
-        conn.execute(
-            "INSERT INTO alarm_rules (rule_id, name, metric, op, threshold, clear_threshold, severity)"
-            " VALUES ('pm25-high', 'PM2.5 high', 'mean_1h:pm25', '>', 55, 45, 'warning')"
-        )
-        conn.execute("INSERT INTO notification_channels (channel_id, type, name) VALUES ('ops', 'webhook', 'Ops')")
-        (alarm_id,) = conn.execute(
-            "INSERT INTO alarms (rule_id, sensor_key, city, district, severity, state, raised_at, value, last_value)"
-            " VALUES ('pm25-high', %s, 'jakarta', 'menteng', 'warning', 'cleared', %s, 60, 40) RETURNING alarm_id",
-            (sensor_key, NOW - timedelta(days=40)),
-        ).fetchone() or (None,)
-        for age in (1, 19, 21, 45):
-            for status in ("pending", "delivered", "failed"):
-                conn.execute(
-                    "INSERT INTO notification_deliveries (channel_id, alarm_id, event, payload, status, created_at)"
-                    " VALUES ('ops', %s, 'raised', '{}', %s, %s)",
-                    (alarm_id, status, NOW - timedelta(days=age)),
-                )
+        channel = create_channel(conn, "webhook", {"url": "http://127.0.0.1:9/hook", "secret": "s"})
+    ids = queue_events(fresh_database_url, [channel], len(ages_and_statuses))
+    with psycopg.connect(fresh_database_url) as conn:
+        for delivery_id, (age, status) in zip(ids, ages_and_statuses, strict=True):
+            conn.execute(
+                "UPDATE notification_deliveries SET status = %s, created_at = %s WHERE delivery_id = %s",
+                (status, NOW - timedelta(days=age), delivery_id),
+            )
         conn.commit()
+        alarms_before = conn.execute("SELECT count(*) FROM alarms").fetchone()
         results = run_retention(conn, POLICIES, batch_rows=1)
         assert results is not None
         deleted = {r.table: r.rows_deleted for r in results}
@@ -142,8 +134,8 @@ def test_settled_notification_deliveries_go_and_pending_ones_stay(fresh_database
             ("delivered", 1), ("delivered", 19), ("failed", 1), ("failed", 19),
             ("pending", 1), ("pending", 19), ("pending", 21), ("pending", 45),
         ]  # fmt: skip
-        # The alarm and its channel are not the job's to remove.
-        assert conn.execute("SELECT count(*) FROM alarms").fetchone() == (1,)
+        # The alarms and their channel are not the job's to remove.
+        assert conn.execute("SELECT count(*) FROM alarms").fetchone() == alarms_before
 
 
 def test_sensor_data_survives_when_retention_is_off(fresh_database_url: str) -> None:
