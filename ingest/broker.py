@@ -112,6 +112,8 @@ class BrokerLink:
         self.generation = 0
         self.session_present = False
         self.connections = 0
+        #: paho's network thread, known from its first CONNACK on (the ingester counts its CPU time as a stage's).
+        self.network_thread: threading.Thread | None = None
         self.last_error: str | None = "not connected yet"
         self.received = 0
         self._lock = threading.Lock()
@@ -142,6 +144,7 @@ class BrokerLink:
             self.last_error = f"broker refused the connection: {reason}"
             log.error("%s", self.last_error)
             return
+        self.network_thread = threading.current_thread()
         with self._lock:
             self.generation += 1
             self.session_present = bool(flags.session_present)

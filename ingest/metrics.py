@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from livinglab.domain import RejectionReason
 
@@ -24,6 +26,60 @@ _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 2
 _SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 HealthReport = tuple[bool, dict[str, Any]]
+ThreadSource = threading.Thread | Callable[[], threading.Thread | None]
+
+#: The stages of an ingester, each a thread of its own (docs/operations.md, "Where an ingester spends its CPU").
+STAGES = ("network", "build", "write", "registry", "replay")
+
+
+def thread_cpu_seconds(native_id: int) -> float | None:
+    """User and system CPU time of one thread of this process, from /proc (None where there is no /proc, or when the
+    thread is gone)."""
+    try:
+        with open(f"/proc/self/task/{native_id}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime and stime: fields 14 and 15 of proc(5)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class StageCpu:
+    """`livinglab_ingest_thread_cpu_seconds_total{stage}`: the CPU time of each stage's thread, read on each scrape.
+
+    A stage is tracked by the thread that runs it, from its first turn on (`track`), so several ingesters in one
+    process (tests) each count their own. A thread that has ended drops out of the family.
+    """
+
+    _NAME = "livinglab_ingest_thread_cpu_seconds"
+    _HELP = (
+        "CPU time (user and system) of the ingester's thread of each stage: network, build, write, registry, replay."
+    )
+
+    def __init__(self) -> None:
+        self._threads: dict[str, ThreadSource] = {}
+
+    def track(self, stage: str, thread: ThreadSource | None = None) -> None:
+        """Count `thread`'s CPU time as `stage`'s: a thread, a callable naming it once it runs (None until then), or
+        by default the calling thread."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        self._threads[stage] = thread if thread is not None else threading.current_thread()
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._NAME, self._HELP, labels=["stage"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._NAME, self._HELP, labels=["stage"])
+        for stage, source in list(self._threads.items()):
+            thread = source if isinstance(source, threading.Thread) else source()
+            native_id = thread.native_id if thread is not None and thread.is_alive() else None
+            seconds = thread_cpu_seconds(native_id) if native_id is not None else None
+            if seconds is not None:
+                family.add_metric([stage], seconds)
+        yield family
 
 
 class IngestMetrics:
@@ -123,6 +179,8 @@ class IngestMetrics:
         self.database_up = Gauge(
             "livinglab_ingest_database_up", "1 when the last database operation worked.", registry=r
         )
+        self.stage_cpu = StageCpu()
+        r.register(self.stage_cpu)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

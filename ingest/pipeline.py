@@ -82,6 +82,7 @@ class BatchPipeline:
     # -- building thread ----------------------------------------------------------------------------------------
 
     def _build_loop(self) -> None:
+        self.metrics.stage_cpu.track("build")
         s = self.settings
         linger_s = s.batch_interval_ms / 1000
         while not self.stop.is_set():
@@ -126,6 +127,7 @@ class BatchPipeline:
     # -- writing thread -----------------------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
+        self.metrics.stage_cpu.track("write")
         try:
             self._write_batches()
         finally:

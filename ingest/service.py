@@ -105,6 +105,8 @@ class Ingester:
             target=self.sensors.run, args=(self._stop,), name="ingest-registry", daemon=True
         )
         replay_thread = threading.Thread(target=self.replay.run, args=(self._stop,), name="ingest-replay", daemon=True)
+        self.metrics.stage_cpu.track("registry", registry_thread)
+        self.metrics.stage_cpu.track("replay", replay_thread)
         try:
             if self.settings.health_port is not None:
                 self.health_server = HealthServer(
@@ -121,6 +123,8 @@ class Ingester:
             if self.protocol is None:
                 return
             self.link = self._make_link(self.protocol)
+            link = self.link
+            self.metrics.stage_cpu.track("network", lambda: link.network_thread)
             self.notices = RejectionNotices(
                 self.settings.topic_prefix, self.link.publish, interval_s=self.settings.error_notice_interval_s
             )

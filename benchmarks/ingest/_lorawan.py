@@ -23,7 +23,10 @@ figures of whichever run it hits, (a) included, a measure of those redeliveries 
 from __future__ import annotations
 
 import argparse
+import re
+import resource
 import statistics
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,12 +43,19 @@ _PADDING = "x" * 900
 
 
 class Run(NamedTuple):
-    """One ingester run: messages/s, readings/s, CPU seconds per 1,000 messages, peak resident MiB."""
+    """One ingester run: messages/s, readings/s, the ingester's CPU time per message (us), peak resident MiB, and
+    the CPU time per message (us) of each of its stages and of the processes around it (`WHERE`)."""
 
     rate: float
     readings_rate: float
     cpu_ms: float
     peak_mib: float
+    where: dict[str, float]
+
+
+#: Where a message's CPU time goes: the ingester's stages (`livinglab_ingest_thread_cpu_seconds_total`), the rest of
+#: the ingester, then the broker and the `mosquitto_pub` processes.
+WHERE = ("network", "build", "write", "ingester, other", "broker", "publishers")
 
 
 class UplinkRound(NamedTuple):
@@ -151,14 +161,37 @@ def _measure(bench: Any, files: Sequence[_load.LoadFile], specs: Sequence[Sensor
     with psycopg.connect(bench.database_url, autocommit=True) as conn:
         upsert_sensors(conn, specs)
     with bench.ingester() as (process, port):
-        cpu = _cpu_s(process.pid)
+        cpu, stages, broker, publishers = _cpu_s(process.pid), _stage_cpu(port), _cpu_s(bench.broker.pid), _children()
         started = _load.publish_files(bench.broker.port, files)
+        publishers = _children() - publishers
         done = _wait(lambda: _metric(port, "livinglab_ingest_readings_accepted_total") >= readings, 300, "readings")
         cpu = _cpu_s(process.pid) - cpu
+        broker = _cpu_s(bench.broker.pid) - broker
+        stages = {k: v - stages.get(k, 0.0) for k, v in _stage_cpu(port).items()}
         peak = _peak_rss_mib(process.pid)
     assert bench.count() == readings, "not every reading was stored"
     elapsed = done - started
-    return Run(total / elapsed, readings / elapsed, cpu / total * 1e6, peak)
+    where = {stage: stages.get(stage, 0.0) for stage in WHERE[:3]}
+    where |= {"ingester, other": cpu - sum(where.values()), "broker": broker, "publishers": publishers}
+    return Run(
+        total / elapsed, readings / elapsed, cpu / total * 1e6, peak, {k: v / total * 1e6 for k, v in where.items()}
+    )
+
+
+_STAGE_SAMPLE = re.compile(r'^livinglab_ingest_thread_cpu_seconds_total\{stage="(\w+)"\} (\S+)$', re.MULTILINE)
+
+
+def _stage_cpu(port: int) -> dict[str, float]:
+    """The ingester's CPU seconds by stage, from its metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {m.group(1): float(m.group(2)) for m in _STAGE_SAMPLE.finditer(text)}
+
+
+def _children() -> float:
+    """CPU seconds of this process's children that have ended (the `mosquitto_pub` processes of a run)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def rows(rounds: Sequence[UplinkRound], singles: Sequence[tuple[float, float, float]]) -> list[str]:
@@ -189,4 +222,25 @@ def rows(rounds: Sequence[UplinkRound], singles: Sequence[tuple[float, float, fl
         f" | {p_rate:,.0f} msg/s, {p_cpu:,.0f} us CPU | {e_rate / p_rate:.2f}, {p_cpu / e_cpu:.2f} | |",
         f"| ingester peak memory (VmHWM), (e) beside (a) and (a') | {e_peak:.0f} MiB | (a) {a_peak:.0f} MiB,"
         f" (a') {p_peak:.0f} MiB | {e_peak / a_peak:.2f}, {e_peak / p_peak:.2f} | unchanged |",
+        "",
+        "Where a message's CPU time goes (us per message, medians of the same rounds): the ingester's threads by",
+        "stage, the rest of the ingester, the broker and the publishers",
+        "",
+        "| part | (a) single readings | (a') padded to 1 KB | (e) ChirpStack uplinks | (e) - (a) | (e) - (a') |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(_where_row(rounds, part) for part in (*WHERE, None)),
     ]
+
+
+def _where_row(rounds: Sequence[UplinkRound], part: str | None) -> str:
+    """One row of the CPU time table: `part` of `WHERE`, or None for the sum of them all."""
+
+    def med(run: str) -> float:
+        runs = (getattr(r, run).where for r in rounds)
+        return float(statistics.median(w[part] if part else sum(w.values()) for w in runs))
+
+    single, padded, uplinks = med("single"), med("padded"), med("uplinks")
+    return (
+        f"| {part or 'all of it'} | {single:.1f} | {padded:.1f} | {uplinks:.1f} | {uplinks - single:+.1f}"
+        f" | {uplinks - padded:+.1f} |"
+    )

@@ -4,6 +4,7 @@ after COMMIT, registry changes, notices, metrics and health, bounded memory whil
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -260,6 +261,12 @@ def test_metrics_and_health_follow_the_broker(
             "livinglab_ingest_readings_duplicate_total 0.0",
         ):
             assert line in text
+        # Every stage's thread has its CPU time counted (tests/ingest/test_metrics.py checks the figures).
+        stage_cpu = {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(r'^livinglab_ingest_thread_cpu_seconds_total\{stage="(\w+)"\} (\S+)$', text, re.M)
+        }
+        assert set(stage_cpu) == {"network", "build", "write", "registry", "replay"}
         own_broker.stop()
         wait_until(lambda: _get(f"{base}/health")[0] == 503)
         assert json.loads(_get(f"{base}/health")[1])["checks"]["broker"]["status"] == "down"
