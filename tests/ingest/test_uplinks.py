@@ -105,6 +105,12 @@ def test_rfc3339_times() -> None:
         pytest.param(
             b'{"deviceInfo": {"devEui": "0101010101010101"}, "fCnt": 1, "fCnt": 2}', CS, R.DUPLICATE_KEY, id="duplicate"
         ),
+        pytest.param(
+            b'{"deviceInfo":{"devEui":"0101010101010101"},"fCnt":1,"fCnt":2}',
+            CS,
+            R.DUPLICATE_KEY,
+            id="compact-duplicate",
+        ),
         pytest.param(b"[1, 2]", CS, R.INVALID_SHAPE, id="not-an-object"),
         pytest.param(fixture("tts-up.json"), CS, R.INVALID_SHAPE, id="tts-payload-on-chirpstack-topic"),
         pytest.param(fixture("chirpstack-up.json"), TTS, R.INVALID_SHAPE, id="chirpstack-payload-on-tts-topic"),
