@@ -28,7 +28,9 @@ _SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 HealthReport = tuple[bool, dict[str, Any]]
 ThreadSource = threading.Thread | Callable[[], threading.Thread | None]
 
-#: The stages of an ingester, each a thread of its own (docs/operations.md, "Where an ingester spends its CPU").
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+#: The stages of an ingester, each a thread of its own (docs/operations.md, Monitoring).
 STAGES = ("network", "build", "write", "registry", "replay")
 
 
@@ -41,9 +43,6 @@ def thread_cpu_seconds(native_id: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime and stime: fields 14 and 15 of proc(5)
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 class StageCpu:
