@@ -154,7 +154,7 @@ def run_uplinks(bench: Any, messages: int, publishers: int) -> list[UplinkRound]
 
 def _measure(bench: Any, files: Sequence[_load.LoadFile], specs: Sequence[SensorSpec]) -> Run:
     """One ingester run on `files`, published as (a) publishes them."""
-    from benchmarks.ingest.__main__ import _cpu_s, _metric, _peak_rss_mib, _wait
+    from benchmarks.ingest.__main__ import _cpu_s, _peak_rss_mib, stored
 
     total, readings = sum(f.messages for f in files), sum(f.readings for f in files)
     bench.reset([])
@@ -164,7 +164,7 @@ def _measure(bench: Any, files: Sequence[_load.LoadFile], specs: Sequence[Sensor
         cpu, stages, broker, publishers = _cpu_s(process.pid), _stage_cpu(port), _cpu_s(bench.broker.pid), _children()
         started = _load.publish_files(bench.broker.port, files)
         publishers = _children() - publishers
-        done = _wait(lambda: _metric(port, "livinglab_ingest_readings_accepted_total") >= readings, 300, "readings")
+        done = stored(bench, port, readings, "readings")
         cpu = _cpu_s(process.pid) - cpu
         broker = _cpu_s(bench.broker.pid) - broker
         stages = {k: v - stages.get(k, 0.0) for k, v in _stage_cpu(port).items()}
