@@ -1,4 +1,4 @@
-"""A paho-mqtt client tuned for a subscriber that acknowledges in batches, through two private paho hooks.
+"""A paho-mqtt client tuned for a subscriber that acknowledges in batches, through three private paho hooks.
 
 Each hook can be turned off (`LIVINGLAB_PAHO_HOOKS`); each keeps its place by a measured gain (`python -m
 benchmarks.ingest`, the rows with one hook off), and a differential test feeds the same packets through the lean
@@ -7,6 +7,16 @@ path and through paho's own (`tests/ingest/test_paho.py`).
 - `pubacks`: the PUBACKs of a committed batch are queued as one buffer through `_packet_queue`, so they leave in one
   socket write instead of one write (and one wake-up of the network thread) per message. A PUBACK is four bytes
   (MQTT 3.1.1 section 3.4; MQTT 5 section 3.4.2.1 allows omitting the reason code when it is 0x00 Success).
+- `drain`: `loop_read` reads up to `READS_PER_WAKEUP` packets each time the socket wakes the network thread, where
+  paho reads one (it reads more only while it tracks QoS 1 and 2 flows of its own, which the ingester has few of).
+  Under load each message otherwise paid a whole turn of paho's loop (a `select`, the write and keepalive checks).
+  It stops at the first packet not yet complete, as paho does, and each packet is still read with its own system
+  calls, so the thread lets go of the GIL as before. It reads one packet per wake-up again while the building
+  thread is behind (`set_read_more`: more than a batch waits in the inbox): reading ahead then only fills the inbox
+  faster, and with a broker that sends past the in-flight window (Mosquitto before 2.0.13, see `ingest.inbox`) the
+  inbox overflowed more often under bursts: in runs of the ingest benchmark's simulated city on Mosquitto 2.0.11,
+  4 of 10 without this limit, 1 of 14 with a whole window as the limit, 0 of 16 with a batch, and 0 of 11 without
+  the hook.
 - `publish`: `_handle_publish` hands a QoS 0 or 1 PUBLISH to the publish sink as (topic, payload, packet id, QoS,
   retain) without an `MQTTMessage` and without parsing MQTT 5 properties into a `Properties` object, which costs
   paho more than everything else it does per message. The ingester reads no publish property. QoS 2 and a PUBLISH
@@ -14,7 +24,7 @@ path and through paho's own (`tests/ingest/test_paho.py`).
   only with `manual_ack=True` (the ingester acknowledges after COMMIT anyway).
 
 One private override stays with every hook off: `_sock_recv` stamps `last_received_at`, the watchdog's evidence
-that the link lives (no public callback sees a PINGRESP). A third hook, reading the socket in 64 KiB chunks and
+that the link lives (no public callback sees a PINGRESP). Another hook, reading the socket in 64 KiB chunks and
 serving packets from that buffer, did not earn its place: draining a backlog, the ingester used less CPU per
 message and went faster without it (the network thread kept the GIL through a whole buffer of packets while the
 building and writing threads waited).
@@ -36,13 +46,17 @@ from typing import Any
 
 import paho.mqtt
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 
 from livinglab.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
 #: The hooks, by the names `LIVINGLAB_PAHO_HOOKS` and the benchmark use.
-PAHO_HOOKS = frozenset({"pubacks", "publish"})
+PAHO_HOOKS = frozenset({"pubacks", "publish", "drain"})
+#: Packets the `drain` hook reads at most per wake-up of the network thread (then paho's loop takes its turn: writes,
+#: keepalive).
+READS_PER_WAKEUP = 64
 #: paho-mqtt minor versions the differential test ran on.
 TESTED_PAHO = ("2.1", "2.2")
 #: The private methods each hook overrides or calls, with the parameters the hook relies on.
@@ -50,6 +64,7 @@ _ASSUMED: dict[str, dict[str, tuple[str, ...]]] = {
     "stamp": {"_sock_recv": ("self", "bufsize")},
     "publish": {"_handle_publish": ("self",)},
     "pubacks": {"_packet_queue": ("self", "command", "packet", "mid", "qos", "info")},
+    "drain": {"loop_read": ("self", "max_packets"), "_packet_read": ("self",), "_loop_rc_handle": ("self", "rc")},
 }
 
 _PUBACK = 0x40
@@ -84,7 +99,8 @@ def check_paho(hooks: AbstractSet[str], version: str = paho.mqtt.__version__) ->
 
 
 class IngestClient(mqtt.Client):
-    """paho's Client with batched PUBACKs and a lean PUBLISH path (each a hook, see above).
+    """paho's Client with batched PUBACKs, a lean PUBLISH path and several packets read per wake-up (each a hook, see
+    above).
 
     Takes paho's arguments, and `hooks`; `manual_ack=True` is required. Raises ConfigurationError when paho does
     not fit the hooks.
@@ -100,9 +116,15 @@ class IngestClient(mqtt.Client):
         self.hooks = frozenset(hooks)
         self._batched_pubacks = "pubacks" in hooks
         self._lean_publish = "publish" in hooks
+        self._drain = "drain" in hooks
         #: time.monotonic() of the last bytes read from the broker (a watchdog's evidence that the link lives).
         self.last_received_at = time.monotonic()
         self._publish_sink: PublishSink | None = None
+        self._read_more: Callable[[], bool] = lambda: True
+
+    def set_read_more(self, read_more: Callable[[], bool]) -> None:
+        """Read past a wake-up's first packet only while `read_more()` (the `drain` hook)."""
+        self._read_more = read_more
 
     def set_publish_sink(self, sink: PublishSink | None) -> None:
         """Receive QoS 0 and 1 PUBLISH packets through `sink` instead of `on_message` (the `publish` hook; without
@@ -119,6 +141,22 @@ class IngestClient(mqtt.Client):
             return
         blob = struct.pack(f"!{len(mids)}I", *((_PUBACK << 24) | (2 << 16) | mid for mid in mids))
         self._packet_queue(_PUBACK, blob, 0, 0)
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        if not self._drain:
+            return super().loop_read(max_packets)
+        read_more = self._read_more
+        for i in range(READS_PER_WAKEUP):
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            if i and not read_more():
+                break
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                break
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _sock_recv(self, bufsize: int) -> bytes:
         data = super()._sock_recv(bufsize)

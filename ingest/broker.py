@@ -94,6 +94,7 @@ class BrokerLink:
         reconnect_max_s: float = 30.0,
         extra_filters: Sequence[str] = (),
         paho_hooks: AbstractSet[str] = PAHO_HOOKS,
+        batch_size: int | None = None,
     ) -> None:
         self.url = url
         self.protocol = protocol
@@ -136,6 +137,10 @@ class BrokerLink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.set_publish_sink(self._on_publish)
+        # With more than a batch waiting in the inbox the building thread is behind: read one packet per wake-up then,
+        # as paho does, rather than fill the inbox faster (the `drain` hook of ingest._paho).
+        behind_at = batch_size or max(1, receive_maximum // 4)
+        self.client.set_read_more(lambda: len(self.inbox) < behind_at)
 
     # -- paho callbacks (network thread) ----------------------------------------------------------------------
 

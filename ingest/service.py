@@ -216,6 +216,7 @@ class Ingester:
             reconnect_max_s=s.reconnect_max_s,
             extra_filters=[topic_filter for _, topic_filter in s.uplink_filters()],
             paho_hooks=s.paho_hook_names,
+            batch_size=s.batch_size,
         )
 
     # -- health -------------------------------------------------------------------------------------------------

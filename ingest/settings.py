@@ -104,9 +104,9 @@ class IngestSettings(CoreSettings):
         description="Topic filter of The Things Stack uplinks (other events it matches are ignored).",
     )
     paho_hooks: str = Field(
-        default="publish,pubacks",
-        description="paho-mqtt private hooks the ingester uses, comma-separated (`publish`, `pubacks`), or `none`"
-        " for paho's own paths (needed to run a paho-mqtt version the hooks were not tested with).",
+        default="publish,pubacks,drain",
+        description="paho-mqtt private hooks the ingester uses, comma-separated (`publish`, `pubacks`, `drain`), or"
+        " `none` for paho's own paths (needed to run a paho-mqtt version the hooks were not tested with).",
     )
     health_port: int | None = Field(default=None, ge=0, le=65535, description="Serve /metrics and /health here.")
     health_host: str = Field(default="127.0.0.1", description="Address of the /metrics and /health server.")

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from ingest._paho import PAHO_HOOKS, IngestClient, check_paho
+from ingest._paho import PAHO_HOOKS, READS_PER_WAKEUP, IngestClient, check_paho
 from ingest.batch import Message
 from ingest.broker import BrokerLink, Protocol
 from ingest.inbox import Inbox
@@ -257,3 +257,34 @@ def test_pubacks_of_a_batch_are_queued_as_one_buffer_in_order() -> None:
     packets = list(client._out_packet)
     assert len(packets) == 1
     assert packets[0]["packet"] == b"\x40\x02\x00\x01" + b"\x40\x02\xff\xff" + b"\x40\x02\x01\x2c"
+
+
+class _CountingReads(IngestClient):
+    """Every read finds a whole packet waiting (a busy socket), and is counted."""
+
+    reads = 0
+
+    def _packet_read(self) -> MQTTErrorCode:
+        self.reads += 1
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+@pytest.mark.parametrize(("hooks", "behind", "expected"), [
+    (PAHO_HOOKS, False, READS_PER_WAKEUP),
+    (PAHO_HOOKS, True, 1),
+    (PAHO_HOOKS - {"drain"}, False, 1),
+])  # fmt: skip
+def test_the_drain_hook_reads_many_packets_per_wakeup_unless_the_reader_is_behind(
+    hooks: frozenset[str], behind: bool, expected: int
+) -> None:
+    client = _CountingReads(
+        CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5, manual_ack=True, hooks=hooks
+    )
+    client.set_read_more(lambda: not behind)
+    client._sock = socket.socket()  # connected, as far as loop_read looks
+    try:
+        assert client.loop_read() == MQTTErrorCode.MQTT_ERR_SUCCESS
+    finally:
+        client._sock.close()
+        client._sock = None
+    assert client.reads == expected
