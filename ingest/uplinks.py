@@ -79,9 +79,9 @@ def _shape(detail: str) -> Rejection:
 def _may_repeat_names(payload: bytes, document: Any) -> bool:
     """Whether a parsed payload might have repeated a member name (which the parser silently collapses).
 
-    orjson writes every member of the document once. When that writing is the payload byte for byte, as it is for a
-    compact payload written the same way (ChirpStack's, for one), no name was repeated: the payload would then hold
-    a member the document lacks. Otherwise orjson writes every member followed by one `:`, and strings unescaped
+    orjson writes every member of the document once. When that writing is the payload byte for byte (a compact
+    payload that writes its numbers and strings as orjson does, as the simulator's uplinks do), no name was
+    repeated: the payload would then hold a member the document lacks. Otherwise orjson writes every member followed by one `:`, and strings unescaped
     apart from control characters, so its output holds as many `:` bytes as the document has members plus the `:`
     inside its strings. A payload without backslash escapes that holds more than that repeated a member name; one
     that holds as many did not. Cheaper by far than walking the document (section 1 payloads use the same count,
