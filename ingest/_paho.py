@@ -15,7 +15,7 @@ path and through paho's own (`tests/ingest/test_paho.py`).
   thread is behind (`set_read_more`: more than a batch waits in the inbox): reading ahead then only fills the inbox
   faster, and with a broker that sends past the in-flight window (Mosquitto before 2.0.13, see `ingest.inbox`) the
   inbox overflowed more often under bursts: in runs of the ingest benchmark's simulated city on Mosquitto 2.0.11,
-  4 of 10 without this limit, 1 of 14 with a whole window as the limit, 0 of 16 with a batch, and 0 of 11 without
+  4 of 13 without this limit, 1 of 14 with a whole window as the limit, 0 of 16 with a batch, and 0 of 12 without
   the hook.
 - `publish`: `_handle_publish` hands a QoS 0 or 1 PUBLISH to the publish sink as (topic, payload, packet id, QoS,
   retain) without an `MQTTMessage` and without parsing MQTT 5 properties into a `Properties` object, which costs
