@@ -81,11 +81,11 @@ def _may_repeat_names(payload: bytes, document: Any) -> bool:
 
     orjson writes every member of the document once. When that writing is the payload byte for byte (a compact
     payload that writes its numbers and strings as orjson does, as the simulator's uplinks do), no name was
-    repeated: the payload would then hold a member the document lacks. Otherwise orjson writes every member followed by one `:`, and strings unescaped
-    apart from control characters, so its output holds as many `:` bytes as the document has members plus the `:`
-    inside its strings. A payload without backslash escapes that holds more than that repeated a member name; one
-    that holds as many did not. Cheaper by far than walking the document (section 1 payloads use the same count,
-    see `ingest.decode`).
+    repeated: the payload would then hold a member the document lacks. Otherwise orjson writes every member
+    followed by one `:`, and strings unescaped apart from control characters, so its output holds as many `:` bytes
+    as the document has members plus the `:` inside its strings. A payload without backslash escapes that holds
+    more than that repeated a member name; one that holds as many did not. Cheaper by far than walking the document
+    (section 1 payloads use the same count, see `ingest.decode`).
     """
     try:
         written = orjson.dumps(document)
