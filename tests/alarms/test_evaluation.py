@@ -15,10 +15,18 @@ from tests.support.sensors import register, traffic
 pytestmark = pytest.mark.integration
 
 MINUTE = 60
+_started = datetime.now(UTC)
+
+
+@pytest.fixture(autouse=True)
+def _clock() -> None:
+    """Fix "now" for the whole test, so that a minute or an hour turning mid-test cannot open a gap between windows."""
+    global _started
+    _started = datetime.now(UTC)
 
 
 def _minute(minutes_ago: int) -> float:
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    now = _started.replace(second=0, microsecond=0)
     return (now - timedelta(minutes=minutes_ago)).timestamp()
 
 
@@ -161,7 +169,7 @@ HOUR_S = 3600
 
 
 def _hour(hours_ago: int) -> float:
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    now = _started.replace(minute=0, second=0, microsecond=0)
     return (now - timedelta(hours=hours_ago)).timestamp()
 
 
