@@ -14,6 +14,7 @@ from simulators.truth import GroundTruth, compute_ground_truth
 from tests.support.roles import scalar, wait_until
 from tests.support.sensors import register
 from tests.support.simulation import (
+    FAULT_KINDS,
     city,
     differences,
     expected_readings,
@@ -62,7 +63,7 @@ def test_one_accelerated_day_with_faults_matches_the_ground_truth(
     assert rejected_by_reason(url) == ledger.rejections
     assert stored_readings(url) == expected_readings(ledger)
     assert ledger.surprises == 0
-    for fault in ("gap", "outage", "burst", "clock_skew", "late", "out_of_order", "duplicate"):
+    for fault in FAULT_KINDS:
         assert ledger.faults[fault] > 0, fault
 
     truth = compute_ground_truth(scenario, ledger)
