@@ -34,15 +34,22 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 STAGES = ("network", "build", "write", "registry", "replay")
 
 
-def thread_cpu_seconds(native_id: int) -> float | None:
-    """User and system CPU time of one thread of this process, from /proc (None where there is no /proc, or when the
-    thread is gone)."""
+def stat_cpu_seconds(path: str) -> float | None:
+    """User and system CPU time from a /proc `stat` file: `/proc/{pid}/stat` for a process (all its threads),
+    `/proc/self/task/{tid}/stat` for a thread of this one. None where there is no such file (no /proc, or the
+    process or thread is gone)."""
     try:
-        with open(f"/proc/self/task/{native_id}/stat", "rb") as stat:
+        with open(path, "rb") as stat:
             fields = stat.read().rsplit(b")", 1)[1].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime and stime: fields 14 and 15 of proc(5)
+
+
+def thread_cpu_seconds(native_id: int) -> float | None:
+    """User and system CPU time of one thread of this process (None where there is no /proc, or when the thread is
+    gone)."""
+    return stat_cpu_seconds(f"/proc/self/task/{native_id}/stat")
 
 
 class StageCpu:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shutil
 import statistics
 import subprocess
@@ -62,6 +61,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from benchmarks._servers import configured_bindir
 from benchmarks.ingest import _decoding, _load, _lorawan
 from ingest._paho import PAHO_HOOKS
+from ingest.metrics import stat_cpu_seconds
 from livinglab.embedded import MosquittoBroker, free_port
 from livinglab.launch import PostgresCluster, find_bindir
 from livinglab.sensors import SensorSpec
@@ -79,11 +79,16 @@ _LATENCY = (
 )
 
 
-def _metric(port: int, name: str) -> float:
+def metrics_text(port: int) -> str:
+    """The ingester's `/metrics` page."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
+        return str(response.read().decode())
+
+
+def _metric(port: int, name: str) -> float:
+    for line in metrics_text(port).splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
     return 0.0
 
 
@@ -120,8 +125,10 @@ def stored(bench: Bench, port: int, readings: int, what: str) -> float:
 
 def _cpu_s(pid: int) -> float:
     """User and system CPU seconds a process (all its threads) has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    seconds = stat_cpu_seconds(f"/proc/{pid}/stat")
+    if seconds is None:
+        raise ProcessLookupError(f"no process {pid}")
+    return seconds
 
 
 def _peak_rss_mib(pid: int) -> float:

@@ -29,7 +29,6 @@ import argparse
 import re
 import resource
 import statistics
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -186,9 +185,9 @@ _STAGE_SAMPLE = re.compile(r'^livinglab_ingest_thread_cpu_seconds_total\{stage="
 
 def _stage_cpu(port: int) -> dict[str, float]:
     """The ingester's CPU seconds by stage, from its metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {m.group(1): float(m.group(2)) for m in _STAGE_SAMPLE.finditer(text)}
+    from benchmarks.ingest.__main__ import metrics_text
+
+    return {m.group(1): float(m.group(2)) for m in _STAGE_SAMPLE.finditer(metrics_text(port))}
 
 
 def _children() -> float:
