@@ -17,6 +17,7 @@ from livinglab.settings import MqttUrl
 from processing import Processor, ProcessorSettings
 from simulators.faults import FaultRates
 from simulators.ledger import Ledger
+from simulators.lorawan import Network
 from simulators.messages import Omission
 from simulators.plan import Period, Planner, PlanOptions
 from simulators.run import Mode, RunOptions, Simulation
@@ -48,23 +49,34 @@ def simulate(scenario: Scenario, broker_url: str, prefix: str, **options: Any) -
 FAULT_KINDS = frozenset({"gap", "outage", "burst", "clock_skew", "late", "out_of_order", "duplicate"})
 
 
-def seed_with_every_fault(scenario: Scenario, prefix: str, period: Period, first: int = 2026) -> int:
-    """The first seed from `first` whose plan of `period` holds every kind of `FAULT_KINDS`.
+def seed_with_faults(
+    scenario: Scenario,
+    prefix: str,
+    period: Period,
+    kinds: frozenset[str] = FAULT_KINDS,
+    *,
+    rates: FaultRates = FAULTS,
+    first: int = 2026,
+    network: Network | None = None,
+) -> int:
+    """The first seed from `first` whose plan of `period` holds every fault of `kinds` at least once.
 
-    Outages, bursts and clock skew are spans drawn per sensor and calendar day, and the day up to this minute takes
-    parts of two calendar days: with a fixed seed, whether a span falls inside the period depends on the time the
-    test runs. Choosing the seed from the plan keeps every fault in every run (planning a day takes about 0.5 s).
+    Spans (outages, bursts, clock skew) are drawn per sensor and calendar day, and a period that ends at this minute
+    takes parts of two calendar days; rare faults may not happen at all in a short period. With a fixed seed, whether
+    a test's period holds them depends on the time the test runs; choosing the seed from the plan keeps every fault
+    in every run (planning a day of the test city takes about 0.5 s).
     """
+    options = PlanOptions(prefix=prefix, rates=rates, network=network)
     for seed in range(first, first + 100):
-        kinds: set[str] = set()
-        for item in Planner(scenario, seed, PlanOptions(prefix=prefix, rates=FAULTS)).items(period):
+        found: set[str] = set()
+        for item in Planner(scenario, seed, options).items(period):
             if isinstance(item, Omission):
-                kinds.add(item.fault.type)
+                found.add(item.fault.type)
             else:
-                kinds.update(note.type for note in item.faults)
-        if kinds >= FAULT_KINDS:
+                found.update(note.type for note in item.faults)
+        if found >= kinds:
             return seed
-    raise AssertionError(f"no seed from {first} plans every fault of {sorted(FAULT_KINDS)}")
+    raise AssertionError(f"no seed from {first} plans every fault of {sorted(kinds)}")
 
 
 @contextmanager
@@ -78,7 +90,7 @@ def faulty_day(url: str, broker_url: str, prefix: str, scenario: Scenario, **pro
     quick = {"hour_rollup_delay_s": 0.5, "day_rollup_delay_s": 0.5, "rollup_interval_s": 0.5, "poll_interval_s": 0.5}
     end = time.time() // 60 * 60
     period = Period(end - 86400, end)
-    seed = seed_with_every_fault(scenario, prefix, period)
+    seed = seed_with_faults(scenario, prefix, period)
     with running(ingester, Processor(ProcessorSettings(**common, **quick, **processor))):
         assert ingester.wait_connected()
         yield simulate(
