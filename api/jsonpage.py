@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -73,6 +74,12 @@ class _Entry:
     response: Response
 
 
+#: Each entry lives a random part of the TTL, from (1 - TTL_JITTER) of it to all of it. Entries filled together (a
+#: dashboard's first round of requests, the round after new results) then expire at different moments, instead of
+#: all missing in the same instant and queueing their queries behind each other.
+TTL_JITTER = 0.25
+
+
 class ResponseCache:
     """Recent answers of the JSON lists, per URL, for at most `ttl_s` seconds and only while nothing changed.
 
@@ -104,7 +111,8 @@ class ResponseCache:
     def put(self, key: str, generation: int, response: Response) -> None:
         if self.ttl_s <= 0 or generation < 0:
             return
-        self._entries[key] = _Entry(generation, time.monotonic() + self.ttl_s, response)
+        ttl_s = self.ttl_s * (1.0 - TTL_JITTER * random.random())  # noqa: S311 - spreading expiries, not a secret
+        self._entries[key] = _Entry(generation, time.monotonic() + ttl_s, response)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
