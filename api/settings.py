@@ -82,7 +82,8 @@ class ApiSettings(CoreSettings):
         default=1.0,
         ge=0,
         description="How long an index, traffic, aggregate or service-level page may be served again to the next "
-        "client asking for the same URL, unless new results arrive first; 0 turns the cache off.",
+        "client asking for the same URL, unless new results arrive first; each page is kept a random 75-100 % of "
+        "it, so pages cached together do not all expire at once; 0 turns the cache off.",
     )
     sse_heartbeat_s: float = Field(default=15.0, gt=0, description="Interval of SSE heartbeat comments.")
     sse_max_backlog: int = Field(
