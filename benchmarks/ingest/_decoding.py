@@ -100,10 +100,22 @@ def measure_paths(rounds: int = 15, messages: int = 1000) -> list[PathCost]:
     return results
 
 
+def print_paths_off(paths: list[PathCost]) -> None:
+    """The decoder ablation table (see the module docstring)."""
+    print()
+    print("decoder plain paths: build-step CPU per message (best of the rounds, 1,000-message batches)")
+    print()
+    print("| load shape | plain path | all paths on | that path off | walk alone |")
+    print("|---|---|---:|---:|---:|")
+    for cost in paths:
+        print(
+            f"| {cost.shape} | `{cost.path}` | {cost.on_us:.2f} us | {cost.off_us:.2f} us"
+            f" ({cost.off_us / cost.on_us:.2f}x) | {cost.walk_us:.2f} us |"
+        )
+
+
 def main() -> None:
     """Print the table on its own: `python -m benchmarks.ingest._decoding`."""
-    from benchmarks.ingest.__main__ import print_paths_off
-
     print_paths_off(measure_paths())
 
 

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 import psycopg
 
 from benchmarks.ingest import _load
+from benchmarks.ingest._platform import Bench, cpu_s, metrics_text, peak_rss_mib, stored
 from livinglab.sensors import SensorSpec
 from livinglab.storage.registry import upsert_sensors
 from simulators.lorawan import codec_output, dev_eui_of, uplink_payload, uplink_topic
@@ -132,8 +133,8 @@ def _spec(sensor_id: str, dev_eui: str | None = None) -> SensorSpec:
     )
 
 
-def run_uplinks(bench: Any, messages: int, publishers: int) -> list[UplinkRound]:
-    """(a), (e) and (a') back to back, `REPEATS` times, on the benchmark's platform (`benchmarks.ingest.__main__`)."""
+def run_uplinks(bench: Bench, messages: int, publishers: int) -> list[UplinkRound]:
+    """(a), (e) and (a') back to back, `REPEATS` times, on the benchmark's platform (`benchmarks.ingest._platform`)."""
     per_sensor = messages // publishers
     single_ids = [f"single-{i}" for i in range(publishers)]
     singles = _load.write_single_files(bench.work, single_ids, per_sensor, bench.base_ts)
@@ -154,23 +155,22 @@ def run_uplinks(bench: Any, messages: int, publishers: int) -> list[UplinkRound]
     ]
 
 
-def _measure(bench: Any, files: Sequence[_load.LoadFile], specs: Sequence[SensorSpec]) -> Run:
+def _measure(bench: Bench, files: Sequence[_load.LoadFile], specs: Sequence[SensorSpec]) -> Run:
     """One ingester run on `files`, published as (a) publishes them."""
-    from benchmarks.ingest.__main__ import _cpu_s, _peak_rss_mib, stored
 
     total, readings = sum(f.messages for f in files), sum(f.readings for f in files)
     bench.reset([])
     with psycopg.connect(bench.database_url, autocommit=True) as conn:
         upsert_sensors(conn, specs)
     with bench.ingester() as (process, port):
-        cpu, stages, broker, publishers = _cpu_s(process.pid), _stage_cpu(port), _cpu_s(bench.broker.pid), _children()
+        cpu, stages, broker, publishers = cpu_s(process.pid), _stage_cpu(port), cpu_s(bench.broker.pid), _children()
         started = _load.publish_files(bench.broker.port, files)
         publishers = _children() - publishers
         done = stored(bench, port, readings, "readings")
-        cpu = _cpu_s(process.pid) - cpu
-        broker = _cpu_s(bench.broker.pid) - broker
+        cpu = cpu_s(process.pid) - cpu
+        broker = cpu_s(bench.broker.pid) - broker
         stages = {k: v - stages.get(k, 0.0) for k, v in _stage_cpu(port).items()}
-        peak = _peak_rss_mib(process.pid)
+        peak = peak_rss_mib(process.pid)
     assert bench.count() == readings, "not every reading was stored"
     elapsed = done - started
     where = {stage: stages.get(stage, 0.0) for stage in WHERE[:3]}
@@ -185,7 +185,6 @@ _STAGE_SAMPLE = re.compile(r'^livinglab_ingest_thread_cpu_seconds_total\{stage="
 
 def _stage_cpu(port: int) -> dict[str, float]:
     """The ingester's CPU seconds by stage, from its metrics."""
-    from benchmarks.ingest.__main__ import metrics_text
 
     return {m.group(1): float(m.group(2)) for m in _STAGE_SAMPLE.finditer(metrics_text(port))}
 
