@@ -15,6 +15,9 @@ from tests.support.sensors import air, register, traffic
 pytestmark = pytest.mark.integration
 
 H0 = datetime(2026, 11, 20, tzinfo=UTC)
+#: The first of the 500 hours of aggregates: 250 hours before the current hour, so that the walk holds windows on
+#: both sides of "final" (the window's end plus the allowed lateness, reckoned from now) whenever the tests run.
+A0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=250)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,7 @@ def stored(api_database_url: str) -> Iterator[dict[str, int]]:
             "INSERT INTO agg_1h (sensor_key, quantity, window_start, count, sum, mean, min, max, p50, p95,"
             " completeness) SELECT %s, q, %s + make_interval(hours => h), 60, 60 * h, h, h, h, h, h, 1"
             " FROM generate_series(0, 499) h, unnest(ARRAY[1, 2, 3]) q",
-            (keys["aq-000"], H0),
+            (keys["aq-000"], A0),
         )
         conn.commit()
     return keys
@@ -73,7 +76,7 @@ def test_filters_by_city_and_district(client, keys: Keys, stored) -> None:
 
 
 def test_aggregates_walk_a_large_result_exactly_once(client, keys: Keys, stored) -> None:
-    params = {"window": "1h", "start": H0.isoformat(), "end": (H0 + timedelta(hours=500)).isoformat(), "limit": 97}
+    params = {"window": "1h", "start": A0.isoformat(), "end": (A0 + timedelta(hours=500)).isoformat(), "limit": 97}
     items = walk(client, "/v1/sensors/aq-000/aggregates", params, keys.header())
     assert len(items) == 1500
     keys_seen = [(i["quantity"], i["window_start"]) for i in items]
@@ -92,8 +95,8 @@ def test_aggregates_walk_a_large_result_exactly_once(client, keys: Keys, stored)
     # The range is half-open: [start, end).
     window = {
         "window": "1h",
-        "start": (H0 + timedelta(hours=10)).isoformat(),
-        "end": (H0 + timedelta(hours=12)).isoformat(),
+        "start": (A0 + timedelta(hours=10)).isoformat(),
+        "end": (A0 + timedelta(hours=12)).isoformat(),
     }
     assert len(walk(client, "/v1/sensors/aq-000/aggregates", window, keys.header())) == 6
 

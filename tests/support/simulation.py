@@ -55,11 +55,13 @@ def seed_with_faults(
     period: Period,
     kinds: frozenset[str] = FAULT_KINDS,
     *,
+    reasons: frozenset[str] = frozenset(),
     rates: FaultRates = FAULTS,
     first: int = 2026,
     network: Network | None = None,
 ) -> int:
-    """The first seed from `first` whose plan of `period` holds every fault of `kinds` at least once.
+    """The first seed from `first` whose plan of `period` holds every fault of `kinds` and a message built to be
+    rejected for each of `reasons`, at least once.
 
     Spans (outages, bursts, clock skew) are drawn per sensor and calendar day, and a period that ends at this minute
     takes parts of two calendar days; rare faults may not happen at all in a short period. With a fixed seed, whether
@@ -69,14 +71,17 @@ def seed_with_faults(
     options = PlanOptions(prefix=prefix, rates=rates, network=network)
     for seed in range(first, first + 100):
         found: set[str] = set()
+        rejected: set[str] = set()
         for item in Planner(scenario, seed, options).items(period):
             if isinstance(item, Omission):
                 found.add(item.fault.type)
-            else:
-                found.update(note.type for note in item.faults)
-        if found >= kinds:
+                continue
+            found.update(note.type for note in item.faults)
+            if item.reason is not None:
+                rejected.add(item.reason.value)
+        if found >= kinds and rejected >= reasons:
             return seed
-    raise AssertionError(f"no seed from {first} plans every fault of {sorted(kinds)}")
+    raise AssertionError(f"no seed from {first} plans every fault of {sorted(kinds)} and reason of {sorted(reasons)}")
 
 
 @contextmanager
