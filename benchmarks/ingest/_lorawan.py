@@ -157,7 +157,6 @@ def run_uplinks(bench: Bench, messages: int, publishers: int) -> list[UplinkRoun
 
 def _measure(bench: Bench, files: Sequence[_load.LoadFile], specs: Sequence[SensorSpec]) -> Run:
     """One ingester run on `files`, published as (a) publishes them."""
-
     total, readings = sum(f.messages for f in files), sum(f.readings for f in files)
     bench.reset([])
     with psycopg.connect(bench.database_url, autocommit=True) as conn:
@@ -185,7 +184,6 @@ _STAGE_SAMPLE = re.compile(r'^livinglab_ingest_thread_cpu_seconds_total\{stage="
 
 def _stage_cpu(port: int) -> dict[str, float]:
     """The ingester's CPU seconds by stage, from its metrics."""
-
     return {m.group(1): float(m.group(2)) for m in _STAGE_SAMPLE.finditer(metrics_text(port))}
 
 
