@@ -273,3 +273,8 @@ class RejectionReason(enum.StrEnum):
 LORAWAN_REASONS: frozenset[RejectionReason] = frozenset(
     {RejectionReason.UNDECODED_PAYLOAD, RejectionReason.NO_READINGS}
 )
+#: The reason codes a section 1 message can earn from its topic, its payload or storage: every code but LoRaWAN's and
+#: `retained_message` (a way of delivery, not a property of the message).
+MESSAGE_REASONS: frozenset[RejectionReason] = (
+    frozenset(RejectionReason) - LORAWAN_REASONS - {RejectionReason.RETAINED_MESSAGE}
+)

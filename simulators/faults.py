@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from livinglab.domain import LORAWAN_REASONS, QUANTITIES, Kind, RejectionReason
+from livinglab.domain import MESSAGE_REASONS, QUANTITIES, Kind, RejectionReason
 from livinglab.errors import ConfigurationError
 from simulators.messages import Record, iso_time, senml_payload, simple_payload, topic_for
 
@@ -21,9 +21,7 @@ from simulators.messages import Record, iso_time, senml_payload, simple_payload,
 MALFORMED_REASONS: tuple[RejectionReason, ...] = tuple(
     r
     for r in RejectionReason
-    if r
-    not in (RejectionReason.UNKNOWN_SENSOR, RejectionReason.CONFLICTING_DUPLICATE, RejectionReason.RETAINED_MESSAGE)
-    and r not in LORAWAN_REASONS
+    if r in MESSAGE_REASONS and r not in (RejectionReason.UNKNOWN_SENSOR, RejectionReason.CONFLICTING_DUPLICATE)
 )
 
 #: Fault types the ledger counts, besides each malformed reason.

@@ -38,7 +38,7 @@ from livinglab.sensors import Identifier
 
 router = APIRouter(prefix="/v1", responses=COMMON_RESPONSES)
 
-RuleIdPath = Annotated[str, Path(description="The rule's id.", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+RuleIdPath = Annotated[str, Path(description="The rule's id.", pattern=rf"^{IDENTIFIER_PATTERN}$")]
 AlarmIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The alarm's id.")]
 
 

@@ -83,6 +83,11 @@ def test_rules_round_trip(client: TestClient, keys: Keys, sensors: dict[str, int
     assert (changed.json()["threshold"], changed.json()["clear_threshold"]) == (80.0, 70.0)
     mismatch = client.put(path, json={**RULE, "rule_id": "other"}, headers=keys.header("write"))
     assert mismatch.status_code == 422
+    # A rule id in a path follows the pattern a rule is created with: one no rule can have is refused as such.
+    for other in ("Rule-A", "rule.a"):
+        refused = client.get(f"/v1/alarm-rules/{other}", headers=keys.header())
+        assert refused.status_code == 422, refused.text
+        assert "rule_id" in refused.text
     listed = client.get("/v1/alarm-rules", headers=keys.header()).json()["items"]
     assert rule["rule_id"] in [r["rule_id"] for r in listed]
 

@@ -14,7 +14,7 @@ import random
 import numpy as np
 import pytest
 
-from livinglab.domain import LORAWAN_REASONS, Kind, RejectionReason
+from livinglab.domain import MESSAGE_REASONS, Kind, RejectionReason
 from livinglab.embedded import MosquittoBroker
 from simulators.faults import BUILDERS, MalformedContext, unknown_sensor
 from simulators.messages import senml_payload
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
 PER_REASON = 20
 #: Every reason a payload or topic of CONTRACT.md section 1 can earn (a retained message is a way of delivery, tested
 #: on its own; LoRaWAN uplinks have reasons of their own, tests/ingest/test_lorawan.py).
-REASONS = [r for r in RejectionReason if r is not RejectionReason.RETAINED_MESSAGE and r not in LORAWAN_REASONS]
+REASONS = [r for r in RejectionReason if r in MESSAGE_REASONS]
 GOOD = 9 * PER_REASON * len(REASONS)  # bad messages are one in ten
 
 

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from ingest.broker import probe_protocol
-from livinglab.domain import LORAWAN_REASONS, RejectionReason
+from livinglab.domain import MESSAGE_REASONS, RejectionReason
 from livinglab.embedded import AmqttBroker, MosquittoBroker
 from livinglab.sensors import SensorSpec
 from livinglab.settings import MqttUrl
@@ -87,7 +87,7 @@ def test_every_reason_code_end_to_end_and_the_good_readings_all_stored(
     ]
     # A retained message is a way of delivery, which this broker refuses: tests/security/test_retained.py. LoRaWAN
     # uplinks have reasons of their own: tests/ingest/test_lorawan.py.
-    assert {reason for _, _, reason in bad} == set(RejectionReason) - {R.RETAINED_MESSAGE} - LORAWAN_REASONS
+    assert {reason for _, _, reason in bad} == MESSAGE_REASONS
     notices = Notices(mqtt_broker.port, topic_prefix)
     try:
         with ingesting(**_settings(fresh_database_url, mqtt_broker, topic_prefix)):

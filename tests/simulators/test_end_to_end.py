@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from livinglab.domain import LORAWAN_REASONS, RejectionReason, Window
+from livinglab.domain import MESSAGE_REASONS, Window
 from livinglab.embedded import MosquittoBroker
 from simulators.truth import GroundTruth, compute_ground_truth
 from tests.support.roles import scalar, wait_until
@@ -58,8 +58,7 @@ def test_one_accelerated_day_with_faults_matches_the_ground_truth(
 
     # What reached the database: every injected rejection, by reason, and exactly the readings the ledger expects.
     # Section 1 messages only: the LoRaWAN reasons have their own run (tests/simulators/test_into_ingest.py).
-    expected_reasons = {reason.value for reason in RejectionReason if reason not in LORAWAN_REASONS}
-    assert set(ledger.rejections) == expected_reasons - {"retained_message"}
+    assert set(ledger.rejections) == {reason.value for reason in MESSAGE_REASONS}
     assert rejected_by_reason(url) == ledger.rejections
     assert stored_readings(url) == expected_readings(ledger)
     assert ledger.surprises == 0

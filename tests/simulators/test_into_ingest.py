@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ingest import Ingester, IngestSettings
-from livinglab.domain import LORAWAN_REASONS, RejectionReason
+from livinglab.domain import MESSAGE_REASONS
 from livinglab.embedded import MosquittoBroker
 from simulators.faults import FaultRates
 from simulators.lorawan import Network, lorawan_scenario
@@ -29,8 +29,8 @@ from tests.support.simulation import (
 
 pytestmark = pytest.mark.integration
 
-#: The rejection reasons the section 1 simulator produces (all but LoRaWAN's and retained messages).
-SECTION_1_REASONS = frozenset(r.value for r in RejectionReason if r not in LORAWAN_REASONS) - {"retained_message"}
+#: The rejection reasons the section 1 simulator produces: every one a message can earn.
+SECTION_1_REASONS = frozenset(r.value for r in MESSAGE_REASONS)
 
 
 def test_backfill_with_faults_stores_and_rejects_exactly_what_the_ledger_expects(
