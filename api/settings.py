@@ -85,6 +85,11 @@ class ApiSettings(CoreSettings):
         "client asking for the same URL, unless new results arrive first; each page is kept a random 75-100 % of "
         "it, so pages cached together do not all expire at once; 0 turns the cache off.",
     )
+    gc_freeze: bool = Field(
+        default=True,
+        description="Leave what the API process holds at startup out of the garbage collector's full passes "
+        "(`gc.freeze`), which otherwise stop serving for tens of milliseconds every few seconds under load.",
+    )
     sse_heartbeat_s: float = Field(default=15.0, gt=0, description="Interval of SSE heartbeat comments.")
     sse_max_backlog: int = Field(
         default=10_000, ge=1, description="Most missed events a reconnecting SSE client is sent from the events table."

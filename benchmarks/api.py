@@ -298,6 +298,27 @@ def combine(runs: list[Run]) -> Run:
     )
 
 
+AGGREGATES = "GET /v1/sensors/{id}/aggregates"
+SERVICE_LEVELS = "GET /v1/service-levels (30 days)"
+
+
+def route_paths(now: datetime) -> dict[str, list[str]]:
+    """The URLs of each data route: the aggregates route rotates over 172 sensors, the others repeat one URL."""
+    month_start = (now - timedelta(days=DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    month_end = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    sensors = [f"aq-{i:04d}" for i in range(1, SENSORS_AIR + 1, 7)] + [
+        f"tc-{i:04d}" for i in range(1, SENSORS_TRAFFIC + 1, 5)
+    ]
+    return {
+        "GET /v1/air/ispu": [f"/v1/air/ispu?city={CITY}&limit=100"],
+        "GET /v1/traffic/segments": [f"/v1/traffic/segments?city={CITY}&limit=100"],
+        AGGREGATES: [
+            f"/v1/sensors/{s}/aggregates?window=1h&start={month_start}&end={month_end}&limit=100" for s in sensors
+        ],
+        SERVICE_LEVELS: [f"/v1/service-levels?city={CITY}&start={month_start}&end={month_end}"],
+    }
+
+
 def paced(base: str, paths: list[str], target_rate: float, *, duration_s: float, key: str) -> Run:
     """About `target_rate` requests/s: clients that each wait `_THINK_MS` between requests (a closed loop with think
     time; the achieved rate is measured and printed, not assumed)."""
@@ -345,21 +366,8 @@ def main(argv: list[str] | None = None) -> int:
 
         servers["cache on"] = start_server(url, {})
         servers["cache off"] = start_server(url, {"LIVINGLAB_RESPONSE_CACHE_S": "0"})
-        month_start = (now - timedelta(days=DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        month_end = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        sensors = [f"aq-{i:04d}" for i in range(1, SENSORS_AIR + 1, 7)] + [
-            f"tc-{i:04d}" for i in range(1, SENSORS_TRAFFIC + 1, 5)
-        ]
         trivial_label = "GET /v1/version (trivial)"
-        routes: dict[str, list[str]] = {
-            trivial_label: ["/v1/version"],
-            "GET /v1/air/ispu": [f"/v1/air/ispu?city={CITY}&limit=100"],
-            "GET /v1/traffic/segments": [f"/v1/traffic/segments?city={CITY}&limit=100"],
-            "GET /v1/sensors/{id}/aggregates": [
-                f"/v1/sensors/{s}/aggregates?window=1h&start={month_start}&end={month_end}&limit=100" for s in sensors
-            ],
-            "GET /v1/service-levels (30 days)": [f"/v1/service-levels?city={CITY}&start={month_start}&end={month_end}"],
-        }
+        routes = {trivial_label: ["/v1/version"], **route_paths(now)}
         base = servers["cache on"][1]
         # Sanity: every route answers 200 with the expected page size before it is timed, the same to both keys
         # (the limited key's URLs leave the city out: the key alone keeps the answer to its city).

@@ -341,14 +341,17 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api import ApiSettings, create_app
-    from api.server import server_config
+    from api.server import freeze_startup_objects, server_config
 
     overrides = _overrides(args, "api_host")
     if args.port is not None:
         overrides["api_port"] = args.port
     settings = ApiSettings(**overrides)
     configure_logging(settings.log_level, "api")
-    uvicorn.Server(server_config(create_app(settings), settings)).run()
+    server = uvicorn.Server(server_config(create_app(settings), settings))
+    if settings.gc_freeze:
+        freeze_startup_objects()
+    server.run()
     return 0
 
 

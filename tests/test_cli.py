@@ -116,6 +116,29 @@ def test_up_simulate_serves_aggregates_then_stops_cleanly(fresh_database_url: st
         httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2)
 
 
+@pytest.mark.parametrize("freeze", [True, False])
+def test_api_server_freezes_its_startup_objects(fresh_database_url: str, tmp_path: Path, freeze: bool) -> None:
+    port = free_port()
+    env = _env(tmp_path, LIVINGLAB_DATABASE_URL=fresh_database_url, LIVINGLAB_GC_FREEZE=str(freeze).lower())
+    process = subprocess.Popen(_livinglab("api", "--port", str(port)), env=env, stderr=subprocess.DEVNULL)
+    try:
+
+        def metrics() -> str | None:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                return None
+
+        text = wait_until(metrics, timeout_s=60, interval_s=0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    frozen = next(line for line in text.splitlines() if line.startswith("livinglab_api_gc_frozen_objects "))
+    count = float(frozen.split()[1])
+    # The application, FastAPI, pydantic and psycopg make some 100,000 objects before the server starts.
+    assert count > 20_000 if freeze else count == 0
+
+
 def test_readme_lists_every_setting() -> None:
     from livinglab.cli import settings_table
 

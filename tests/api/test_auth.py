@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 
 import psycopg
@@ -146,3 +147,20 @@ def test_metrics_count_requests_per_route_template(client, keys: Keys) -> None:
     assert 'livinglab_api_requests_total{method="GET",route="/v1/sensors/{sensor_id}",status="404"}' in text
     assert 'livinglab_api_request_duration_seconds_count{method="GET",route="/v1/sensors/{sensor_id}"}' in text
     assert "/v1/sensors/a" not in text
+
+
+def test_metrics_time_the_garbage_collector(client) -> None:
+    before = _gc_passes(client.get("/metrics").text)
+    gc.collect()
+    after = _gc_passes(client.get("/metrics").text)
+    assert after["2"] >= before["2"] + 1
+    assert set(after) == {"0", "1", "2"}
+
+
+def _gc_passes(text: str) -> dict[str, float]:
+    prefix = 'livinglab_api_gc_pause_seconds_count{generation="'
+    return {
+        line[len(prefix) : line.index('"', len(prefix))]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
