@@ -42,6 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -329,33 +331,60 @@ def paced(base: str, paths: list[str], target_rate: float, *, duration_s: float,
 _THINK_MS = 50
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_database_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url",
         default=os.environ.get("LIVINGLAB_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="a database on the PostgreSQL server to use (default: LIVINGLAB_TEST_DATABASE_URL, else the local one)",
     )
+
+
+def wrk_missing() -> bool:
+    """True, after saying so, when `wrk` is not installed."""
+    if shutil.which("wrk") is not None:
+        return False
+    print("wrk is not installed (Debian: apt install wrk)", file=sys.stderr)
+    return True
+
+
+@contextmanager
+def loaded_database(server_url: str, prefix: str, now: datetime) -> Iterator[str]:
+    """A scratch database on the server of `server_url`, migrated and loaded with the data as of `now`
+    (`load_data`); dropped at the end."""
+    from livinglab.launch import create_database, drop_database, unique_name
+
+    name = unique_name(prefix)
+    url = create_database(server_url, name)
+    try:
+        migrate(url)
+        started = time.perf_counter()
+        load_data(url, now)
+        print(f"loaded in {time.perf_counter() - started:.1f} s: {row_counts(url)}")
+        yield url
+    finally:
+        drop_database(server_url, name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_database_url(parser)
     parser.add_argument("--duration-s", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16, help="concurrent clients for the maximum rate")
     parser.add_argument(
         "--rounds", type=int, default=8, help="alternating rounds of a quarter of --duration-s, per key and route"
     )
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (Debian: apt install wrk)", file=sys.stderr)
+    if wrk_missing():
         return 2
+    now = datetime.now(UTC)
+    with loaded_database(args.database_url, "llbench_api", now) as url:
+        _run(args, url, now)
+    return 0
 
-    from livinglab.launch import create_database, drop_database, unique_name
 
-    name = unique_name("llbench_api")
-    url = create_database(args.database_url, name)
+def _run(args: argparse.Namespace, url: str, now: datetime) -> None:
     servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     try:
-        migrate(url)
-        now = datetime.now(UTC)
-        started = time.perf_counter()
-        load_data(url, now)
-        print(f"loaded in {time.perf_counter() - started:.1f} s: {row_counts(url)}")
         with psycopg.connect(url) as conn:
             keys = {
                 "every city": create_key(conn, Scope.READ, name="bench"),
@@ -489,8 +518,6 @@ def main(argv: list[str] | None = None) -> int:
                 server.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 server.kill()
-        drop_database(args.database_url, name)
-    return 0
 
 
 if __name__ == "__main__":

@@ -16,19 +16,25 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import re
-import shutil
 import statistics
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
 import psycopg
 
-from benchmarks.api import AGGREGATES, SERVICE_LEVELS, load_data, paced, route_paths, run_wrk, start_server
-from livinglab.storage import migrate
+from benchmarks.api import (
+    AGGREGATES,
+    SERVICE_LEVELS,
+    add_database_url,
+    loaded_database,
+    paced,
+    route_paths,
+    run_wrk,
+    start_server,
+    wrk_missing,
+)
 from livinglab.storage.keys import Scope, create_key
 
 #: Route, the server's extra settings.
@@ -93,25 +99,14 @@ def measure(url: str, key: str, paths: list[str], extra: dict[str, str], cycles:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("LIVINGLAB_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-    )
+    add_database_url(parser)
     parser.add_argument("--pairs", type=int, default=2, help="servers of each setting per route, in ABBA order")
     parser.add_argument("--cycles", type=int, default=3, help="full-rate and paced runs per server")
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (Debian: apt install wrk)", file=sys.stderr)
+    if wrk_missing():
         return 2
-
-    from livinglab.launch import create_database, drop_database, unique_name
-
-    name = unique_name("llbench_api_gc")
-    url = create_database(args.database_url, name)
-    try:
-        migrate(url)
-        now = datetime.now(UTC)
-        load_data(url, now)
+    now = datetime.now(UTC)
+    with loaded_database(args.database_url, "llbench_api_gc", now) as url:
         with psycopg.connect(url) as conn:
             key = create_key(conn, Scope.READ, name="bench")
             conn.commit()
@@ -128,14 +123,12 @@ def main(argv: list[str] | None = None) -> int:
                     results[freeze][1].append(passes)
             for freeze in (True, False):
                 p99s, each = results[freeze]
-                passes = functools.reduce(FullPasses.plus, each)
-                mean_ms = passes.sum_s / passes.count * 1000 if passes.count else 0.0
+                total = functools.reduce(FullPasses.plus, each)
+                mean_ms = total.sum_s / total.count * 1000 if total.count else 0.0
                 print(
                     f"| {route}, {cache} | {str(freeze).lower():<19} | {statistics.median(p99s):.1f} ms"
-                    f" ({max(p99s):.1f} ms) | {passes.count} | {mean_ms:.1f} ms | {passes.longest()} |"
+                    f" ({max(p99s):.1f} ms) | {total.count} | {mean_ms:.1f} ms | {total.longest()} |"
                 )
-    finally:
-        drop_database(args.database_url, name)
     return 0
 
 
