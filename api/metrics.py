@@ -1,7 +1,9 @@
-"""Prometheus metrics of the API: request counts and latencies per route template.
+"""Prometheus metrics of the API: request counts and latencies per route template, and the pauses of the process's
+garbage collector (while it runs, no request moves; see `api.server.freeze_startup_objects`).
 
 Each app has its own registry, so several apps in one process (tests) do not collide. The route label is the
-path template (`/v1/sensors/{sensor_id}`), never the raw path, so the label set stays small.
+path template (`/v1/sensors/{sensor_id}`), never the raw path, so the label set stays small. The collector's pauses
+are the process's: every app running in it sees all of them.
 """
 
 from __future__ import annotations
