@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import re
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
 import psycopg
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.api import (
     AGGREGATES,
@@ -42,8 +42,6 @@ CASES: tuple[tuple[str, str, dict[str, str]], ...] = (
     (AGGREGATES, "cache on", {}),
     (SERVICE_LEVELS, "cache off", {"LIVINGLAB_RESPONSE_CACHE_S": "0"}),
 )
-_BUCKET = re.compile(r'^livinglab_api_gc_pause_seconds_bucket\{generation="2",le="([^"]+)"\} (\S+)$', re.M)
-_SUM = re.compile(r'^livinglab_api_gc_pause_seconds_sum\{generation="2"\} (\S+)$', re.M)
 
 
 @dataclass(frozen=True)
@@ -54,18 +52,12 @@ class FullPasses:
     sum_s: float
     buckets: dict[float, int]
 
-    def minus(self, earlier: FullPasses) -> FullPasses:
+    def plus(self, other: FullPasses, sign: int = 1) -> FullPasses:
+        """These passes and `other`'s together (`sign` -1: these without `other`'s, counted earlier)."""
         return FullPasses(
-            self.count - earlier.count,
-            self.sum_s - earlier.sum_s,
-            {le: n - earlier.buckets.get(le, 0) for le, n in self.buckets.items()},
-        )
-
-    def plus(self, other: FullPasses) -> FullPasses:
-        return FullPasses(
-            self.count + other.count,
-            self.sum_s + other.sum_s,
-            {le: n + other.buckets.get(le, 0) for le, n in self.buckets.items()},
+            self.count + sign * other.count,
+            self.sum_s + sign * other.sum_s,
+            {le: n + sign * other.buckets.get(le, 0) for le, n in self.buckets.items()},
         )
 
     def longest(self) -> str:
@@ -78,9 +70,16 @@ class FullPasses:
 
 def full_passes(base: str) -> FullPasses:
     text = httpx.get(f"{base}/metrics", timeout=10).text
-    buckets = {float(le): int(float(n)) for le, n in _BUCKET.findall(text)}
-    sums = _SUM.findall(text)
-    return FullPasses(buckets.get(float("inf"), 0), float(sums[0]) if sums else 0.0, buckets)
+    samples = [
+        sample
+        for family in text_string_to_metric_families(text)
+        if family.name == "livinglab_api_gc_pause_seconds"
+        for sample in family.samples
+        if sample.labels.get("generation") == "2"
+    ]
+    buckets = {float(s.labels["le"]): int(s.value) for s in samples if s.name.endswith("_bucket")}
+    sum_s = sum(s.value for s in samples if s.name.endswith("_sum"))
+    return FullPasses(buckets.get(float("inf"), 0), sum_s, buckets)
 
 
 def measure(url: str, key: str, paths: list[str], extra: dict[str, str], cycles: int) -> tuple[list[float], FullPasses]:
@@ -91,7 +90,7 @@ def measure(url: str, key: str, paths: list[str], extra: dict[str, str], cycles:
         for _ in range(cycles):
             full = run_wrk(base, paths, connections=16, duration_s=4, think_ms=0, key=key)
             p99.append(paced(base, paths, full.rate / 2, duration_s=6, key=key).p99_ms)
-        return p99, full_passes(base).minus(before)
+        return p99, full_passes(base).plus(before, -1)
     finally:
         server.terminate()
         server.wait(timeout=30)

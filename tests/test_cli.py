@@ -16,6 +16,7 @@ import pytest
 
 from livinglab.embedded import free_port
 from livinglab.storage.keys import hash_key
+from tests.support.api import metric_samples
 from tests.support.roles import wait_until
 
 pytestmark = pytest.mark.integration
@@ -133,8 +134,8 @@ def test_api_server_freezes_its_startup_objects(fresh_database_url: str, tmp_pat
     finally:
         process.terminate()
         process.wait(timeout=30)
-    frozen = next(line for line in text.splitlines() if line.startswith("livinglab_api_gc_frozen_objects "))
-    count = float(frozen.split()[1])
+    (frozen,) = metric_samples(text, "livinglab_api_gc_frozen_objects")
+    count = frozen.value
     # The application, FastAPI, pydantic and psycopg make some 100,000 objects before the server starts.
     assert count > 20_000 if freeze else count == 0
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from livinglab.storage.keys import Scope, create_key
-from tests.support.api import Keys, api_client, assert_problem
+from tests.support.api import Keys, api_client, assert_problem, metric_samples
 
 pytestmark = pytest.mark.integration
 
@@ -158,9 +158,8 @@ def test_metrics_time_the_garbage_collector(client) -> None:
 
 
 def _gc_passes(text: str) -> dict[str, float]:
-    prefix = 'livinglab_api_gc_pause_seconds_count{generation="'
     return {
-        line[len(prefix) : line.index('"', len(prefix))]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(prefix)
+        sample.labels["generation"]: sample.value
+        for sample in metric_samples(text, "livinglab_api_gc_pause_seconds")
+        if sample.name.endswith("_count")
     }

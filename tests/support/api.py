@@ -14,6 +14,8 @@ import httpx
 import psycopg
 import uvicorn
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from api import ApiSettings, create_app
 from api.server import server_config
@@ -75,6 +77,13 @@ def walk(client: TestClient, path: str, params: dict[str, Any], headers: dict[st
             return items
         assert body["items"], "a page with a next_cursor must not be empty"
     raise AssertionError("pagination did not end")
+
+
+def metric_samples(text: str, family: str) -> list[Sample]:
+    """The samples of one metric family in a `/metrics` page (a histogram's `_bucket`, `_count` and `_sum` too)."""
+    return [
+        sample for found in text_string_to_metric_families(text) if found.name == family for sample in found.samples
+    ]
 
 
 def assert_problem(response: Any, status: int) -> dict[str, Any]:
