@@ -78,3 +78,16 @@ def test_require_timescaledb_fails_clearly_without_it(empty_database_url: str) -
         pytest.skip("this server preloads TimescaleDB")
     with pytest.raises(MigrationError, match="timescaledb"):
         migrate(empty_database_url, timescaledb=TimescaleMode.REQUIRE)
+
+
+@pytest.mark.parametrize("rule_id", ["Upper", "dot.ted"])
+def test_rule_ids_outside_the_sensor_id_pattern_are_refused_by_the_table(fresh_database_url: str, rule_id: str) -> None:
+    # The API validates rule ids with IDENTIFIER_PATTERN; the table holds a row written past it to the same rule.
+    insert = (
+        "INSERT INTO alarm_rules (rule_id, name, metric, op, threshold, clear_threshold, severity)"
+        " VALUES (%s, 'r', 'ispu', '>', 100, 90, 'warning')"
+    )
+    with psycopg.connect(fresh_database_url) as conn:
+        conn.execute(insert, ("rule-ok_1",))
+        with pytest.raises(psycopg.errors.CheckViolation, match="alarm_rules_rule_id_check"):
+            conn.execute(insert, (rule_id,))

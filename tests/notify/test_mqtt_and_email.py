@@ -3,9 +3,11 @@ MQTT 5 user property `delivery_id`) and to a real SMTP server on loopback (aiosm
 
 from __future__ import annotations
 
+import asyncio
 import email
 import json
 import queue
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
@@ -21,6 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from livinglab.embedded import LOOPBACK, MosquittoBroker, free_port
 from livinglab.launch import RoleProcess, started
+from notify._mqtt import AckedClient
+from tests.support.brokers import DEPLOY
 from tests.support.notify import create_channel, queue_events, wait_for_delivery, wait_until_settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -40,10 +45,14 @@ def _deliverer(url: str, log_dir: Path, **settings: str) -> RoleProcess:
 # ---- MQTT --------------------------------------------------------------------------------------------------------
 
 
-def _subscriber(broker: MosquittoBroker, topic: str) -> tuple[mqtt.Client, queue.Queue[mqtt.MQTTMessage]]:
+def _subscriber(
+    broker: MosquittoBroker, topic: str, *, login: tuple[str, str] | None = None
+) -> tuple[mqtt.Client, queue.Queue[mqtt.MQTTMessage]]:
     received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
     subscribed = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{free_port()}", protocol=mqtt.MQTTv5)
+    if login is not None:
+        client.username_pw_set(*login)
     client.on_message = lambda _c, _u, message: received.put(message)
     client.on_subscribe = lambda *_args: subscribed.set()
     client.on_connect = lambda c, *_args: c.subscribe(topic, qos=1)
@@ -93,6 +102,73 @@ def test_an_mqtt_channel_without_a_broker_keeps_its_deliveries_pending(fresh_dat
     status, attempts, last_error = row["status"], row["attempts"], row["last_error"]
     assert (status, attempts >= 2) == ("pending", True)
     assert "cannot connect to the broker" in last_error
+
+
+@pytest.fixture
+def guarded_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """Mosquitto with the services listener's access rules (deploy/mosquitto/services.acl) and two accounts: the
+    deliverer's (`notify`) and a subscriber that reads everything (`watcher`)."""
+    if not MosquittoBroker.available():
+        pytest.skip("mosquitto is not installed (apt install mosquitto)")
+    state = tmp_path / "mosquitto"
+    state.mkdir()
+    passwords = state / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwords), "notify", "notify-pw"], check=True)
+    subprocess.run(["mosquitto_passwd", "-b", str(passwords), "watcher", "watcher-pw"], check=True)
+    acl = state / "acl"
+    acl.write_text((DEPLOY / "services.acl").read_text() + "\nuser watcher\ntopic read #\n")
+    broker = MosquittoBroker(state, password_file=passwords, acl_file=acl)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def test_a_publish_the_broker_refuses_is_not_delivered(
+    fresh_database_url: str, guarded_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    # The account may write livinglab/v1/{city}/alarms only: Mosquitto answers the other topic's PUBLISH with a
+    # PUBACK of reason code 0x87 (MQTT 5), which must fail the attempt, not mark the delivery delivered.
+    with psycopg.connect(fresh_database_url) as conn:
+        allowed = create_channel(conn, "mqtt", {"topic": "livinglab/v1/{city}/alarms"})
+        refused = create_channel(conn, "mqtt", {"topic": "elsewhere/{city}/alarms"})
+    client, received = _subscriber(guarded_broker, "#", login=("watcher", "watcher-pw"))
+    url = f"mqtt://notify:notify-pw@{LOOPBACK}:{guarded_broker.port}"
+    try:
+        with started(_deliverer(fresh_database_url, tmp_path, LIVINGLAB_MQTT_URL=url)) as (process,):
+            [refused_id] = queue_events(fresh_database_url, [refused], 1)
+            [allowed_id] = queue_events(fresh_database_url, [allowed], 1)
+            row = wait_for_delivery(fresh_database_url, refused_id, lambda r: r["attempts"] >= 2)
+            delivered = wait_until_settled(fresh_database_url, [allowed_id], timeout_s=30)[allowed_id]
+            message = received.get(timeout=10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    assert delivered["status"] == "delivered", process.log_tail()
+    assert message.topic == "livinglab/v1/jakarta/alarms"
+    assert json.loads(message.payload)["delivery_id"] == allowed_id
+    assert received.empty(), "the refused publish reached a subscriber"
+    assert row["status"] == "pending"
+    assert row["last_error"] == "the broker refused the publish to 'elsewhere/jakarta/alarms': Not authorized (0x87)"
+
+
+def test_an_aiomqtt_that_hears_pubacks_elsewhere_fails_when_the_client_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a release of aiomqtt that moved its PUBACK handling would look like to AckedClient.
+    made = aiomqtt.Client.__init__
+
+    def moved(self: aiomqtt.Client, *args: Any, **kwargs: Any) -> None:
+        made(self, *args, **kwargs)
+        self._client.on_publish = lambda *_args: None
+
+    async def make() -> None:
+        AckedClient(LOOPBACK, free_port())  # aiomqtt makes its client inside a running event loop
+
+    monkeypatch.setattr(aiomqtt.Client, "__init__", moved)
+    with pytest.raises(RuntimeError, match="no longer hears PUBACKs"):
+        asyncio.run(make())
 
 
 # ---- email -------------------------------------------------------------------------------------------------------
