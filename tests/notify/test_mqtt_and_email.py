@@ -137,20 +137,22 @@ def test_a_publish_the_broker_refuses_is_not_delivered(
     url = f"mqtt://notify:notify-pw@{LOOPBACK}:{guarded_broker.port}"
     try:
         with started(_deliverer(fresh_database_url, tmp_path, LIVINGLAB_MQTT_URL=url)) as (process,):
-            [refused_id] = queue_events(fresh_database_url, [refused], 1)
-            [allowed_id] = queue_events(fresh_database_url, [allowed], 1)
-            row = wait_for_delivery(fresh_database_url, refused_id, lambda r: r["attempts"] >= 2)
-            delivered = wait_until_settled(fresh_database_url, [allowed_id], timeout_s=30)[allowed_id]
-            message = received.get(timeout=10)
+            # Five alarms, each with a delivery on both channels, published concurrently on one connection: each
+            # PUBACK's verdict must reach its own delivery.
+            ids = queue_events(fresh_database_url, [refused, allowed], 5)
+            refused_ids, allowed_ids = ids[0::2], ids[1::2]
+            delivered = wait_until_settled(fresh_database_url, allowed_ids, timeout_s=30)
+            rows = [wait_for_delivery(fresh_database_url, i, lambda r: r["attempts"] >= 2) for i in refused_ids]
+            messages = [received.get(timeout=10) for _ in allowed_ids]
     finally:
         client.loop_stop()
         client.disconnect()
-    assert delivered["status"] == "delivered", process.log_tail()
-    assert message.topic == "livinglab/v1/jakarta/alarms"
-    assert json.loads(message.payload)["delivery_id"] == allowed_id
-    assert received.empty(), "the refused publish reached a subscriber"
-    assert row["status"] == "pending"
-    assert row["last_error"] == "the broker refused the publish to 'elsewhere/jakarta/alarms': Not authorized (0x87)"
+    assert {r["status"] for r in delivered.values()} == {"delivered"}, process.log_tail()
+    assert {m.topic for m in messages} == {"livinglab/v1/jakarta/alarms"}
+    assert sorted(json.loads(m.payload)["delivery_id"] for m in messages) == sorted(allowed_ids)
+    assert received.empty(), "a refused publish reached a subscriber"
+    refusal = "the broker refused the publish to 'elsewhere/jakarta/alarms': Not authorized (0x87)"
+    assert [(row["status"], row["last_error"]) for row in rows] == [("pending", refusal)] * len(rows)
 
 
 def test_an_aiomqtt_that_hears_pubacks_elsewhere_fails_when_the_client_is_made(
