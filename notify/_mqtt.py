@@ -76,7 +76,7 @@ class AckedClient(aiomqtt.Client):
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Properties
     ) -> None:
-        if getattr(reason_code, "is_failure", False):
+        if reason_code.is_failure:
             self._refusals[mid] = reason_code
         super()._on_publish(client, userdata, mid, reason_code, properties)
 
