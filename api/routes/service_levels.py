@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -10,7 +11,7 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from api.access import ReadAccessDep, city_filter
+from api.access import ReadAccessDep
 from api.deps import SettingsDep
 from api.jsonpage import PageSourceDep, page_query
 from api.params import PageDep, TimeRangeDep
@@ -57,50 +58,65 @@ class ServiceLevelsPublic(Page[ServiceLevelPublic]):
     """Per district and service, ordered by city, district and service."""
 
 
-_QUERY = page_query(
-    sql.SQL(
-        "WITH u AS ("
-        " SELECT city, district, service, numerator, denominator FROM service_daily"
-        "  WHERE period_start >= %(d0)s AND period_start < %(d1)s"
-        "  AND {cities}"
-        " UNION ALL"
-        # The two edges as two index range scans (an OR of ranges makes a bitmap scan of both).
-        " SELECT city, district, service, numerator, denominator FROM service_hourly"
-        "  WHERE period_start >= %(start)s AND period_start < %(d0)s"
-        "  AND {cities}"
-        " UNION ALL"
-        " SELECT city, district, service, numerator, denominator FROM service_hourly"
-        "  WHERE period_start >= %(d1)s AND period_start < %(end)s"
-        "  AND {cities}"
-        "), g AS ("
-        " SELECT city, district, service, sum(numerator) AS n, sum(denominator) AS d FROM u"
-        " WHERE (%(district)s::text IS NULL OR district = %(district)s)"
-        " AND (%(service)s::text IS NULL OR service = %(service)s)"
-        " AND (%(a_city)s::text IS NULL OR (city, district, service) > (%(a_city)s, %(a_district)s, %(a_service)s))"
-        " GROUP BY city, district, service"
-        ") SELECT row_number() OVER (ORDER BY g.city, g.district, g.service) AS i,"
-        " json_build_object('city', g.city, 'district', g.district, 'service', g.service,"
-        " 'indicator', goal.indicator, 'target', t.target,"
-        " 'achieved', {achieved},"
-        " 'compliant', CASE WHEN g.d > 0 THEN g.n / g.d >= t.target END,"
-        " 'numerator', g.n, 'denominator', g.d,"
-        " 'start', livinglab_iso(%(start)s), 'end', livinglab_iso(%(end)s)) AS item,"
-        " json_build_array(g.city, g.district, g.service) AS ckey"
-        " FROM g JOIN (VALUES {goals}) goal (service, indicator, target) ON goal.service = g.service"
-        # A city's own target where it set one (livinglab.storage.cities), else the configured default.
-        " LEFT JOIN service_targets st ON st.city = g.city AND st.service = g.service"
-        " CROSS JOIN LATERAL (SELECT coalesce(st.target, goal.target) AS target) t"
-        " ORDER BY g.city, g.district, g.service LIMIT %(_fetch)s"
-    ).format(
-        # Served at its precision; `compliant` compares the unrounded share with the target.
-        achieved=sql_round_field("achieved", sql.SQL("CASE WHEN g.d > 0 THEN g.n / g.d END")),
-        cities=sql.SQL(city_filter("city")),
-        goals=sql.SQL(", ").join(
-            sql.SQL("({}, {}, {}::float8)").format(sql.Literal(s), sql.Literal(i), sql.Placeholder(f"target_{s}"))
-            for s, i in INDICATORS.items()
-        ),
+def _conditions(*conditions: str | None) -> sql.Composable:
+    """`AND` of the given conditions (None: left out), or TRUE."""
+    given = [sql.SQL(c) for c in conditions if c is not None]
+    return sql.SQL(" AND ").join(given) if given else sql.SQL("TRUE")
+
+
+@functools.cache
+def _query(*, cities: bool, district: bool, service: bool, after: bool) -> str:
+    """The page query with only the filters a request gives.
+
+    A filter left out is absent from the SQL rather than written `(%(x)s IS NULL OR ...)`: a query without such
+    conditions has a generic plan as good as the plan made for its parameters, so it is prepared once per
+    connection and not planned again on every request (with the conditions the generic plan cost more than planning
+    each time did). Sixteen texts at most, each prepared on a connection after its fifth use.
+    """
+    in_cities = "city = ANY(%(cities)s)" if cities else None
+    return page_query(
+        sql.SQL(
+            "WITH u AS ("
+            " SELECT city, district, service, numerator, denominator FROM service_daily"
+            "  WHERE period_start >= %(d0)s AND period_start < %(d1)s AND {rows}"
+            " UNION ALL"
+            # The two edges as two index range scans (an OR of ranges makes a bitmap scan of both).
+            " SELECT city, district, service, numerator, denominator FROM service_hourly"
+            "  WHERE period_start >= %(start)s AND period_start < %(d0)s AND {rows}"
+            " UNION ALL"
+            " SELECT city, district, service, numerator, denominator FROM service_hourly"
+            "  WHERE period_start >= %(d1)s AND period_start < %(end)s AND {rows}"
+            "), g AS ("
+            " SELECT city, district, service, sum(numerator) AS n, sum(denominator) AS d FROM u WHERE {groups}"
+            " GROUP BY city, district, service"
+            ") SELECT row_number() OVER (ORDER BY g.city, g.district, g.service) AS i,"
+            " json_build_object('city', g.city, 'district', g.district, 'service', g.service,"
+            " 'indicator', goal.indicator, 'target', t.target,"
+            " 'achieved', {achieved},"
+            " 'compliant', CASE WHEN g.d > 0 THEN g.n / g.d >= t.target END,"
+            " 'numerator', g.n, 'denominator', g.d,"
+            " 'start', livinglab_iso(%(start)s), 'end', livinglab_iso(%(end)s)) AS item,"
+            " json_build_array(g.city, g.district, g.service) AS ckey"
+            " FROM g JOIN (VALUES {goals}) goal (service, indicator, target) ON goal.service = g.service"
+            # A city's own target where it set one (livinglab.storage.cities), else the configured default.
+            " LEFT JOIN service_targets st ON st.city = g.city AND st.service = g.service"
+            " CROSS JOIN LATERAL (SELECT coalesce(st.target, goal.target) AS target) t"
+            " ORDER BY g.city, g.district, g.service LIMIT %(_fetch)s"
+        ).format(
+            # Served at its precision; `compliant` compares the unrounded share with the target.
+            achieved=sql_round_field("achieved", sql.SQL("CASE WHEN g.d > 0 THEN g.n / g.d END")),
+            rows=_conditions(in_cities),
+            groups=_conditions(
+                "district = %(district)s" if district else None,
+                "service = %(service)s" if service else None,
+                "(city, district, service) > (%(a_city)s, %(a_district)s, %(a_service)s)" if after else None,
+            ),
+            goals=sql.SQL(", ").join(
+                sql.SQL("({}, {}, {}::float8)").format(sql.Literal(s), sql.Literal(i), sql.Placeholder(f"target_{s}"))
+                for s, i in INDICATORS.items()
+            ),
+        )
     )
-)
 
 
 def _day_floor(t: datetime) -> datetime:
@@ -139,20 +155,18 @@ async def list_service_levels(
     """
     first_day, last_day = whole_days(span.start, span.end)
     after = page.after(3)
-    after_key = tuple(str(a) for a in after) if after else None
-    params: dict[str, Any] = {
-        "d0": first_day,
-        "d1": last_day,
-        "start": span.start,
-        "end": span.end,
-        "cities": access.cities_param(city),
-        "district": district,
-        "service": service,
-        "a_city": after_key[0] if after_key else None,
-        "a_district": after_key[1] if after_key else None,
-        "a_service": after_key[2] if after_key else None,
-    }
+    cities = access.cities_param(city)
+    params: dict[str, Any] = {"d0": first_day, "d1": last_day, "start": span.start, "end": span.end}
+    if cities is not None:
+        params["cities"] = cities
+    if district is not None:
+        params["district"] = district
+    if service is not None:
+        params["service"] = service
+    if after:
+        params["a_city"], params["a_district"], params["a_service"] = (str(a) for a in after)
     params.update({f"target_{s}": t for s, t in default_targets(settings).as_dict().items()})
-    # Planned per request: once prepared, PostgreSQL settles on a generic plan that costs more than planning does
-    # (about 4.5 against 3 ms of server CPU on 30 days of 20 districts).
-    return await source.page(_QUERY, params, page.limit, prepare=False)
+    query = _query(
+        cities=cities is not None, district=district is not None, service=service is not None, after=bool(after)
+    )
+    return await source.page(query, params, page.limit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,8 @@ import pytest
 
 from api.routes.service_levels import whole_days
 from livinglab.precision import round_field
-from tests.support.api import Keys, walk
+from livinglab.storage.keys import Scope, create_key
+from tests.support.api import Keys, api_client, walk
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +103,34 @@ def test_filters(client, keys: Keys, tallies) -> None:
         )
         == []
     )
+
+
+def test_every_combination_of_filters_on_a_connection_that_prepares_them(api_database_url: str, tallies) -> None:
+    """Each combination of filters is its own query text, prepared by the connection after its fifth use; walked
+    eight times over on a single uncached connection, each answers the sums of the rows it keeps."""
+    start, end = DAY0 + timedelta(hours=7), DAY0 + timedelta(days=9, hours=3)
+    expected = _expected(tallies, start, end)
+    with psycopg.connect(api_database_url) as conn:
+        every_city = create_key(conn, Scope.READ, name="levels-every-city")
+        bandung_only = create_key(conn, Scope.READ, name="levels-bandung", cities=["bandung"])
+        conn.commit()
+    combinations = itertools.product(
+        (every_city, bandung_only), (None, "jakarta", "bandung"), (None, "Coblong"), (None, "traffic"), (2, 100)
+    )
+    with api_client(api_database_url, response_cache_s=0, pool_max_size=1) as client:
+        for key, city, district, service, limit in combinations:
+            params = {"start": start.isoformat(), "end": end.isoformat(), "limit": limit}
+            params |= {k: v for k, v in (("city", city), ("district", district), ("service", service)) if v}
+            sees = {"bandung"} if key == bandung_only else {"jakarta", "bandung"}
+            want = [
+                (c, d, s, *expected[(c, d, s)])
+                for c, d, s in sorted(expected)
+                if c in sees and city in (None, c) and district in (None, d) and service in (None, s)
+            ]
+            for _ in range(8):
+                items = walk(client, "/v1/service-levels", params, {"Authorization": f"Bearer {key}"})
+                got = [(i["city"], i["district"], i["service"], i["numerator"], i["denominator"]) for i in items]
+                assert got == want, params
 
 
 def test_whole_days() -> None:
