@@ -40,9 +40,10 @@ is what tests/api/test_cities.py checks, for every route of the OpenAPI document
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -177,11 +178,18 @@ class KeyCache:
 
     Keys are remembered for `key_cache_s` seconds, so a busy dashboard does not cost a key lookup per request; a
     key revoked through another API process stops working within that time (in this process: at once).
+
+    Requests that miss together share one lookup (`lookup`): when a busy key's entry expires, every request that
+    arrives before the answer would otherwise query the database for the same key, a burst that queued a paced
+    load's requests behind it every `key_cache_s` seconds.
     """
 
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
         self._entries: dict[bytes, tuple[ApiKey | None, float]] = {}
+        self._in_flight: dict[bytes, asyncio.Future[ApiKey | None]] = {}
+        #: Moves on every `forget`, so a lookup that started before a revocation does not cache what it read.
+        self._generation = 0
 
     def get(self, key_hash: bytes) -> tuple[bool, ApiKey | None]:
         entry = self._entries.get(key_hash)
@@ -197,22 +205,50 @@ class KeyCache:
         self._entries[key_hash] = (key, time.monotonic() + self.ttl_s)
 
     def forget(self, key_hash: bytes) -> None:
+        self._generation += 1
         self._entries.pop(key_hash, None)
+        self._in_flight.pop(key_hash, None)
+
+    async def lookup(self, key_hash: bytes, load: Callable[[], Awaitable[ApiKey | None]]) -> ApiKey | None:
+        """The cached key, or the answer of the lookup under way for it, or `load()` (then cached)."""
+        hit, key = self.get(key_hash)
+        if hit:
+            return key
+        flight = self._in_flight.get(key_hash)
+        if flight is None:
+            # Its own task: a client that goes away does not cancel the lookup for the others.
+            flight = asyncio.ensure_future(self._load(key_hash, load, self._generation))
+            self._in_flight[key_hash] = flight
+            flight.add_done_callback(lambda done: self._landed(key_hash, done))
+        return await asyncio.shield(flight)
+
+    async def _load(
+        self, key_hash: bytes, load: Callable[[], Awaitable[ApiKey | None]], generation: int
+    ) -> ApiKey | None:
+        key = await load()
+        if generation == self._generation:
+            self.put(key_hash, key)
+        return key
+
+    def _landed(self, key_hash: bytes, done: asyncio.Future[ApiKey | None]) -> None:
+        if self._in_flight.get(key_hash) is done:
+            del self._in_flight[key_hash]
+        if not done.cancelled():
+            done.exception()  # mark retrieved: the waiting requests re-raise it themselves
 
 
 async def _lookup_key(request: Request, token: str) -> ApiKey | None:
-    cache: KeyCache = request.app.state.key_cache
-    key_hash = hash_key(token)
-    hit, key = cache.get(key_hash)
-    if hit:
-        return key
     state = request.app.state
-    async with connection(state.pool, state.settings.pool_timeout_s, state.idle_check) as conn:
-        cur = await conn.execute(SELECT_LIVE_KEY, (key_hash,))
-        row = await cur.fetchone()
-    key = api_key(row) if row else None
-    cache.put(key_hash, key)
-    return key
+
+    async def load() -> ApiKey | None:
+        async with connection(state.pool, state.settings.pool_timeout_s, state.idle_check) as conn:
+            cur = await conn.execute(SELECT_LIVE_KEY, (key_hash,))
+            row = await cur.fetchone()
+        return api_key(row) if row else None
+
+    key_hash = hash_key(token)
+    cache: KeyCache = state.key_cache
+    return await cache.lookup(key_hash, load)
 
 
 async def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None, needed: Scope) -> Access:
