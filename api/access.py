@@ -180,8 +180,8 @@ class KeyCache:
     key revoked through another API process stops working within that time (in this process: at once).
 
     Requests that miss together share one lookup (`lookup`): when a busy key's entry expires, every request that
-    arrives before the answer would otherwise query the database for the same key, a burst that queued a paced
-    load's requests behind it every `key_cache_s` seconds.
+    arrives before the answer would otherwise query the database for the same key (in a 20 s run of about 720
+    requests/s on one key, 44-47 lookups instead of 4).
     """
 
     def __init__(self, ttl_s: float) -> None:
