@@ -40,7 +40,6 @@ is what tests/api/test_cities.py checks, for every route of the OpenAPI document
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -55,6 +54,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from api.deps import connection
+from api.flight import SingleFlight
 from api.problems import ProblemError
 from api.settings import ApiSettings
 from livinglab.storage.keys import SELECT_LIVE_KEY, ApiKey, Scope, api_key, hash_key
@@ -187,7 +187,7 @@ class KeyCache:
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
         self._entries: dict[bytes, tuple[ApiKey | None, float]] = {}
-        self._in_flight: dict[bytes, asyncio.Future[ApiKey | None]] = {}
+        self._lookups: SingleFlight[bytes, ApiKey | None] = SingleFlight()
         #: Moves on every `forget`, so a lookup that started before a revocation does not cache what it read.
         self._generation = 0
 
@@ -207,20 +207,15 @@ class KeyCache:
     def forget(self, key_hash: bytes) -> None:
         self._generation += 1
         self._entries.pop(key_hash, None)
-        self._in_flight.pop(key_hash, None)
+        self._lookups.forget(key_hash)
 
     async def lookup(self, key_hash: bytes, load: Callable[[], Awaitable[ApiKey | None]]) -> ApiKey | None:
         """The cached key, or the answer of the lookup under way for it, or `load()` (then cached)."""
         hit, key = self.get(key_hash)
         if hit:
             return key
-        flight = self._in_flight.get(key_hash)
-        if flight is None:
-            # Its own task: a client that goes away does not cancel the lookup for the others.
-            flight = asyncio.ensure_future(self._load(key_hash, load, self._generation))
-            self._in_flight[key_hash] = flight
-            flight.add_done_callback(lambda done: self._landed(key_hash, done))
-        return await asyncio.shield(flight)
+        generation = self._generation
+        return await self._lookups.run(key_hash, lambda: self._load(key_hash, load, generation))
 
     async def _load(
         self, key_hash: bytes, load: Callable[[], Awaitable[ApiKey | None]], generation: int
@@ -229,12 +224,6 @@ class KeyCache:
         if generation == self._generation:
             self.put(key_hash, key)
         return key
-
-    def _landed(self, key_hash: bytes, done: asyncio.Future[ApiKey | None]) -> None:
-        if self._in_flight.get(key_hash) is done:
-            del self._in_flight[key_hash]
-        if not done.cancelled():
-            done.exception()  # mark retrieved: the waiting requests re-raise it themselves
 
 
 async def _lookup_key(request: Request, token: str) -> ApiKey | None:

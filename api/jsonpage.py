@@ -9,7 +9,6 @@ document, and the test suite checks every answer against them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import time
@@ -24,6 +23,7 @@ from starlette.responses import Response
 
 from api.access import request_access
 from api.deps import connection
+from api.flight import SingleFlight
 from api.pagination import encode_cursor
 
 #: Helps the planner and keeps the page's query in one place.
@@ -94,7 +94,7 @@ class ResponseCache:
         self.max_entries = max_entries
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         #: Loads under way, by generation and URL (see PageSource.get).
-        self.in_flight: dict[str, asyncio.Future[Response]] = {}
+        self.in_flight: SingleFlight[str, Response] = SingleFlight()
 
     def get(self, key: str, generation: int) -> Response | None:
         if generation < 0:
@@ -146,14 +146,7 @@ class PageSource:
         hit = self._cache.get(key, self._generation)
         if hit is not None:
             return hit
-        flight_key = f"{self._generation}:{key}"
-        flight = self._cache.in_flight.get(flight_key)
-        if flight is None:
-            # The load runs as its own task: a client that goes away does not cancel it for the others.
-            flight = asyncio.ensure_future(self._load(load, key))
-            self._cache.in_flight[flight_key] = flight
-            flight.add_done_callback(lambda done: self._landed(flight_key, done))
-        return await asyncio.shield(flight)
+        return await self._cache.in_flight.run(f"{self._generation}:{key}", lambda: self._load(load, key))
 
     async def _load(self, load: Loader, key: str) -> Response:
         state = self._request.app.state
@@ -161,11 +154,6 @@ class PageSource:
             response = await load(conn)
         self._cache.put(key, self._generation, response)
         return response
-
-    def _landed(self, flight_key: str, done: asyncio.Future[Response]) -> None:
-        self._cache.in_flight.pop(flight_key, None)
-        if not done.cancelled():
-            done.exception()  # mark retrieved: the waiting requests re-raise it themselves
 
     async def page(self, query: str, params: dict[str, Any], limit: int, *, prepare: bool | None = None) -> Response:
         """`json_page(query)`, through the cache."""
